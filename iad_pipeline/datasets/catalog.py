@@ -1,0 +1,156 @@
+"""Category and defect names of the real datasets, and their archive file names.
+
+Used by the registry (``iad datasets list``), by the synthetic datasets (which reuse the real
+names so every downstream table looks like the real thing) and, later, by the question bank
+(distractors for defect classification come from a category's own defect names first).
+
+Names marked *unverified* in the module docstrings of each dataset were recalled or taken
+from third-party code; nothing asserts their counts.
+"""
+
+from __future__ import annotations
+
+MVTEC_AD_DEFECTS: dict[str, tuple[str, ...]] = {
+    "bottle": ("broken_large", "broken_small", "contamination"),
+    "cable": (
+        "bent_wire", "cable_swap", "combined", "cut_inner_insulation", "cut_outer_insulation",
+        "missing_cable", "missing_wire", "poke_insulation",
+    ),
+    "capsule": ("crack", "faulty_imprint", "poke", "scratch", "squeeze"),
+    "carpet": ("color", "cut", "hole", "metal_contamination", "thread"),
+    "grid": ("bent", "broken", "glue", "metal_contamination", "thread"),
+    "hazelnut": ("crack", "cut", "hole", "print"),
+    "leather": ("color", "cut", "fold", "glue", "poke"),
+    "metal_nut": ("bent", "color", "flip", "scratch"),
+    "pill": ("color", "combined", "contamination", "crack", "faulty_imprint", "pill_type",
+             "scratch"),
+    "screw": ("manipulated_front", "scratch_head", "scratch_neck", "thread_side", "thread_top"),
+    "tile": ("crack", "glue_strip", "gray_stroke", "oil", "rough"),
+    "toothbrush": ("defective",),
+    "transistor": ("bent_lead", "cut_lead", "damaged_case", "misplaced"),
+    "wood": ("color", "combined", "hole", "liquid", "scratch"),
+    "zipper": ("broken_teeth", "combined", "fabric_border", "fabric_interior", "rough",
+               "split_teeth", "squeezed_teeth"),
+}
+
+# VisA's 1cls split collapses every defect type into ``bad``; the raw tree keeps per-image
+# defect names in image_anno.csv. These per-category names are illustrative (unverified).
+VISA_DEFECTS: dict[str, tuple[str, ...]] = {
+    "candle": ("damaged_corner", "wax_melded", "spot"),
+    "capsules": ("bubble", "discolor", "scratch"),
+    "cashew": ("burnt", "crack", "stuck_together"),
+    "chewinggum": ("chunk_of_gum_missing", "scratch", "spot"),
+    "fryum": ("burnt", "crack", "small_scratches"),
+    "macaroni1": ("chip_around_edge", "crack", "small_scratches"),
+    "macaroni2": ("breakage_down_the_middle", "crack", "small_scratches"),
+    "pcb1": ("bent", "melt", "scratch", "missing"),
+    "pcb2": ("bent", "melt", "scratch", "missing"),
+    "pcb3": ("bent", "melt", "scratch", "missing"),
+    "pcb4": ("burnt", "scratch", "missing", "damage"),
+    "pipe_fryum": ("burnt", "crack", "stuck_together"),
+}
+
+MVTEC_LOCO_DEFECTS: dict[str, tuple[str, ...]] = {
+    cat: ("logical_anomalies", "structural_anomalies")
+    for cat in ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
+}
+
+# LOCO's defects_config.json names the concrete defect behind each mask value; these are
+# the kinds of names it uses (unverified per category).
+MVTEC_LOCO_CONFIG_DEFECTS: tuple[str, ...] = (
+    "missing_part", "extra_part", "wrong_position", "contamination", "damage",
+)
+
+MPDD_DEFECTS: dict[str, tuple[str, ...]] = {
+    "bracket_black": ("hole", "scratches"),
+    "bracket_brown": ("bend_and_parts_mismatch", "parts_mismatch"),
+    "bracket_white": ("defective_painting", "scratches"),
+    "connector": ("parts_mismatch",),
+    "metal_plate": ("major_rust", "scratches", "total_rust"),
+    "tubes": ("anomalous",),
+}
+
+# Per-category assignment is unverified; the global set comes from MMAD's copy.
+GOODSAD_DEFECTS: dict[str, tuple[str, ...]] = {
+    "cigarette_box": ("opened", "surface_damage"),
+    "drink_bottle": ("cap_half_open", "cap_open", "surface_damage"),
+    "drink_can": ("deformation", "surface_damage"),
+    "food_bottle": ("cap_open", "surface_anomaly"),
+    "food_box": ("broken", "deformation"),
+    "food_package": ("broken", "straw_missing", "surface_anomaly"),
+}
+
+DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
+    cat: ("bad",)
+    for cat in (
+        "Blotchy_099", "Fibrous_183", "Marbled_078", "Matted_069", "Mesh_114", "Perforated_037",
+        "Stratified_154", "Woven_001", "Woven_068", "Woven_104", "Woven_125", "Woven_127",
+    )
+}
+
+MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
+    "bagel": ("combined", "contamination", "crack", "hole"),
+    "cable_gland": ("bent", "cut", "hole", "thread"),
+    "carrot": ("combined", "contamination", "crack", "cut", "hole"),
+    "cookie": ("combined", "contamination", "crack", "hole"),
+    "dowel": ("bent", "combined", "contamination", "cut"),
+    "foam": ("color", "combined", "contamination", "cut"),
+    "peach": ("combined", "contamination", "cut", "hole"),
+    "potato": ("combined", "contamination", "cut", "hole"),
+    "rope": ("contamination", "cut", "open"),
+    "tire": ("combined", "contamination", "cut"),
+}
+
+# DAGM has no defect names: one weakly labelled defect class per texture class.
+DAGM_DEFECTS: dict[str, tuple[str, ...]] = {f"Class{i}": ("defect",) for i in range(1, 11)}
+
+# MMAD's query sets and the folder each one has in ALL_DATA.
+MMAD_SOURCES: dict[str, tuple[str, ...]] = {
+    "DS-MVTec": tuple(MVTEC_AD_DEFECTS),
+    "MVTec-LOCO": tuple(MVTEC_LOCO_DEFECTS),
+    "VisA": tuple(VISA_DEFECTS),
+    "GoodsAD": tuple(GOODSAD_DEFECTS),
+}
+
+DEFECTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mvtec_ad": MVTEC_AD_DEFECTS,
+    "visa": VISA_DEFECTS,
+    "mvtec_loco": MVTEC_LOCO_DEFECTS,
+    "goodsad": GOODSAD_DEFECTS,
+    "mpdd": MPDD_DEFECTS,
+    "mvtec_3d": MVTEC_3D_DEFECTS,
+    "dtd_synthetic": DTD_SYNTHETIC_DEFECTS,
+    "dagm": DAGM_DEFECTS,
+}
+
+# File names of each dataset's main archive in <data-dir>/.downloads/. For the manual
+# datasets no canonical archive exists; these are the names we give a packed copy.
+ARCHIVE_NAMES: dict[str, str] = {
+    "mvtec_ad": "mvtec_anomaly_detection.tar.xz",
+    "visa": "VisA_20220922.tar",
+    "mvtec_loco": "mvtec_loco_anomaly_detection.tar.xz",
+    "goodsad": "GoodsAD.zip",
+    "mpdd": "MPDD.zip",
+    "mvtec_3d": "mvtec_3d_anomaly_detection.tar.xz",
+    "dtd_synthetic": "DTD_Synthetic.zip",
+    "dagm": "DAGM_2007.zip",
+    "mmad": "ALL_DATA.zip",
+}
+
+DATASET_KEYS: tuple[str, ...] = (
+    "mvtec_ad", "visa", "mvtec_loco", "goodsad", "mpdd", "mvtec_3d", "dtd_synthetic", "dagm",
+    "mmad",
+)
+
+
+def categories(key: str) -> tuple[str, ...]:
+    """Category names of a dataset (for MMAD: every query category of its four sources).
+
+    >>> categories("mvtec_loco")[:2]
+    ('breakfast_box', 'juice_bottle')
+    >>> len(categories("mmad"))
+    38
+    """
+    if key == "mmad":
+        return tuple(cat for cats in MMAD_SOURCES.values() for cat in cats)
+    return tuple(DEFECTS[key])

@@ -1,0 +1,117 @@
+"""MMAD: a multimodal benchmark of 39,672 multiple-choice questions on 8,366 IAD images.
+
+Reference: Jiang et al., "MMAD: A Comprehensive Benchmark for Multimodal Large Language
+Models in Industrial Anomaly Detection", ICLR 2025. https://github.com/jam-cc/MMAD and the
+Hugging Face dataset ``jiang-cc/MMAD``. Licence: CC BY-NC-SA 4.0 (acceptance required);
+images keep their source datasets' licences.
+
+Layout (ALL_DATA.zip plus two json files at the root): ``mmad.json`` maps each query image
+path (relative to the root, e.g. ``DS-MVTec/bottle/image/broken_large/000.png``) to its
+conversation, ``mask_path`` (relative to ``<source>/<category>/``; a folder for LOCO) and
+template lists; ``domain_knowledge.json`` holds per-category texts. The samples table has one
+row per key of mmad.json, split ``test``, ``source`` the query set (DS-MVTec, MVTec-LOCO,
+VisA, GoodsAD). Masks are optional here: a listed mask that is missing is reported, and the
+image is kept, because MMAD's questions do not need masks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from iad_pipeline.datasets.catalog import ARCHIVE_NAMES, categories
+from iad_pipeline.datasets.layout import Candidate, LayoutScan, Reason, is_image
+from iad_pipeline.datasets.spec import DatasetSpec, Resource
+from iad_pipeline.errors import LayoutError
+
+KEY = "mmad"
+HF = "https://huggingface.co/datasets/jiang-cc/MMAD/resolve"
+ZIP_URL = f"{HF}/refs%2Fpr%2F1/ALL_DATA.zip?download=true"
+MMAD_JSON_URL = f"{HF}/main/mmad.json"
+MMAD_JSON_SHA256 = "7452a5dc452325735ad68f19cdaf25369e0127e32cd21f6d53be195e8242720a"
+KNOWLEDGE_URL = f"{HF}/main/domain_knowledge.json"
+MMAD_JSON = "mmad.json"
+KNOWLEDGE_JSON = "domain_knowledge.json"
+
+
+def load_mmad_json(root: Path) -> dict:
+    """Parse ``<root>/mmad.json``; a clear error if it is missing or not a json object."""
+    path = root / MMAD_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"{path}: not found; an MMAD folder needs mmad.json at its root"
+        raise LayoutError(msg) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        msg = f"{path}: not valid json ({exc}); download it again with iad datasets fetch mmad"
+        raise LayoutError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"{path}: expected a json object keyed by image path, found {type(data).__name__}"
+        raise LayoutError(msg)
+    return data
+
+
+def scan(root: Path) -> LayoutScan:
+    """One candidate per key of mmad.json."""
+    out = LayoutScan(KEY, root)
+    for key, entry in load_mmad_json(root).items():
+        parts = key.split("/")
+        if len(parts) < 4 or not isinstance(entry, dict) or not is_image(key):
+            out.problem(f"{root / MMAD_JSON}#{key}", Reason.BAD_MANIFEST_ROW,
+                        "expected <source>/<category>/.../<image> mapped to an object")
+            continue
+        source, category = parts[0], parts[1]
+        # DS-MVTec: <cat>/image/<label>/x.png; the others: <cat>/test/<label>/x.png
+        label = parts[-2]
+        image = root / key
+        sid = f"{KEY}/{category}/test/{label}/{image.stem}"
+        if not image.is_file():
+            out.problem(image, Reason.MISSING_IMAGE, "listed in mmad.json but not on disk", sid)
+            continue
+        masks = _masks(out, root / source / category, entry.get("mask_path") or "", sid)
+        out.candidates.append(
+            Candidate(KEY, category, "test", label, image, masks, source=source, root=root)
+        )
+    return out
+
+
+def _masks(out: LayoutScan, class_dir: Path, mask_path: str, sid: str) -> tuple[Path, ...]:
+    if not mask_path:
+        return ()
+    path = class_dir / mask_path
+    if path.is_dir():
+        return tuple(sorted(p for p in path.iterdir() if p.is_file() and is_image(p.name)))
+    if path.is_file():
+        return (path,)
+    out.problem(path, Reason.MISSING_MASK, "mask_path of mmad.json not on disk (image kept)", sid)
+    return ()
+
+
+def required(root: Path) -> list[str]:
+    """mmad.json must be at the root, with at least one of the four query-set folders."""
+    missing = [name for name in (MMAD_JSON, KNOWLEDGE_JSON) if not (root / name).is_file()]
+    sources = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
+    if not any((root / s).is_dir() for s in sources):
+        missing.append(f"one of {', '.join(s + '/' for s in sources)}")
+    return missing
+
+
+SPEC = DatasetSpec(
+    key=KEY,
+    name="MMAD",
+    licence="CC BY-NC-SA 4.0 (images keep their source licences)",
+    needs_acceptance=True,
+    manual=False,
+    size="unknown (mmad.json 30.4 MB)",
+    homepage="https://huggingface.co/datasets/jiang-cc/MMAD",
+    resources=(
+        Resource(ARCHIVE_NAMES[KEY], ZIP_URL, None),
+        Resource(MMAD_JSON, MMAD_JSON_URL, MMAD_JSON_SHA256, extract=False),
+        Resource(KNOWLEDGE_JSON, KNOWLEDGE_URL, None, extract=False),
+    ),
+    scan=scan,
+    required=required,
+    categories=categories(KEY),
+    masks_required=False,
+    notes="EMIT reports errors in some MMAD files; record the revision you downloaded.",
+)

@@ -1,0 +1,97 @@
+"""MVTec 3D-AD (RGB only): 10 categories of food and industrial objects.
+
+Reference: Bergmann et al., "The MVTec 3D-AD Dataset for Unsupervised 3D Anomaly Detection
+and Localization", VISAPP 2022. https://www.mvtec.com/company/research/datasets/mvtec-3d-ad
+Licence: CC BY-NC-SA 4.0 (acceptance required). The download URL below was recalled, not
+verified, and no checksum is published: the digest is computed and recorded on download.
+
+Layout: ``<cat>/{train,validation}/good/{rgb,xyz}/000.*`` and
+``<cat>/test/<good|defect>/{rgb/000.png, gt/000.png, xyz/000.tiff}``. Only ``rgb`` images and
+``gt`` masks (0/255, same stem) are read; ``xyz`` point maps are left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iad_pipeline.datasets.catalog import ARCHIVE_NAMES, MVTEC_3D_DEFECTS
+from iad_pipeline.datasets.layout import (
+    GOOD,
+    Candidate,
+    LayoutScan,
+    Reason,
+    RequireCategoryFolders,
+    is_image,
+    list_dir,
+)
+from iad_pipeline.datasets.spec import DatasetSpec, Resource
+
+KEY = "mvtec_3d"
+URL = (
+    "https://www.mydrive.ch/shares/45920/dd1eb345346df066c63b5c95676b961b/download/"
+    "428824485-1643285832/mvtec_3d_anomaly_detection.tar.xz"
+)
+SPLITS = {"train": "train", "validation": "val", "test": "test"}
+MODALITIES = frozenset({"rgb", "gt", "xyz"})
+
+
+def scan(root: Path) -> LayoutScan:
+    """Candidates from ``<cat>/<split>/<label>/rgb`` with masks from the sibling ``gt``."""
+    out = LayoutScan(KEY, root)
+    for cat in list_dir(root)[0]:
+        cat_dir = Path(cat.path)
+        splits = [d for d in list_dir(cat_dir)[0]]
+        if not any(d.name in SPLITS for d in splits):
+            out.problem(cat_dir, Reason.UNKNOWN_FOLDER, "not a category: no train/ or test/ folder")
+            continue
+        before = len(out.candidates)
+        for split_dir in splits:
+            if split_dir.name not in SPLITS:
+                out.problem(split_dir.path, Reason.UNKNOWN_FOLDER, "unexpected folder in category")
+                continue
+            for label_dir in list_dir(Path(split_dir.path))[0]:
+                _scan_label(out, cat.name, SPLITS[split_dir.name], Path(label_dir.path))
+        if len(out.candidates) == before:
+            out.problem(cat_dir, Reason.EMPTY_CATEGORY, f"category {cat.name!r} has no images")
+    return out
+
+
+def _scan_label(out: LayoutScan, category: str, split: str, label_dir: Path) -> None:
+    label = label_dir.name
+    modalities = {d.name for d in list_dir(label_dir)[0]}
+    for extra in sorted(modalities - MODALITIES):
+        out.problem(label_dir / extra, Reason.UNKNOWN_FOLDER, "expected rgb/, gt/ or xyz/")
+    gt = {Path(f.name).stem: Path(f.path) for f in list_dir(label_dir / "gt")[1]} if (
+        "gt" in modalities) else {}
+    rgb_dir = label_dir / "rgb"
+    if not rgb_dir.is_dir():
+        return
+    stems: set[str] = set()
+    for f in list_dir(rgb_dir)[1]:
+        if not is_image(f.name):
+            continue
+        stem = Path(f.name).stem
+        stems.add(stem)
+        masks = (gt[stem],) if label != GOOD and stem in gt else ()
+        out.candidates.append(
+            Candidate(KEY, category, split, label, Path(f.path), masks, source=KEY, root=out.root)
+        )
+    if label != GOOD:
+        for stem in sorted(set(gt) - stems):
+            out.problem(gt[stem], Reason.ORPHAN_MASK, f"gt mask without rgb/{stem}.png")
+
+
+SPEC = DatasetSpec(
+    key=KEY,
+    name="MVTec 3D-AD (RGB)",
+    licence="CC BY-NC-SA 4.0",
+    needs_acceptance=True,
+    manual=False,
+    size="unknown",
+    homepage="https://www.mvtec.com/company/research/datasets/mvtec-3d-ad",
+    resources=(Resource(ARCHIVE_NAMES[KEY], URL, None),),
+    scan=scan,
+    required=RequireCategoryFolders(("train/good/rgb", "test")),
+    categories=tuple(MVTEC_3D_DEFECTS),
+    notes="URL unverified and no published sha256: the digest is recorded on download.",
+)

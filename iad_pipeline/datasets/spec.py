@@ -1,0 +1,80 @@
+"""What the pipeline knows about one dataset: where it comes from, its licence, its layout.
+
+URLs and hashes are data, not code: links move (MVTec's moved twice), so every spec can be
+overridden from a config file, the environment and the command line (see
+:func:`iad_pipeline.datasets.registry.resolve_spec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iad_pipeline.datasets.layout import LayoutScan
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One file to download for a dataset.
+
+    Attributes:
+        filename: Name the file is saved under in ``<data-dir>/.downloads/``.
+        url: Where to download it; ``None`` when only a manual download exists.
+        sha256: Expected hex digest; ``None`` when no published checksum is known (the digest
+            is then computed, recorded in the ``.complete`` marker and printed).
+        extract: ``True`` for archives unpacked into the dataset folder, ``False`` for files
+            copied as they are (MMAD's json files).
+    """
+
+    filename: str
+    url: str | None = None
+    sha256: str | None = None
+    extract: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset of the registry.
+
+    Attributes:
+        key: Registry key used everywhere (CLI, partitions, tables), e.g. ``mvtec_ad``.
+        name: Human name, e.g. ``MVTec AD``.
+        licence: Licence name as the authors state it.
+        needs_acceptance: ``True`` when the licence is non-commercial or unclear, so a user
+            must pass ``--accept-license`` or set ``IAD_ACCEPT_LICENSES=1``.
+        manual: ``True`` when no direct download link exists; the user downloads it and
+            passes ``--from PATH``.
+        size: Approximate download size, for ``iad datasets list``.
+        homepage: Where a user gets fresh links and reads the terms.
+        resources: Files to download, the first being the main archive.
+        scan: Layout reader: walks a dataset folder, returns candidates and problems.
+        required: Paths that must exist in an installed dataset folder, relative to its root
+            (used to verify a manual download and to say exactly what is missing).
+        categories: Category names of the real dataset.
+        masks_required: ``False`` where anomalous samples may lack masks (MMAD).
+        notes: Caveats shown to users.
+    """
+
+    key: str
+    name: str
+    licence: str
+    needs_acceptance: bool
+    manual: bool
+    size: str
+    homepage: str
+    resources: tuple[Resource, ...]
+    scan: Callable[[Path], LayoutScan]
+    required: Callable[[Path], list[str]]
+    categories: tuple[str, ...] = ()
+    masks_required: bool = True
+    manual_instructions: str = ""
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def download_kind(self) -> str:
+        """``manual`` or ``automatic``."""
+        return "manual" if self.manual else "automatic"

@@ -1,0 +1,275 @@
+"""A loopback HTTP server with fault injection, for download tests and benchmarks.
+
+A real :class:`http.server.ThreadingHTTPServer` on ``127.0.0.1`` (port chosen by the OS) runs
+in a daemon thread and serves bodies registered by path, from memory or from a file. Each
+route can misbehave in one of the ways real dataset hosts do, and counts what it saw so tests
+can assert on the wire traffic rather than on timings:
+
+>>> with LoopbackServer() as server:
+...     url = server.add("/a.bin", b"0123456789", drop_after=4)
+...     route = server.route("/a.bin")
+>>> url.startswith("http://127.0.0.1:"), route.requests, route.bytes_sent
+(True, 0, 0)
+
+Faults (keyword arguments of :meth:`LoopbackServer.add`):
+
+* ``drop_after=N``: send the headers with the full ``Content-Length``, then ``N`` body bytes,
+  then close the connection (FIN). Applies to the first ``drop_times`` body answers (one by
+  default); later requests behave.
+* ``fail_first=K``: the first ``K`` requests answer 500.
+* ``status=404`` (or any code): every request answers that status with a tiny body.
+* ``no_range=True``: ``Range`` is ignored; every answer is 200 with the whole body.
+* ``range_shift=D``: a ranged answer starts ``D`` bytes away from the asked start (a broken
+  proxy), with a matching ``Content-Range``.
+* ``stall_after=N, stall_seconds=S``: on the first body answer, pause ``S`` seconds after
+  ``N`` bytes (to exercise read timeouts).
+* ``headers={...}``: extra headers on every file answer (``Content-Encoding: gzip`` on a
+  ``.tar.gz``, as some hosts send).
+
+To serve bytes other than the ones a test expects (a link that now serves another file),
+register the other bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 256 * 1024
+
+
+@dataclass
+class Route:
+    """One served path: its body, its faults and its counters (read them, do not write)."""
+
+    body: bytes | Path = field(repr=False)
+    status: int | None = None
+    fail_first: int = 0
+    drop_after: int | None = None
+    drop_times: int = 1
+    no_range: bool = False
+    range_shift: int = 0
+    stall_after: int | None = None
+    stall_seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers of every file answer, e.g. a misleading ``Content-Encoding``."""
+    requests: int = 0
+    """Requests seen on this path, whatever was answered."""
+    bytes_sent: int = 0
+    """Body bytes written to the socket, over every answer that carried the file."""
+    ranges: list[str | None] = field(default_factory=list)
+    """The ``Range`` header of each request (``None`` when absent), in order."""
+    statuses: list[int] = field(default_factory=list)
+    """The status code of each answer, in order."""
+    bodies_served: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.body.stat().st_size if isinstance(self.body, Path) else len(self.body)
+
+    def read(self, start: int, stop: int) -> bytes | memoryview:
+        if isinstance(self.body, Path):
+            with open(self.body, "rb") as fh:
+                fh.seek(start)
+                return fh.read(stop - start)
+        return memoryview(self.body)[start:stop]
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, stop)`` of a single ``bytes=`` range, or ``None`` when unsatisfiable.
+
+    >>> parse_range("bytes=4-", 10), parse_range("bytes=2-5", 10), parse_range("bytes=-3", 10)
+    ((4, 10), (2, 6), (7, 10))
+    >>> parse_range("bytes=10-", 10) is None
+    True
+    """
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:
+        return max(0, size - int(last)), size
+    start = int(first)
+    stop = min(size, int(last) + 1) if last else size
+    return (start, stop) if start < size and start < stop else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        path = urlsplit(self.path).path
+        range_header = self.headers.get("Range")
+        with app.lock:
+            app.requests_seen += 1
+            route = app.routes.get(path)
+            if route is not None:
+                route.requests += 1
+                route.ranges.append(range_header)
+                nth = route.requests
+        if route is None:
+            self._send_short(404)
+            return
+        if route.status is not None:
+            self._send_short(route.status, route)
+            return
+        if nth <= route.fail_first:
+            self._send_short(500, route)
+            return
+        self._send_file(route, range_header)
+
+    def _send_short(self, status: int, route: Route | None = None, **headers: str) -> None:
+        body = f"{status}\n".encode()
+        if route is not None:
+            with self.server.app.lock:
+                route.statuses.append(status)
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_file(self, route: Route, range_header: str | None) -> None:
+        size = route.size
+        start, stop, status = 0, size, 200
+        if range_header is not None and not route.no_range:
+            window = parse_range(range_header, size)
+            if window is None:
+                self._send_short(416, route, Content_Range=f"bytes */{size}")
+                return
+            start, stop = window
+            start = min(max(0, start + route.range_shift), stop)
+            status = 206
+        with self.server.app.lock:
+            route.statuses.append(status)
+            nth_body = route.bodies_served
+            route.bodies_served += 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(stop - start))
+        self.send_header("Accept-Ranges", "none" if route.no_range else "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        for name, value in route.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        drop = route.drop_after if nth_body < route.drop_times else None
+        stall = route.stall_after if nth_body == 0 else None
+        self._send_body(route, start, stop, drop, stall)
+
+    def _send_body(
+        self, route: Route, start: int, stop: int, drop: int | None, stall: int | None
+    ) -> None:
+        sent = 0
+        limit = stop - start if drop is None else min(drop, stop - start)
+        try:
+            while sent < limit:
+                step = min(_CHUNK, limit - sent)
+                if stall is not None and sent < stall:
+                    step = min(step, stall - sent)
+                self.wfile.write(route.read(start + sent, start + sent + step))
+                sent += step
+                with self.server.app.lock:
+                    route.bytes_sent += step
+                if stall is not None and sent == stall:
+                    self.wfile.flush()
+                    time.sleep(route.stall_seconds)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return
+        if drop is not None and sent < stop - start:
+            # End of stream before Content-Length: the client sees an incomplete body.
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_WR)
+
+
+class _App:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.routes: dict[str, Route] = {}
+        self.requests_seen = 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: _App
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("loopback server: error serving %s", client_address, exc_info=True)
+
+
+class LoopbackServer:
+    """Serve registered bodies on ``http://127.0.0.1:<port>``; a context manager."""
+
+    def __init__(self) -> None:
+        self._app = _App()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.app = self._app
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            msg = "LoopbackServer is not running: call start() or use it in a with block."
+            raise RuntimeError(msg)
+        return self._server.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add(self, path: str, body: bytes | Path, **faults: Any) -> str:
+        """Serve ``body`` at ``path`` with the given faults; return its URL."""
+        with self._app.lock:
+            self._app.routes[path] = Route(body=body, **faults)
+        return self.url(path)
+
+    def route(self, path: str) -> Route:
+        """The route registered at ``path`` (its counters, and faults a test may change)."""
+        return self._app.routes[path]
+
+    @property
+    def requests_seen(self) -> int:
+        """Requests received on every path, registered or not."""
+        return self._app.requests_seen

@@ -1,0 +1,36 @@
+"""The domain core, training and eval never import Dagster (STYLE habit 1)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORCHESTRATION = {"iad_pipeline/definitions.py", "iad_pipeline/resources.py", "iad_pipeline/demo.py"}
+
+
+def _core_modules() -> list[Path]:
+    files = [p for pkg in ("iad_pipeline", "training", "eval") for p in (ROOT / pkg).rglob("*.py")]
+    return [p for p in files if p.relative_to(ROOT).as_posix() not in ORCHESTRATION]
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_core_module_does_not_import_dagster(path: Path) -> None:
+    assert not {n for n in _imported(path) if n.startswith("dagster")}
+
+
+def test_core_does_not_import_the_asset_layer() -> None:
+    offenders = [
+        p.relative_to(ROOT).as_posix() for p in _core_modules() if "assets" in _imported(p)
+    ]
+    assert offenders == []
