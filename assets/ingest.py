@@ -29,9 +29,13 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
     key = context.partition_key
     try:
         record = install_for_profile(
-            key, profile=iad.resolved_profile(), data_dir=iad.data_dir(),
-            work_dir=iad.synthetic_dir(), accept_license=iad.licences_accepted(),
-            per_class=iad.synthetic_per_class, seed=iad.seed,
+            key,
+            profile=iad.resolved_profile(),
+            data_dir=iad.data_dir(),
+            work_dir=iad.synthetic_dir(),
+            accept_license=iad.licences_accepted(),
+            per_class=iad.synthetic_per_class,
+            seed=iad.seed,
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
@@ -80,8 +84,9 @@ def samples(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materialize
     fraction = result.quarantine_fraction
     limit = iad.quarantine_max_fraction
     checks = [
-        dg.AssetCheckResult(check_name="samples_not_empty", passed=df.height > 0,
-                            metadata={"rows": df.height}),
+        dg.AssetCheckResult(
+            check_name="samples_not_empty", passed=df.height > 0, metadata={"rows": df.height}
+        ),
         dg.AssetCheckResult(
             check_name="every_anomalous_sample_has_a_mask",
             passed=no_mask == 0 or not masks_required,
@@ -91,8 +96,11 @@ def samples(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materialize
         dg.AssetCheckResult(
             check_name="quarantine_below_threshold",
             passed=fraction <= limit,
-            metadata={"quarantine_rows": quarantine.height, "fraction": round(fraction, 4),
-                      "max_fraction": limit},
+            metadata={
+                "quarantine_rows": quarantine.height,
+                "fraction": round(fraction, 4),
+                "max_fraction": limit,
+            },
         ),
     ]
     return dg.MaterializeResult(

@@ -23,15 +23,19 @@ class IadConfig(dg.ConfigurableResource):
     """
 
     home: str | None = Field(default=None, description="data root (default $IAD_HOME or ./.iad)")
-    profile: str | None = Field(default=None, description="demo or real (default $IAD_PROFILE "
-                                                          "or demo)")
-    accept_licenses: bool | None = Field(default=None, description="accept non-commercial "
-                                         "licences (default $IAD_ACCEPT_LICENSES)")
-    quarantine_max_fraction: float = Field(default=0.05, description="the quarantine check "
-                                           "fails above this fraction of a dataset's images")
+    profile: str | None = Field(
+        default=None, description="demo or real (default $IAD_PROFILE or demo)"
+    )
+    accept_licenses: bool | None = Field(
+        default=None, description="accept non-commercial licences (default $IAD_ACCEPT_LICENSES)"
+    )
+    quarantine_max_fraction: float = Field(
+        default=0.05,
+        description="the quarantine check fails above this fraction of a dataset's images",
+    )
     synthetic_per_class: int = Field(default=3, description="demo: images per label folder")
     seed: int = Field(default=0, description="demo: seed of the synthetic datasets")
-    workers: int | None = Field(default=None, description="reader threads (default 2x cores)")
+    workers: int | None = Field(default=None, description="reader processes (default one per core)")
 
     def resolved_profile(self) -> str:
         profile = self.profile or os.environ.get("IAD_PROFILE") or "demo"

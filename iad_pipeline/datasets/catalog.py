@@ -13,8 +13,14 @@ from __future__ import annotations
 MVTEC_AD_DEFECTS: dict[str, tuple[str, ...]] = {
     "bottle": ("broken_large", "broken_small", "contamination"),
     "cable": (
-        "bent_wire", "cable_swap", "combined", "cut_inner_insulation", "cut_outer_insulation",
-        "missing_cable", "missing_wire", "poke_insulation",
+        "bent_wire",
+        "cable_swap",
+        "combined",
+        "cut_inner_insulation",
+        "cut_outer_insulation",
+        "missing_cable",
+        "missing_wire",
+        "poke_insulation",
     ),
     "capsule": ("crack", "faulty_imprint", "poke", "scratch", "squeeze"),
     "carpet": ("color", "cut", "hole", "metal_contamination", "thread"),
@@ -22,15 +28,29 @@ MVTEC_AD_DEFECTS: dict[str, tuple[str, ...]] = {
     "hazelnut": ("crack", "cut", "hole", "print"),
     "leather": ("color", "cut", "fold", "glue", "poke"),
     "metal_nut": ("bent", "color", "flip", "scratch"),
-    "pill": ("color", "combined", "contamination", "crack", "faulty_imprint", "pill_type",
-             "scratch"),
+    "pill": (
+        "color",
+        "combined",
+        "contamination",
+        "crack",
+        "faulty_imprint",
+        "pill_type",
+        "scratch",
+    ),
     "screw": ("manipulated_front", "scratch_head", "scratch_neck", "thread_side", "thread_top"),
     "tile": ("crack", "glue_strip", "gray_stroke", "oil", "rough"),
     "toothbrush": ("defective",),
     "transistor": ("bent_lead", "cut_lead", "damaged_case", "misplaced"),
     "wood": ("color", "combined", "hole", "liquid", "scratch"),
-    "zipper": ("broken_teeth", "combined", "fabric_border", "fabric_interior", "rough",
-               "split_teeth", "squeezed_teeth"),
+    "zipper": (
+        "broken_teeth",
+        "combined",
+        "fabric_border",
+        "fabric_interior",
+        "rough",
+        "split_teeth",
+        "squeezed_teeth",
+    ),
 }
 
 # VisA's 1cls split collapses every defect type into ``bad``; the raw tree keeps per-image
@@ -58,7 +78,11 @@ MVTEC_LOCO_DEFECTS: dict[str, tuple[str, ...]] = {
 # LOCO's defects_config.json names the concrete defect behind each mask value; these are
 # the kinds of names it uses (unverified per category).
 MVTEC_LOCO_CONFIG_DEFECTS: tuple[str, ...] = (
-    "missing_part", "extra_part", "wrong_position", "contamination", "damage",
+    "missing_part",
+    "extra_part",
+    "wrong_position",
+    "contamination",
+    "damage",
 )
 
 MPDD_DEFECTS: dict[str, tuple[str, ...]] = {
@@ -83,8 +107,18 @@ GOODSAD_DEFECTS: dict[str, tuple[str, ...]] = {
 DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
     cat: ("bad",)
     for cat in (
-        "Blotchy_099", "Fibrous_183", "Marbled_078", "Matted_069", "Mesh_114", "Perforated_037",
-        "Stratified_154", "Woven_001", "Woven_068", "Woven_104", "Woven_125", "Woven_127",
+        "Blotchy_099",
+        "Fibrous_183",
+        "Marbled_078",
+        "Matted_069",
+        "Mesh_114",
+        "Perforated_037",
+        "Stratified_154",
+        "Woven_001",
+        "Woven_068",
+        "Woven_104",
+        "Woven_125",
+        "Woven_127",
     )
 }
 
@@ -138,7 +172,14 @@ ARCHIVE_NAMES: dict[str, str] = {
 }
 
 DATASET_KEYS: tuple[str, ...] = (
-    "mvtec_ad", "visa", "mvtec_loco", "goodsad", "mpdd", "mvtec_3d", "dtd_synthetic", "dagm",
+    "mvtec_ad",
+    "visa",
+    "mvtec_loco",
+    "goodsad",
+    "mpdd",
+    "mvtec_3d",
+    "dtd_synthetic",
+    "dagm",
     "mmad",
 )
 

@@ -93,8 +93,16 @@ def _scan_split(out: LayoutScan, category: str, split: str, split_dir: Path) -> 
             continue
         label = "defect" if has_mask else "good"
         out.candidates.append(
-            Candidate(KEY, category, split, label, path, (masks[stem],) if has_mask else (),
-                      source=KEY, root=out.root)
+            Candidate(
+                KEY,
+                category,
+                split,
+                label,
+                path,
+                (masks[stem],) if has_mask else (),
+                source=KEY,
+                root=out.root,
+            )
         )
     for stem in sorted(set(masks) - stems):
         out.problem(masks[stem], Reason.ORPHAN_MASK, f"label mask without image {stem}.PNG")

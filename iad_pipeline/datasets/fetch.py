@@ -92,8 +92,10 @@ def require_installed(data_dir: Path, key: str) -> InstallRecord:
     """The install record of ``key``; a clear error telling how to fetch it otherwise."""
     record = read_marker(data_dir, key)
     if record is None:
-        msg = (f"dataset {key!r} is not installed in {data_dir}; "
-               f"run: iad datasets fetch {key} --data-dir {data_dir}")
+        msg = (
+            f"dataset {key!r} is not installed in {data_dir}; "
+            f"run: iad datasets fetch {key} --data-dir {data_dir}"
+        )
         raise DatasetNotInstalledError(msg)
     return record
 
@@ -129,11 +131,20 @@ def fetch(
         return existing
     target = dataset_path(data_dir, key)
     if target.exists() or target.is_symlink():
-        msg = (f"{target} exists but has no {marker_path(data_dir, key).name} marker, so it was "
-               f"not installed by iad; move it away, or pass it with --from {target}")
+        msg = (
+            f"{target} exists but has no {marker_path(data_dir, key).name} marker, so it was "
+            f"not installed by iad; move it away, or pass it with --from {target}"
+        )
         raise IadError(msg)
-    record = InstallRecord(key, spec.name, SYNTHETIC_LICENCE if synthetic else spec.licence,
-                           "", "", str(target), synthetic=synthetic)
+    record = InstallRecord(
+        key,
+        spec.name,
+        SYNTHETIC_LICENCE if synthetic else spec.licence,
+        "",
+        "",
+        str(target),
+        synthetic=synthetic,
+    )
     if from_path is not None:
         from_path = Path(from_path).expanduser().resolve()
         if from_path.is_dir():
@@ -154,7 +165,7 @@ def fetch(
 
 
 def _find_root(spec: DatasetSpec, folder: Path) -> tuple[Path, list[str]]:
-    """The dataset root inside ``folder`` (itself, or a single wrapper folder), and what is missing."""
+    """The dataset root in ``folder`` (itself, or a single wrapper folder) and what it lacks."""
     missing = spec.required(folder)
     if not missing:
         return folder, []
@@ -167,7 +178,9 @@ def _find_root(spec: DatasetSpec, folder: Path) -> tuple[Path, list[str]]:
 
 
 def _layout_error(spec: DatasetSpec, where: Path, missing: list[str]) -> LayoutError:
-    shown = "; ".join(missing[:12]) + (f"; and {len(missing) - 12} more" if len(missing) > 12 else "")
+    shown = "; ".join(missing[:12]) + (
+        f"; and {len(missing) - 12} more" if len(missing) > 12 else ""
+    )
     msg = f"{where} is not a complete {spec.name} folder; missing: {shown}"
     return LayoutError(msg)
 
@@ -186,41 +199,58 @@ def _verify_user_archive(spec: DatasetSpec, archive: Path, record: InstallRecord
     main = spec.resources[0]
     digest = sha256_file(archive)
     if main.sha256 and digest != main.sha256:
-        msg = (f"{archive}: sha256 is {digest}, expected {main.sha256} for {spec.name}; the file "
-               "is incomplete or a different release (pass --sha256 if it is legitimate)")
+        msg = (
+            f"{archive}: sha256 is {digest}, expected {main.sha256} for {spec.name}; the file "
+            "is incomplete or a different release (pass --sha256 if it is legitimate)"
+        )
         raise ChecksumMismatchError(msg)
-    record.resources.append({"filename": archive.name, "url": None, "sha256": digest,
-                             "verified": bool(main.sha256)})
+    record.resources.append(
+        {"filename": archive.name, "url": None, "sha256": digest, "verified": bool(main.sha256)}
+    )
     if not main.sha256:
         record.warnings.append(f"no published sha256 for {archive.name}; recorded {digest}")
 
 
-def _install_archive(spec: DatasetSpec, archive: Path, target: Path, record: InstallRecord,
-                     data_dir: Path) -> None:
+def _install_archive(
+    spec: DatasetSpec, archive: Path, target: Path, record: InstallRecord, data_dir: Path
+) -> None:
     _verify_user_archive(spec, archive, record)
     _extract_into_place(spec, [archive], [], target, data_dir)
     record.mode, record.source = "archive", str(archive)
 
 
-def _install_download(spec: DatasetSpec, target: Path, record: InstallRecord, data_dir: Path,
-                      progress: bool, retries: int) -> None:
+def _install_download(
+    spec: DatasetSpec,
+    target: Path,
+    record: InstallRecord,
+    data_dir: Path,
+    progress: bool,
+    retries: int,
+) -> None:
     main = spec.resources[0]
     if main.url is None:
         msg = f"{spec.name} has no direct download. {spec.manual_instructions}"
         raise IadError(msg)
     downloads = data_dir / DOWNLOADS
     downloads.mkdir(parents=True, exist_ok=True)
-    hint = (f"pass --url URL or set IAD_{spec.key.upper()}_URL (fresh links: {spec.homepage})")
+    hint = f"pass --url URL or set IAD_{spec.key.upper()}_URL (fresh links: {spec.homepage})"
     archives: list[Path] = []
     plain: list[Path] = []
     for res in spec.resources:
         result = _download_resource(res, downloads, progress, retries, hint)
         (archives if res.extract else plain).append(result.path)
-        record.resources.append({"filename": res.filename, "url": res.url,
-                                 "sha256": result.sha256, "verified": bool(res.sha256)})
+        record.resources.append(
+            {
+                "filename": res.filename,
+                "url": res.url,
+                "sha256": result.sha256,
+                "verified": bool(res.sha256),
+            }
+        )
         if not res.sha256:
-            record.warnings.append(f"no published sha256 for {res.filename}; recorded "
-                                   f"{result.sha256}")
+            record.warnings.append(
+                f"no published sha256 for {res.filename}; recorded {result.sha256}"
+            )
     _extract_into_place(spec, archives, plain, target, data_dir)
     record.mode, record.source = "download", main.url
 
@@ -229,12 +259,20 @@ def _download_resource(res: Resource, downloads: Path, progress: bool, retries: 
     if res.url is None:
         msg = f"{res.filename} has no download URL; pass --from PATH with the file you downloaded"
         raise IadError(msg)
-    return download(res.url, downloads / res.filename, sha256=res.sha256, progress=progress,
-                    retries=retries, desc=res.filename, hint=hint)
+    return download(
+        res.url,
+        downloads / res.filename,
+        sha256=res.sha256,
+        progress=progress,
+        retries=retries,
+        desc=res.filename,
+        hint=hint,
+    )
 
 
-def _extract_into_place(spec: DatasetSpec, archives: list[Path], plain: list[Path],
-                        target: Path, data_dir: Path) -> None:
+def _extract_into_place(
+    spec: DatasetSpec, archives: list[Path], plain: list[Path], target: Path, data_dir: Path
+) -> None:
     """Extract archives into a staging folder, add plain files, check, rename to ``target``."""
     staging = temp_sibling(target, ".staging")
     staging.mkdir()
@@ -293,8 +331,9 @@ def install_synthetic(
     if not tree.exists():
         synthesize(key, tree, per_class=per_class, seed=seed, progress=progress)
     archive, digest = pack_archive(key, tree)
-    return fetch(key, data_dir=data_dir, from_path=archive, sha256=digest, synthetic=True,
-                 progress=progress)
+    return fetch(
+        key, data_dir=data_dir, from_path=archive, sha256=digest, synthetic=True, progress=progress
+    )
 
 
 def install_for_profile(
@@ -313,8 +352,9 @@ def install_for_profile(
     been installed with ``iad datasets fetch KEY --from PATH`` first.
     """
     if profile == "demo":
-        return install_synthetic(key, data_dir=data_dir, work_dir=work_dir, per_class=per_class,
-                                 seed=seed)
+        return install_synthetic(
+            key, data_dir=data_dir, work_dir=work_dir, per_class=per_class, seed=seed
+        )
     spec = resolve_spec(key)
     if spec.manual and spec.resources[0].url is None:
         record = read_marker(data_dir, key)

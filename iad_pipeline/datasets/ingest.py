@@ -20,19 +20,22 @@ def quarantine_path_for(samples_path: Path) -> Path:
     return samples_path.with_name(f"{name}.quarantine.parquet")
 
 
-def read_samples(key: str, data_dir: Path, *, workers: int | None = None,
-                 progress: bool = False) -> SamplesResult:
+def read_samples(
+    key: str, data_dir: Path, *, workers: int | None = None, progress: bool = False
+) -> SamplesResult:
     """Scan ``<data_dir>/<key>`` with the dataset's layout reader and inspect every image."""
     spec = get_spec(key)
     require_installed(data_dir, key)
     root = dataset_path(data_dir, key).resolve()
     scan = spec.scan(root)
-    return build_samples(scan, masks_required=spec.masks_required, workers=workers,
-                         progress=progress)
+    return build_samples(
+        scan, masks_required=spec.masks_required, workers=workers, progress=progress
+    )
 
 
-def write_samples(key: str, data_dir: Path, out: Path, *, workers: int | None = None,
-                  progress: bool = False) -> tuple[SamplesResult, tuple[Path, Path]]:
+def write_samples(
+    key: str, data_dir: Path, out: Path, *, workers: int | None = None, progress: bool = False
+) -> tuple[SamplesResult, tuple[Path, Path]]:
     """Build the tables and write them atomically to ``out`` and its quarantine sibling."""
     result = read_samples(key, data_dir, workers=workers, progress=progress)
     out = Path(out)

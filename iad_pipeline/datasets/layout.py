@@ -109,7 +109,9 @@ def list_dir(path: Path) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[str]]
     return dirs, files
 
 
-def index_masks(mask_root: Path, suffixes: Iterable[str] = ("_mask", "")) -> dict[str, tuple[Path, ...]]:
+def index_masks(
+    mask_root: Path, suffixes: Iterable[str] = ("_mask", "")
+) -> dict[str, tuple[Path, ...]]:
     """Map image stems to their mask files inside one ``ground_truth/<label>/`` folder.
 
     A file ``000_mask.png`` (or ``000.png``) pairs with stem ``000``; a folder ``000/`` (MVTec
@@ -157,11 +159,18 @@ class RequireCategoryFolders:
     def __call__(self, root: Path) -> list[str]:
         if not root.is_dir():
             return [f"{root} (the dataset folder itself)"]
-        cats = [d for d in list_dir(root)[0] if any((Path(d.path) / m).is_dir() for m in self.marker)]
+        cats = [
+            d for d in list_dir(root)[0] if any((Path(d.path) / m).is_dir() for m in self.marker)
+        ]
         if not cats:
-            return [f"<category>/{s}/ (no category folder found in {root})" for s in self.subfolders]
+            return [
+                f"<category>/{s}/ (no category folder found in {root})" for s in self.subfolders
+            ]
         return [
-            f"{c.name}/{s}/" for c in cats for s in self.subfolders if not (Path(c.path) / s).is_dir()
+            f"{c.name}/{s}/"
+            for c in cats
+            for s in self.subfolders
+            if not (Path(c.path) / s).is_dir()
         ]
 
 
@@ -191,8 +200,11 @@ def scan_mvtec_like(
         sub_dirs, _ = list_dir(cat_dir)
         names = {d.name for d in sub_dirs}
         if not names & set(splits):
-            scan.problem(cat_dir, Reason.UNKNOWN_FOLDER,
-                         f"not a category: no {'/'.join(sorted(splits))} folder inside")
+            scan.problem(
+                cat_dir,
+                Reason.UNKNOWN_FOLDER,
+                f"not a category: no {'/'.join(sorted(splits))} folder inside",
+            )
             continue
         _scan_category(scan, cat_dir, sub_dirs, splits, mask_folder)
     return scan
@@ -217,8 +229,11 @@ def _scan_category(
         if split_entry.name == mask_folder:
             continue
         if split_entry.name not in splits:
-            scan.problem(split_entry.path, Reason.UNKNOWN_FOLDER,
-                         f"unexpected folder in category {category!r}")
+            scan.problem(
+                split_entry.path,
+                Reason.UNKNOWN_FOLDER,
+                f"unexpected folder in category {category!r}",
+            )
             continue
         split = splits[split_entry.name]
         label_dirs, _ = list_dir(Path(split_entry.path))
@@ -226,7 +241,9 @@ def _scan_category(
             label = label_entry.name
             nested, files = list_dir(Path(label_entry.path))
             for extra in nested:
-                scan.problem(extra.path, Reason.UNKNOWN_FOLDER, "unexpected folder inside a label folder")
+                scan.problem(
+                    extra.path, Reason.UNKNOWN_FOLDER, "unexpected folder inside a label folder"
+                )
             for f in files:
                 if not is_image(f.name):
                     continue
@@ -238,13 +255,24 @@ def _scan_category(
                     if mask_paths:
                         used.add((label, stem))
                 scan.candidates.append(
-                    Candidate(scan.dataset, category, split, label, Path(f.path), mask_paths,
-                              source=scan.dataset, root=scan.root)
+                    Candidate(
+                        scan.dataset,
+                        category,
+                        split,
+                        label,
+                        Path(f.path),
+                        mask_paths,
+                        source=scan.dataset,
+                        root=scan.root,
+                    )
                 )
     if found == 0:
         scan.problem(cat_dir, Reason.EMPTY_CATEGORY, f"category {category!r} has no images")
     for label, by_stem in masks.items():
         for stem, paths in by_stem.items():
             if (label, stem) not in used and label != GOOD:
-                scan.problem(paths[0] if paths else cat_dir / mask_folder / label / stem,
-                             Reason.ORPHAN_MASK, f"mask without an image test/{label}/{stem}.*")
+                scan.problem(
+                    paths[0] if paths else cat_dir / mask_folder / label / stem,
+                    Reason.ORPHAN_MASK,
+                    f"mask without an image test/{label}/{stem}.*",
+                )

@@ -57,8 +57,11 @@ def scan(root: Path) -> LayoutScan:
     for key, entry in load_mmad_json(root).items():
         parts = key.split("/")
         if len(parts) < 4 or not isinstance(entry, dict) or not is_image(key):
-            out.problem(f"{root / MMAD_JSON}#{key}", Reason.BAD_MANIFEST_ROW,
-                        "expected <source>/<category>/.../<image> mapped to an object")
+            out.problem(
+                f"{root / MMAD_JSON}#{key}",
+                Reason.BAD_MANIFEST_ROW,
+                "expected <source>/<category>/.../<image> mapped to an object",
+            )
             continue
         source, category = parts[0], parts[1]
         # DS-MVTec: <cat>/image/<label>/x.png; the others: <cat>/test/<label>/x.png

@@ -61,8 +61,11 @@ def _scan_label(out: LayoutScan, category: str, split: str, label_dir: Path) -> 
     modalities = {d.name for d in list_dir(label_dir)[0]}
     for extra in sorted(modalities - MODALITIES):
         out.problem(label_dir / extra, Reason.UNKNOWN_FOLDER, "expected rgb/, gt/ or xyz/")
-    gt = {Path(f.name).stem: Path(f.path) for f in list_dir(label_dir / "gt")[1]} if (
-        "gt" in modalities) else {}
+    gt = (
+        {Path(f.name).stem: Path(f.path) for f in list_dir(label_dir / "gt")[1]}
+        if ("gt" in modalities)
+        else {}
+    )
     rgb_dir = label_dir / "rgb"
     if not rgb_dir.is_dir():
         return

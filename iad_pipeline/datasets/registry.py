@@ -58,7 +58,7 @@ def get_spec(key: str) -> DatasetSpec:
     >>> get_spec("nope")
     Traceback (most recent call last):
     ...
-    iad_pipeline.errors.UnknownDatasetError: unknown dataset 'nope'; valid keys: mvtec_ad, visa, mvtec_loco, goodsad, mpdd, mvtec_3d, dtd_synthetic, dagm, mmad
+    iad_pipeline.errors.UnknownDatasetError: unknown dataset 'nope'; valid keys: mvtec_ad, ...
     """
     try:
         return SPECS[key]
@@ -136,6 +136,8 @@ def licence_accepted(accept: bool, env: Mapping[str, str]) -> bool:
 def check_licence(spec: DatasetSpec, accept: bool, env: Mapping[str, str]) -> None:
     """Refuse a dataset whose licence needs acceptance unless the user accepted it."""
     if spec.needs_acceptance and not licence_accepted(accept, env):
-        msg = (f"{spec.name} is licensed {spec.licence} ({spec.homepage}); read the terms, then "
-               "pass --accept-license or set IAD_ACCEPT_LICENSES=1")
+        msg = (
+            f"{spec.name} is licensed {spec.licence} ({spec.homepage}); read the terms, then "
+            "pass --accept-license or set IAD_ACCEPT_LICENSES=1"
+        )
         raise LicenseNotAcceptedError(msg)

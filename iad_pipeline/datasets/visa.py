@@ -51,8 +51,9 @@ def scan_raw(root: Path) -> LayoutScan:
         reader = csv.reader(fh)
         header = next(reader, [])
         if [h.strip() for h in header] != CSV_HEADER:
-            out.problem(csv_path, Reason.BAD_MANIFEST_ROW,
-                        f"header is {header}, expected {CSV_HEADER}")
+            out.problem(
+                csv_path, Reason.BAD_MANIFEST_ROW, f"header is {header}, expected {CSV_HEADER}"
+            )
             return out
         for lineno, row in enumerate(reader, start=2):
             _add_row(out, root, csv_path, lineno, row, listed)
@@ -63,8 +64,9 @@ def scan_raw(root: Path) -> LayoutScan:
     return out
 
 
-def _add_row(out: LayoutScan, root: Path, csv_path: Path, lineno: int, row: list[str],
-             listed: set[Path]) -> None:
+def _add_row(
+    out: LayoutScan, root: Path, csv_path: Path, lineno: int, row: list[str], listed: set[Path]
+) -> None:
     where = f"{csv_path}:{lineno}"
     if len(row) != len(CSV_HEADER) or row[2] not in LABELS or row[1] not in ("train", "test"):
         out.problem(where, Reason.BAD_MANIFEST_ROW, f"cannot use row {row}")
@@ -79,8 +81,12 @@ def _add_row(out: LayoutScan, root: Path, csv_path: Path, lineno: int, row: list
     if mask:
         mask_path = root / mask
         if not mask_path.is_file():
-            out.problem(mask_path, Reason.MISSING_MASK, f"listed at {where} but not on disk",
-                        f"{KEY}/{category}/{split}/{LABELS[label]}/{image_path.stem}")
+            out.problem(
+                mask_path,
+                Reason.MISSING_MASK,
+                f"listed at {where} but not on disk",
+                f"{KEY}/{category}/{split}/{LABELS[label]}/{image_path.stem}",
+            )
             return
         masks = (mask_path,)
     out.candidates.append(

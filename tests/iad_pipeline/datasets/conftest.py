@@ -28,8 +28,9 @@ class SynthCache:
 
     def get(self, key: str) -> SynthReport:
         if key not in self.reports:
-            self.reports[key] = synthesize(key, self.base / key, per_class=2,
-                                           categories=SUBSETS[key])
+            self.reports[key] = synthesize(
+                key, self.base / key, per_class=2, categories=SUBSETS[key]
+            )
         return self.reports[key]
 
     def copy(self, key: str, dest: Path) -> tuple[SynthReport, Path]:

@@ -39,8 +39,12 @@ def archives(tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
     base = tmp_path_factory.mktemp("archives")
     out = {}
-    for key, cats in (("mvtec_ad", ["bottle"]), ("visa", ["candle"]), ("mpdd", ["tubes"]),
-                      ("mmad", None)):
+    for key, cats in (
+        ("mvtec_ad", ["bottle"]),
+        ("visa", ["candle"]),
+        ("mpdd", ["tubes"]),
+        ("mmad", None),
+    ):
         synthesize(key, base / key, per_class=1, categories=cats)
         out[key] = pack_archive(key, base / key)
     return out
@@ -48,10 +52,19 @@ def archives(tmp_path_factory) -> dict[str, tuple[Path, str]]:
 
 def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
     archive, digest = archives["mvtec_ad"]
-    url = server.add("/mvtec_anomaly_detection.tar.xz", archive, drop_after=archive.stat().st_size // 2)
+    url = server.add(
+        "/mvtec_anomaly_detection.tar.xz", archive, drop_after=archive.stat().st_size // 2
+    )
     data_dir = tmp_path / "data"
-    record = fetch("mvtec_ad", data_dir=data_dir, url=url, sha256=digest, accept_license=True,
-                   retries=3, **QUIET)
+    record = fetch(
+        "mvtec_ad",
+        data_dir=data_dir,
+        url=url,
+        sha256=digest,
+        accept_license=True,
+        retries=3,
+        **QUIET,
+    )
     assert record.mode == "download"
     assert server.route("/mvtec_anomaly_detection.tar.xz").bytes_sent == archive.stat().st_size
     assert (dataset_path(data_dir, "mvtec_ad") / "bottle" / "train" / "good").is_dir()
@@ -61,10 +74,14 @@ def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
     assert "14 of 15 categories absent" in marker["warnings"][0]
     # the archive is kept for re-verification; nothing else is left behind
     assert sorted(p.name for p in data_dir.iterdir()) == [
-        ".downloads", "mvtec_ad", "mvtec_ad.complete"]
+        ".downloads",
+        "mvtec_ad",
+        "mvtec_ad.complete",
+    ]
     assert read_samples("mvtec_ad", data_dir).samples.height > 0
-    again = fetch("mvtec_ad", data_dir=data_dir, url=url, sha256=digest, accept_license=True,
-                  **QUIET)
+    again = fetch(
+        "mvtec_ad", data_dir=data_dir, url=url, sha256=digest, accept_license=True, **QUIET
+    )
     assert again.already_installed
 
 
@@ -79,8 +96,15 @@ def test_hash_mismatch_extracts_nothing_and_keeps_the_bytes_aside(server, archiv
     archive, digest = archives["mvtec_ad"]
     url = server.add("/a.tar.xz", archive)
     with pytest.raises(ChecksumMismatchError, match="corrupt"):
-        fetch("mvtec_ad", data_dir=tmp_path, url=url, sha256="0" * 64, accept_license=True,
-              retries=0, **QUIET)
+        fetch(
+            "mvtec_ad",
+            data_dir=tmp_path,
+            url=url,
+            sha256="0" * 64,
+            accept_license=True,
+            retries=0,
+            **QUIET,
+        )
     assert not (tmp_path / "mvtec_ad").exists()
     assert read_marker(tmp_path, "mvtec_ad") is None
     corrupt = tmp_path / ".downloads" / "mvtec_anomaly_detection.tar.xz.corrupt"
@@ -90,8 +114,14 @@ def test_hash_mismatch_extracts_nothing_and_keeps_the_bytes_aside(server, archiv
 def test_moved_link_says_how_to_pass_a_new_one(server, tmp_path) -> None:
     server.add("/gone.tar.xz", b"", status=404)
     with pytest.raises(LinkMovedError, match="IAD_MVTEC_AD_URL"):
-        fetch("mvtec_ad", data_dir=tmp_path, url=server.url("/gone.tar.xz"),
-              accept_license=True, retries=0, **QUIET)
+        fetch(
+            "mvtec_ad",
+            data_dir=tmp_path,
+            url=server.url("/gone.tar.xz"),
+            accept_license=True,
+            retries=0,
+            **QUIET,
+        )
     assert not (tmp_path / "mvtec_ad").exists()
 
 
@@ -109,18 +139,24 @@ def test_mmad_downloads_the_zip_and_the_json_files(server, archives, tmp_path) -
     for name in ("mmad.json", "domain_knowledge.json"):
         server.add(f"/{name}", (src / name).read_bytes())
     env = {"IAD_MMAD_URL": server.url("/ALL_DATA.zip"), "IAD_MMAD_SHA256": digest}
-    from iad_pipeline.datasets import mmad
-
     # the json resources point at the real host; redirect them to the loopback server
     import dataclasses
 
+    from iad_pipeline.datasets import mmad
+
     spec = mmad.SPEC
-    patched = dataclasses.replace(spec, resources=(
-        spec.resources[0],
-        dataclasses.replace(spec.resources[1], url=server.url("/mmad.json"),
-                            sha256=hashlib.sha256((src / "mmad.json").read_bytes()).hexdigest()),
-        dataclasses.replace(spec.resources[2], url=server.url("/domain_knowledge.json")),
-    ))
+    patched = dataclasses.replace(
+        spec,
+        resources=(
+            spec.resources[0],
+            dataclasses.replace(
+                spec.resources[1],
+                url=server.url("/mmad.json"),
+                sha256=hashlib.sha256((src / "mmad.json").read_bytes()).hexdigest(),
+            ),
+            dataclasses.replace(spec.resources[2], url=server.url("/domain_knowledge.json")),
+        ),
+    )
     from iad_pipeline.datasets import registry
 
     registry.SPECS["mmad"] = patched
@@ -129,11 +165,15 @@ def test_mmad_downloads_the_zip_and_the_json_files(server, archives, tmp_path) -
     finally:
         registry.SPECS["mmad"] = spec
     assert [r["filename"] for r in record.resources] == [
-        "ALL_DATA.zip", "mmad.json", "domain_knowledge.json"]
+        "ALL_DATA.zip",
+        "mmad.json",
+        "domain_knowledge.json",
+    ]
     assert [r["verified"] for r in record.resources] == [True, True, False]
     assert (tmp_path / "mmad" / "mmad.json").is_file()
     assert read_samples("mmad", tmp_path).samples.height == len(
-        json.loads((src / "mmad.json").read_text()))
+        json.loads((src / "mmad.json").read_text())
+    )
 
 
 # --- manual datasets and --from ---------------------------------------------------------------
@@ -147,8 +187,7 @@ def test_manual_dataset_without_from_explains_what_to_do(tmp_path) -> None:
 def test_from_folder_links_and_never_writes_into_it(archives, tmp_path) -> None:
     src = archives["mpdd"][0].parent / "mpdd"
     before = listing(src)
-    record = fetch("mpdd", data_dir=tmp_path / "data", from_path=src, accept_license=True,
-                   **QUIET)
+    record = fetch("mpdd", data_dir=tmp_path / "data", from_path=src, accept_license=True, **QUIET)
     assert record.mode == "folder"
     assert (tmp_path / "data" / "mpdd").resolve() == src.resolve()
     assert listing(src) == before
@@ -158,8 +197,9 @@ def test_from_folder_links_and_never_writes_into_it(archives, tmp_path) -> None:
 def test_from_folder_with_a_wrapper_folder(archives, tmp_path) -> None:
     wrapped = tmp_path / "download" / "MPDD"
     shutil.copytree(archives["mpdd"][0].parent / "mpdd", wrapped)
-    fetch("mpdd", data_dir=tmp_path / "data", from_path=wrapped.parent, accept_license=True,
-          **QUIET)
+    fetch(
+        "mpdd", data_dir=tmp_path / "data", from_path=wrapped.parent, accept_license=True, **QUIET
+    )
     assert (tmp_path / "data" / "mpdd").resolve() == wrapped.resolve()
 
 
@@ -175,19 +215,25 @@ def test_from_incomplete_folder_says_exactly_what_is_missing(archives, tmp_path)
 
 def test_from_archive_is_verified_then_extracted(archives, tmp_path) -> None:
     archive, digest = archives["mpdd"]
-    fetch("mpdd", data_dir=tmp_path, from_path=archive, sha256=digest, accept_license=True,
-          **QUIET)
+    fetch("mpdd", data_dir=tmp_path, from_path=archive, sha256=digest, accept_license=True, **QUIET)
     assert (tmp_path / "mpdd" / "tubes" / "train" / "good").is_dir()
     with pytest.raises(ChecksumMismatchError, match="expected"):
-        fetch("mpdd", data_dir=tmp_path / "other", from_path=archive, sha256="1" * 64,
-              accept_license=True, **QUIET)
+        fetch(
+            "mpdd",
+            data_dir=tmp_path / "other",
+            from_path=archive,
+            sha256="1" * 64,
+            accept_license=True,
+            **QUIET,
+        )
     assert archive.is_file()  # the user's archive is never moved or renamed
 
 
 def test_existing_folder_without_marker_is_left_alone(archives, tmp_path) -> None:
     (tmp_path / "mpdd").mkdir()
     (tmp_path / "mpdd" / "mine.txt").write_text("keep me")
-    with pytest.raises(IadError, match="no mpdd.complete marker"):
-        fetch("mpdd", data_dir=tmp_path, from_path=archives["mpdd"][0], accept_license=True,
-              **QUIET)
+    with pytest.raises(IadError, match=r"no mpdd\.complete marker"):
+        fetch(
+            "mpdd", data_dir=tmp_path, from_path=archives["mpdd"][0], accept_license=True, **QUIET
+        )
     assert (tmp_path / "mpdd" / "mine.txt").read_text() == "keep me"

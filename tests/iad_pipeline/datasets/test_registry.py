@@ -3,8 +3,7 @@
 import pytest
 
 from iad_pipeline.datasets.catalog import DATASET_KEYS
-from iad_pipeline.datasets.registry import check_licence
-from iad_pipeline.datasets.registry import SPECS, get_spec, resolve_spec
+from iad_pipeline.datasets.registry import SPECS, check_licence, get_spec, resolve_spec
 from iad_pipeline.errors import IadError, LicenseNotAcceptedError, UnknownDatasetError
 
 NC = ["mvtec_ad", "mvtec_loco", "mpdd", "mvtec_3d", "mmad"]

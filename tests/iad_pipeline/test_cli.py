@@ -1,0 +1,137 @@
+"""The iad command line: --help everywhere, one-line reasons and non-zero codes on failure."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from iad_pipeline.cli import main
+from iad_pipeline.datasets.catalog import DATASET_KEYS
+
+VERBS = [
+    ["--help"],
+    ["datasets", "--help"],
+    ["datasets", "list", "--help"],
+    ["datasets", "fetch", "--help"],
+    ["datasets", "synth", "--help"],
+    ["samples", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=" ".join)
+def test_every_verb_has_help(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    assert "usage: iad" in capsys.readouterr().out
+
+
+def test_datasets_list_shows_all_nine(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "iad_pipeline.cli", "datasets", "list", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    for key in DATASET_KEYS:
+        assert key in proc.stdout
+    assert "CC BY 4.0" in proc.stdout and "manual" in proc.stdout
+
+
+def test_synth_archive_prints_path_and_sha256_last(tmp_path, capsys) -> None:
+    out = tmp_path / "mpdd"
+    code = main(
+        [
+            "datasets",
+            "synth",
+            "mpdd",
+            "--out",
+            str(out),
+            "--per-class",
+            "1",
+            "--categories",
+            "tubes",
+            "--archive",
+            "-q",
+        ]
+    )
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    path, digest = last.split(" ")
+    assert Path(path) == tmp_path / "MPDD.zip"
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+
+
+def test_fetch_then_samples_then_list(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    src = tmp_path / "src"
+    main(
+        [
+            "datasets",
+            "synth",
+            "dagm",
+            "--out",
+            str(src),
+            "--per-class",
+            "1",
+            "--categories",
+            "Class3",
+            "-q",
+        ]
+    )
+    data = tmp_path / "data"
+    assert (
+        main(
+            [
+                "datasets",
+                "fetch",
+                "dagm",
+                "--data-dir",
+                str(data),
+                "--from",
+                str(src),
+                "--accept-license",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert "installed (folder)" in capsys.readouterr().out
+    out = tmp_path / "tables" / "dagm.parquet"
+    assert main(["samples", "dagm", "--data-dir", str(data), "--out", str(out), "-q"]) == 0
+    assert pl.read_parquet(out).height == 2 * (2 + 1)  # Train + Test, each 2 normal + 1 defect
+    assert pl.read_parquet(tmp_path / "tables" / "dagm.quarantine.parquet").height == 0
+    capsys.readouterr()
+    main(["datasets", "list", "--data-dir", str(data)])
+    assert "yes (folder)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["datasets", "fetch", "mvtec_ad", "-q"], "--accept-license"),
+        (["datasets", "fetch", "mpdd", "--accept-license", "-q"], "--from PATH"),
+        (["datasets", "fetch", "visa", "--from", "/nonexistent/visa", "-q"], "no such file"),
+        (["datasets", "fetch", "visa", "--sha256", "beef", "-q"], "64 hex digits"),
+        (["samples", "visa", "--out", "x.parquet", "-q"], "is not installed"),
+    ],
+)
+def test_failures_exit_non_zero_with_one_line(argv, reason, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("IAD_HOME", str(tmp_path))
+    monkeypatch.delenv("IAD_ACCEPT_LICENSES", raising=False)
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("iad: error: ")]
+    assert errors == [lines[-1]]  # exactly one reason, on one line, at the end
+    assert reason in lines[-1]
+
+
+def test_unknown_key_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["datasets", "fetch", "mvtec"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
