@@ -24,14 +24,16 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import random
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
@@ -57,6 +59,7 @@ MAX_BACKOFF = 60.0
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _RETRY_STATUS = frozenset({408, 429})  # plus every 5xx
 _MAX_RESTARTS = 3
+_QUEUE_CHUNKS = 16  # chunks in flight between the reading and the writing thread
 # Errors of the network or the peer; the part file keeps what arrived and the next attempt
 # resumes. requests' SSLError (a certificate problem) is caught before these: retrying it
 # cannot help.
@@ -171,17 +174,51 @@ class _PartFile:
             self._hashed = size
 
     def append(self, chunks: Iterator[bytes], on_chunk: Callable[[int], None]) -> None:
+        """Write and hash ``chunks`` in a second thread while this one reads the socket.
+
+        sha256 and file writes release the GIL, so reading overlaps with them; on loopback the
+        hash alone is slower than the socket. Every chunk that was read is written before this
+        returns or raises, so a resume starts exactly after the last byte received. A write
+        error (disk full) wins over a read error, since it is the one the user must fix.
+        """
         self._catch_up()
-        with open(self.path, "ab") as fh:
-            try:
-                for chunk in chunks:
+        pending: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        write_errors: list[BaseException] = []
+
+        def drain(fh: BinaryIO) -> None:
+            while (chunk := pending.get()) is not None:
+                if write_errors:
+                    continue  # keep taking chunks so the reader never blocks on a full queue
+                try:
                     fh.write(chunk)
                     self._hasher.update(chunk)
                     self._hashed += len(chunk)
+                except BaseException as exc:  # handed to the reading thread below
+                    write_errors.append(exc)
+
+        with open(self.path, "ab") as fh:
+            writer = threading.Thread(target=drain, args=(fh,), name="download-writer")
+            writer.start()
+            try:
+                for chunk in chunks:
+                    if write_errors:
+                        break
+                    pending.put(chunk)
                     on_chunk(len(chunk))
+            except BaseException as read_error:
+                pending.put(None)
+                writer.join()
+                if write_errors:
+                    raise write_errors[0] from read_error
+                raise
             finally:
+                if writer.is_alive():
+                    pending.put(None)
+                    writer.join()
                 fh.flush()
                 os.fsync(fh.fileno())
+            if write_errors:
+                raise write_errors[0]
 
 
 def _suffixed(dest: Path, suffix: str) -> Path:
