@@ -20,20 +20,22 @@ $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(BIN)/.installed
 
-demo: install  ## install, then run the main job on synthetic datasets (demo profile)
-	mkdir -p $(DAGSTER_HOME)
+demo: install  ## install, then run the pipeline on synthetic datasets (demo profile)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	IAD_PROFILE=demo $(BIN)/python -m iad_pipeline.demo
 
 test: install  ## install, then run the whole test suite
 	$(BIN)/python -m pytest
 
 ui: install  ## the Dagster UI on http://127.0.0.1:$(PORT), with the runs of `make demo`
-	mkdir -p $(DAGSTER_HOME)
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	IAD_PROFILE=$${IAD_PROFILE:-demo} $(BIN)/dg dev -p $(PORT)
 
 bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_samples.py
+	$(BIN)/python bench/bench_annotate.py
+	$(BIN)/python bench/bench_questions.py
 
 lint: install
 	$(BIN)/ruff check iad_pipeline assets training eval tests bench

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from iad_pipeline.datasets.catalog import DATASET_KEYS
+from assets.partitions import datasets_partitions
 from iad_pipeline.datasets.checks import (
     anomalous_without_mask,
     counts_markdown,
@@ -13,8 +13,6 @@ from iad_pipeline.datasets.ingest import write_samples
 from iad_pipeline.datasets.registry import get_spec
 from iad_pipeline.errors import IadError
 from iad_pipeline.resources import IadConfig
-
-datasets_partitions = dg.StaticPartitionsDefinition(list(DATASET_KEYS))
 
 
 @dg.asset(

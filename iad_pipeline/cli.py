@@ -131,6 +131,103 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from iad_pipeline.annotate import annotate_samples
+    from iad_pipeline.datasets.ingest import quarantine_path_for, read_samples
+    from iad_pipeline.fsutil import write_parquet
+
+    data_dir = _data_dir(args.data_dir)
+    samples = read_samples(args.key, data_dir, workers=args.workers, progress=not args.quiet)
+    result = annotate_samples(
+        samples.samples,
+        dilate_px=args.dilate_px,
+        min_area_px=args.min_area_px,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    write_parquet(result.annotations, out)
+    write_parquet(result.quarantine, quarantine_path_for(out))
+    df = result.annotations
+    table = Table(title=f"{args.key}: {df.height} samples annotated")
+    for column in ("status", "samples", "boxes"):
+        table.add_column(column)
+    import polars as pl
+
+    summary = df.group_by("status").agg(
+        pl.len().alias("samples"), pl.col("box_count").sum().alias("boxes")
+    )
+    for row in summary.sort("status").iter_rows():
+        table.add_row(*(str(v) for v in row))
+    _c.out.print(table)
+    _c.out.print(f"wrote {out}")
+    return 0
+
+
+def cmd_questions(args: argparse.Namespace) -> int:
+    from iad_pipeline.annotate import annotate_samples
+    from iad_pipeline.datasets.ingest import read_samples
+    from iad_pipeline.fsutil import write_parquet
+    from iad_pipeline.questions.builders import build_questions
+    from iad_pipeline.questions.mmad_json import read_mmad_json, write_mmad_json
+    from iad_pipeline.questions.templates import similar_and_random
+    from iad_pipeline.stages import STYLES
+
+    data_dir = _data_dir(args.data_dir)
+    styles = [s for s in args.styles.split(",") if s] if args.styles else list(STYLES)
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    samples = read_samples(
+        args.key, data_dir, workers=args.workers, progress=not args.quiet
+    ).samples
+    templates = {}
+    if args.key == "mmad":
+        root = (data_dir / "mmad").absolute()
+        questions = read_mmad_json(root / "mmad.json", root)
+    else:
+        annotations = annotate_samples(samples, workers=args.workers).annotations
+        pool = samples.filter(~samples["is_anomalous"] & (samples["split"] == "train"))
+        templates = similar_and_random(samples, pool, k=3, seed=args.seed, backend="pixels")
+        refs = {
+            sid: t["similar_templates"][0] for sid, t in templates.items() if t["similar_templates"]
+        }
+        kwargs = {"tasks": tasks} if tasks else {}
+        questions = build_questions(
+            samples, annotations, styles=styles, seed=args.seed, reference_images=refs, **kwargs
+        )
+    out = Path(args.out)
+    if args.format == "mmad":
+        write_mmad_json(questions, out, data_root=data_dir, samples=samples, templates=templates)
+    else:
+        write_parquet(questions, out)
+    counts = questions.group_by(["style", "task"]).len("questions").sort(["style", "task"])
+    table = Table(title=f"{args.key}: {questions.height} questions")
+    for column in counts.columns:
+        table.add_column(column)
+    for row in counts.iter_rows():
+        table.add_row(*(str(v) for v in row))
+    _c.out.print(table)
+    _c.out.print(f"wrote {out}")
+    return 0
+
+
+def _key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", help="data folder (default: $IAD_HOME/data, IAD_HOME defaults to ./.iad)"
+    )
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iad",
@@ -146,14 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="List, fetch and synthesize datasets.",
     )
     ds_verbs = ds.add_subparsers(dest="ds_verb", required=True, metavar="ACTION")
-    data_help = "data folder (default: $IAD_HOME/data, IAD_HOME defaults to ./.iad)"
 
     p = ds_verbs.add_parser(
         "list",
         help="table of datasets, licences and install state",
         description="Show every dataset of the registry and whether it is installed.",
     )
-    p.add_argument("--data-dir", help=data_help)
+    _data_dir_arg(p)
     p.set_defaults(func=cmd_datasets_list)
 
     p = ds_verbs.add_parser(
@@ -163,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         "<data-dir>/<KEY>/, or install one you downloaded "
         "with --from.",
     )
-    p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
-    p.add_argument("--data-dir", help=data_help)
+    _key(p)
+    _data_dir_arg(p)
     p.add_argument("--url", help="download from this URL instead (links move)")
     p.add_argument("--sha256", help="expected sha256 of the archive (64 hex digits)")
     p.add_argument(
@@ -179,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept a non-commercial or unclear licence (or IAD_ACCEPT_LICENSES=1)",
     )
     p.add_argument("--retries", type=int, default=5, help="download retries (default 5)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _quiet(p)
     p.set_defaults(func=cmd_datasets_fetch)
 
     p = ds_verbs.add_parser(
@@ -190,14 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "in the real archive format and print "
         "'<path> <sha256>' as the last line.",
     )
-    p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
+    _key(p)
     p.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
     p.add_argument("--per-class", type=int, default=3, help="images per label folder (3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (128)")
     p.add_argument("--categories", help="comma-separated subset of the real categories")
     p.add_argument("--archive", action="store_true", help="also pack the real archive format")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _quiet(p)
     p.set_defaults(func=cmd_datasets_synth)
 
     p = verbs.add_parser(
@@ -206,14 +302,55 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read <data-dir>/<KEY>/ and write the samples table "
         "(parquet) and FILE.quarantine.parquet beside it.",
     )
-    p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
-    p.add_argument("--data-dir", help=data_help)
+    _key(p)
+    _data_dir_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.parquet", help="samples table to write")
-    p.add_argument(
-        "--workers", type=int, default=None, help="reader processes (default: one per core)"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _workers(p)
+    _quiet(p)
     p.set_defaults(func=cmd_samples)
+
+    p = verbs.add_parser(
+        "annotate",
+        help="defect boxes, 3x3 grid regions and mask areas",
+        description="Read <data-dir>/<KEY>/ and write one annotation row per "
+        "sample (boxes, grid regions, mask area, status) and "
+        "FILE.quarantine.parquet beside it.",
+    )
+    _key(p)
+    _data_dir_arg(p)
+    p.add_argument("--out", required=True, metavar="FILE.parquet", help="annotations table")
+    p.add_argument(
+        "--dilate-px",
+        type=int,
+        default=15,
+        help="dilation grouping fragments into one box (15; 0: none)",
+    )
+    p.add_argument("--min-area-px", type=int, default=4, help="smallest defect group (4)")
+    _workers(p)
+    _quiet(p)
+    p.set_defaults(func=cmd_annotate)
+
+    p = verbs.add_parser(
+        "questions",
+        help="multiple-choice questions, parquet or MMAD json",
+        description="Build the question bank of <data-dir>/<KEY>/ and write "
+        "it as parquet or as MMAD-format json (keys relative to "
+        "the data dir, so MMAD's scripts can read it).",
+    )
+    _key(p)
+    _data_dir_arg(p)
+    p.add_argument(
+        "--tasks",
+        help="comma-separated: anomaly_detection, defect_classification, "
+        "defect_localization, object_classification, binary_anomaly",
+    )
+    p.add_argument("--styles", help="comma-separated: emit, anomalyr1, lr_iad, adfm (all)")
+    p.add_argument("--format", choices=("mmad", "parquet"), default="parquet")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of option order (0)")
+    _workers(p)
+    _quiet(p)
+    p.set_defaults(func=cmd_questions)
     return parser
 
 

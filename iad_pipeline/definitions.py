@@ -1,20 +1,30 @@
 """The Dagster code location of iad-pipeline: one Definitions object."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from assets import ingest
+from assets import annotations, ingest, questions
 from iad_pipeline.resources import IadConfig
 
-ingest_job = dg.define_asset_job(
-    "ingest",
-    selection=dg.AssetSelection.groups("ingest"),
-    description="Install datasets and build their samples tables, one run per dataset.",
+datasets_job = dg.define_asset_job(
+    "datasets",
+    selection=dg.AssetSelection.groups("ingest", "annotate")
+    | dg.AssetSelection.assets(questions.question_bank),
+    description="Per dataset: install it, build its samples, annotations and question bank.",
+)
+training_sets_job = dg.define_asset_job(
+    "training_sets",
+    selection=dg.AssetSelection.assets(questions.training_set),
+    description="Per recipe: split, select, leakage-guard and export a training set.",
 )
 
 defs = dg.Definitions(
-    assets=[ingest.raw_dataset, ingest.samples],
-    jobs=[ingest_job],
+    assets=[
+        ingest.raw_dataset,
+        ingest.samples,
+        annotations.annotations,
+        questions.question_bank,
+        questions.training_set,
+    ],
+    jobs=[datasets_job, training_sets_job],
     resources={"iad": IadConfig()},
 )

@@ -1,4 +1,4 @@
-"""``make demo``: run the pipeline's main job on the demo profile, every dataset partition.
+"""``make demo``: run the pipeline's jobs on the demo profile, every partition.
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (the Makefile sets it to
 ``$IAD_HOME/dagster``), so ``make ui`` shows them, with their metadata and checks, afterwards.
@@ -14,10 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from iad_pipeline.datasets.catalog import DATASET_KEYS
+from iad_pipeline.stages import RECIPE_STYLES
 
-console = Console()
+# Wide enough for both summary tables when stdout is not a terminal (make, CI logs).
+console = Console(width=max(Console().width, 100))
 # Step-by-step events stay in the run's event log (see them in the UI); the terminal gets
-# warnings and the summary table.
+# warnings and the summary tables.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -28,38 +30,81 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def _meta(result: dg.ExecuteInProcessResult, node: str) -> dict:
+    mats = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
+    evals = result.get_asset_check_evaluations()
+    return sum(e.passed for e in evals), len(evals)
+
+
+def _run(job: dg.JobDefinition, key: str, instance: dg.DagsterInstance):
+    return job.execute_in_process(
+        partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+    )
+
+
 def main() -> int:
     os.environ.setdefault("IAD_PROFILE", "demo")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     from iad_pipeline.definitions import defs
 
-    job = defs.resolve_job_def("ingest")
-    table = Table(title=f"ingest on the {os.environ['IAD_PROFILE']} profile")
-    for column in ("dataset", "run", "samples", "anomalous", "quarantine", "checks"):
-        table.add_column(column)
-    failed = 0
+    failures = 0
+    datasets = Table(title=f"datasets on the {os.environ['IAD_PROFILE']} profile")
+    datasets.add_column("dataset", no_wrap=True)
+    for column in ("run", "samples", "anomalous", "boxes", "questions", "quarantine", "checks"):
+        datasets.add_column(column)
+    recipes = Table(title="training sets")
+    recipes.add_column("recipe", no_wrap=True)
+    for column in ("run", "style", "train questions", "eval questions", "leaks", "checks"):
+        recipes.add_column(column)
     with _instance() as instance:
+        job = defs.resolve_job_def("datasets")
         for key in DATASET_KEYS:
-            console.print(f"[bold]{key}[/bold]: installing and reading samples...")
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
-            )
-            meta = {}
-            mats = result.asset_materializations_for_node("samples")
-            if mats:
-                meta = {k: v.value for k, v in mats[0].metadata.items()}
-            evals = result.get_asset_check_evaluations()
-            passed = sum(e.passed for e in evals)
-            failed += (not result.success) + (len(evals) - passed)
-            table.add_row(
+            with console.status(f"{key}: install, samples, annotations, questions"):
+                result = _run(job, key, instance)
+            passed, total = _checks(result)
+            failures += (not result.success) + (total - passed)
+            s, a, q = (_meta(result, n) for n in ("samples", "annotations", "question_bank"))
+            datasets.add_row(
                 key,
                 "ok" if result.success else "FAILED",
-                str(meta.get("dagster/row_count", "-")),
-                str(meta.get("anomalous", "-")),
-                str(meta.get("quarantine_rows", "-")),
-                f"{passed}/{len(evals)}",
+                str(s.get("dagster/row_count", "-")),
+                str(s.get("anomalous", "-")),
+                str(a.get("boxes", "-")),
+                str(q.get("dagster/row_count", "-")),
+                str(s.get("quarantine_rows", 0) + a.get("quarantine_rows", 0)),
+                f"{passed}/{total}",
             )
-    console.print(table)
-    return 1 if failed else 0
+        console.print(datasets)
+        job = defs.resolve_job_def("training_sets")
+        for recipe in RECIPE_STYLES:
+            with console.status(f"training set {recipe}"):
+                result = _run(job, recipe, instance)
+            passed, total = _checks(result)
+            failures += (not result.success) + (total - passed)
+            meta = _meta(result, "training_set")
+            leaks = next(
+                (
+                    e.metadata["leaks"].value
+                    for e in result.get_asset_check_evaluations()
+                    if e.check_name == "no_training_image_in_eval_sets"
+                ),
+                "-",
+            )
+            recipes.add_row(
+                recipe,
+                "ok" if result.success else "FAILED",
+                str(meta.get("style", "-")),
+                str(meta.get("dagster/row_count", "-")),
+                str(meta.get("eval_questions", "-")),
+                str(leaks),
+                f"{passed}/{total}",
+            )
+        console.print(recipes)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

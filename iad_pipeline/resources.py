@@ -34,8 +34,19 @@ class IadConfig(dg.ConfigurableResource):
         description="the quarantine check fails above this fraction of a dataset's images",
     )
     synthetic_per_class: int = Field(default=3, description="demo: images per label folder")
-    seed: int = Field(default=0, description="demo: seed of the synthetic datasets")
+    seed: int = Field(default=0, description="seed of synthetic data, options and splits")
     workers: int | None = Field(default=None, description="reader processes (default one per core)")
+    dilate_px: int = Field(
+        default=15, description="dilation that groups defect fragments into one box (0: none)"
+    )
+    min_area_px: int = Field(default=4, description="smallest defect group, in pixels")
+    template_backend: str = Field(
+        default="pixels", description="reference image retriever: pixels, clip or random"
+    )
+    allow_leaks: bool = Field(
+        default=False,
+        description="explicit override: keep training images that also appear in an evaluation set",
+    )
 
     def resolved_profile(self) -> str:
         profile = self.profile or os.environ.get("IAD_PROFILE") or "demo"

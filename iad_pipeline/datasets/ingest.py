@@ -26,7 +26,8 @@ def read_samples(
     """Scan ``<data_dir>/<key>`` with the dataset's layout reader and inspect every image."""
     spec = get_spec(key)
     require_installed(data_dir, key)
-    root = dataset_path(data_dir, key).resolve()
+    # not resolved: a dataset linked with --from keeps its paths under the data dir
+    root = dataset_path(data_dir, key).absolute()
     scan = spec.scan(root)
     return build_samples(
         scan, masks_required=spec.masks_required, workers=workers, progress=progress

@@ -34,13 +34,13 @@ MMAD_JSON = "mmad.json"
 KNOWLEDGE_JSON = "domain_knowledge.json"
 
 
-def load_mmad_json(root: Path) -> dict:
-    """Parse ``<root>/mmad.json``; a clear error if it is missing or not a json object."""
-    path = root / MMAD_JSON
+def load_mmad_json(path: Path) -> dict:
+    """Parse an mmad.json file; a clear error if it is missing or not a json object."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        msg = f"{path}: not found; an MMAD folder needs mmad.json at its root"
+        msg = f"{path}: not found; expected MMAD's mmad.json (iad datasets fetch mmad)"
         raise LayoutError(msg) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         msg = f"{path}: not valid json ({exc}); download it again with iad datasets fetch mmad"
@@ -54,7 +54,7 @@ def load_mmad_json(root: Path) -> dict:
 def scan(root: Path) -> LayoutScan:
     """One candidate per key of mmad.json."""
     out = LayoutScan(KEY, root)
-    for key, entry in load_mmad_json(root).items():
+    for key, entry in load_mmad_json(root / MMAD_JSON).items():
         parts = key.split("/")
         if len(parts) < 4 or not isinstance(entry, dict) or not is_image(key):
             out.problem(

@@ -11,7 +11,8 @@ from iad_pipeline.resources import IadConfig
 
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
-    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == {"raw_dataset", "samples"}
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert keys == {"raw_dataset", "samples", "annotations", "question_bank", "training_set"}
 
 
 @pytest.mark.parametrize("key", ["visa", "mvtec_loco", "mmad"])

@@ -18,6 +18,8 @@ VERBS = [
     ["datasets", "fetch", "--help"],
     ["datasets", "synth", "--help"],
     ["samples", "--help"],
+    ["annotate", "--help"],
+    ["questions", "--help"],
 ]
 
 
@@ -135,3 +137,123 @@ def test_unknown_key_is_a_usage_error(capsys) -> None:
         main(["datasets", "fetch", "mvtec"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.fixture
+def installed_loco(tmp_path):
+    src = tmp_path / "src"
+    main(
+        [
+            "datasets",
+            "synth",
+            "mvtec_loco",
+            "--out",
+            str(src),
+            "--per-class",
+            "1",
+            "--categories",
+            "pushpins",
+            "-q",
+        ]
+    )
+    data = tmp_path / "data"
+    main(
+        [
+            "datasets",
+            "fetch",
+            "mvtec_loco",
+            "--data-dir",
+            str(data),
+            "--from",
+            str(src),
+            "--accept-license",
+            "-q",
+        ]
+    )
+    return data
+
+
+def test_annotate_writes_boxes_and_grid(installed_loco, tmp_path) -> None:
+    out = tmp_path / "ann.parquet"
+    assert (
+        main(
+            [
+                "annotate",
+                "mvtec_loco",
+                "--data-dir",
+                str(installed_loco),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    df = pl.read_parquet(out)
+    anomalous = df.filter(pl.col("is_anomalous"))
+    assert anomalous.height == 2  # per_class 1: one logical + one structural anomaly
+    assert anomalous["box_count"].min() >= 1
+    assert set(anomalous["status"]) == {"ok"}
+    assert anomalous["grid_label"].null_count() == 0
+    assert (tmp_path / "ann.quarantine.parquet").is_file()
+
+
+def test_questions_in_mmad_format_are_readable_back(installed_loco, tmp_path) -> None:
+    import json
+
+    from iad_pipeline.questions.mmad_json import read_mmad_json
+
+    out = tmp_path / "loco_mmad.json"
+    assert (
+        main(
+            [
+                "questions",
+                "mvtec_loco",
+                "--data-dir",
+                str(installed_loco),
+                "--styles",
+                "emit",
+                "--format",
+                "mmad",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    data = json.loads(out.read_text())
+    # keys are image paths relative to the data dir, as MMAD's scripts expect
+    for key, entry in data.items():
+        assert (installed_loco / key).is_file()
+        assert entry["conversation"]
+        assert {"image_path", "mask_path", "similar_templates", "random_templates"} <= set(entry)
+    back = read_mmad_json(out, installed_loco)
+    assert back.height == sum(len(v["conversation"]) for v in data.values())
+
+
+def test_questions_parquet_with_a_task_filter(installed_loco, tmp_path) -> None:
+    out = tmp_path / "q.parquet"
+    assert (
+        main(
+            [
+                "questions",
+                "mvtec_loco",
+                "--data-dir",
+                str(installed_loco),
+                "--tasks",
+                "defect_localization",
+                "--styles",
+                "emit",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    q = pl.read_parquet(out)
+    assert set(q["task"]) == {"defect_localization"}
+    assert q.height == 2
