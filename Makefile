@@ -12,6 +12,10 @@ export IAD_HOME DAGSTER_HOME
 
 .PHONY: install demo test ui bench lint clean
 
+# A local Dagster instance for the demo's runs; telemetry off (these machines are offline).
+MAKE_INSTANCE = mkdir -p $(DAGSTER_HOME) && { test -f $(DAGSTER_HOME)/dagster.yaml || \
+	printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml; }
+
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
@@ -21,14 +25,14 @@ $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 install: $(BIN)/.installed
 
 demo: install  ## install, then run the pipeline on synthetic datasets (demo profile)
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(MAKE_INSTANCE)
 	IAD_PROFILE=demo $(BIN)/python -m iad_pipeline.demo
 
 test: install  ## install, then run the whole test suite
 	$(BIN)/python -m pytest
 
 ui: install  ## the Dagster UI on http://127.0.0.1:$(PORT), with the runs of `make demo`
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(MAKE_INSTANCE)
 	IAD_PROFILE=$${IAD_PROFILE:-demo} $(BIN)/dg dev -p $(PORT)
 
 bench: install  ## benchmarks: print ratios measured in one run

@@ -13,6 +13,7 @@ from iad_pipeline.datasets.ingest import write_samples
 from iad_pipeline.datasets.registry import get_spec
 from iad_pipeline.errors import IadError
 from iad_pipeline.resources import IadConfig
+from iad_pipeline.stages import quarantine_path, table_path
 
 
 @dg.asset(
@@ -71,9 +72,15 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
 )
 def samples(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    out = iad.tables_dir() / "samples" / f"{key}.parquet"
+    tables = iad.tables_dir()
     try:
-        result, (spath, qpath) = write_samples(key, iad.data_dir(), out, workers=iad.workers)
+        result, (spath, qpath) = write_samples(
+            key,
+            iad.data_dir(),
+            table_path(tables, "samples", key),
+            workers=iad.workers,
+            quarantine_out=quarantine_path(tables, "samples", key),
+        )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     df, quarantine = result.samples, result.quarantine

@@ -3,9 +3,9 @@
 The Dagster assets and the ``iad`` CLI both call these, so the UI and the command line
 produce the same files. Tables live under one folder (``$IAD_HOME/tables`` by default)::
 
-    samples/<dataset>.parquet            samples/<dataset>.quarantine.parquet
-    annotations/<dataset>.parquet        annotations/<dataset>.quarantine.parquet
-    annotations/<dataset>.preview.png
+    samples/<dataset>.parquet            quarantine/samples/<dataset>.parquet
+    annotations/<dataset>.parquet        quarantine/annotations/<dataset>.parquet
+    previews/annotations/<dataset>.png
     questions/<dataset>.parquet
     training_sets/<recipe>/questions.parquet, leaks.parquet, hf/ (a datasets.Dataset)
 """
@@ -81,8 +81,16 @@ GUARDS: dict[str, LeakageGuard] = {
 
 
 def table_path(tables_dir: Path, kind: str, key: str) -> Path:
-    """``<tables>/<kind>/<key>.parquet``."""
+    """``<tables>/<kind>/<key>.parquet``.
+
+    Quarantine tables sit in their own tree so a glob over one kind reads one schema.
+    """
     return tables_dir / kind / f"{key}.parquet"
+
+
+def quarantine_path(tables_dir: Path, kind: str, key: str) -> Path:
+    """``<tables>/quarantine/<kind>/<key>.parquet``."""
+    return tables_dir / "quarantine" / kind / f"{key}.parquet"
 
 
 def read_table(tables_dir: Path, kind: str, key: str, *, made_by: str) -> pl.DataFrame:

@@ -35,12 +35,21 @@ def read_samples(
 
 
 def write_samples(
-    key: str, data_dir: Path, out: Path, *, workers: int | None = None, progress: bool = False
+    key: str,
+    data_dir: Path,
+    out: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    quarantine_out: Path | None = None,
 ) -> tuple[SamplesResult, tuple[Path, Path]]:
-    """Build the tables and write them atomically to ``out`` and its quarantine sibling."""
+    """Build the tables and write them atomically to ``out`` and ``quarantine_out``.
+
+    ``quarantine_out`` defaults to ``FILE.quarantine.parquet`` beside ``out``.
+    """
     result = read_samples(key, data_dir, workers=workers, progress=progress)
     out = Path(out)
-    qpath = quarantine_path_for(out)
+    qpath = Path(quarantine_out) if quarantine_out else quarantine_path_for(out)
     write_parquet(result.samples, out)
     write_parquet(result.quarantine, qpath)
     return result, (out, qpath)
