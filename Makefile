@@ -12,9 +12,11 @@ export IAD_HOME DAGSTER_HOME
 
 .PHONY: install demo test ui bench lint clean
 
-# A local Dagster instance for the demo's runs; telemetry off (these machines are offline).
+# A local Dagster instance for the demo's runs: telemetry off (these machines are offline),
+# and one step at a time in each concurrency pool (grpo_run's `gpu` pool: one training).
 MAKE_INSTANCE = mkdir -p $(DAGSTER_HOME) && { test -f $(DAGSTER_HOME)/dagster.yaml || \
-	printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml; }
+	printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n' \
+	> $(DAGSTER_HOME)/dagster.yaml; }
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +42,9 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_samples.py
 	$(BIN)/python bench/bench_annotate.py
 	$(BIN)/python bench/bench_questions.py
+	$(BIN)/python bench/bench_knowledge.py
+	$(BIN)/python bench/bench_rewards.py
+	$(BIN)/python bench/bench_trainer.py
 
 lint: install
 	$(BIN)/ruff check iad_pipeline assets training eval tests bench

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from iad_pipeline.datasets.catalog import DATASET_KEYS
-from iad_pipeline.stages import RECIPE_STYLES
+from iad_pipeline.stages import TRAINING_SETS
 
 datasets_partitions = dg.StaticPartitionsDefinition(list(DATASET_KEYS))
-recipes_partitions = dg.StaticPartitionsDefinition(list(RECIPE_STYLES))
+training_sets_partitions = dg.StaticPartitionsDefinition(list(TRAINING_SETS))

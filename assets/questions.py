@@ -5,12 +5,12 @@ import polars as pl
 
 from assets.annotations import annotations
 from assets.ingest import samples
-from assets.partitions import datasets_partitions, recipes_partitions
+from assets.partitions import datasets_partitions, training_sets_partitions
 from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.questions.validate import invalid_questions
 from iad_pipeline.resources import IadConfig
-from iad_pipeline.stages import write_question_bank, write_training_set
+from iad_pipeline.stages import TRAINING_SETS, write_question_bank, write_training_set
 
 
 def _examples(df: pl.DataFrame, n: int = 4) -> str:
@@ -72,8 +72,11 @@ def question_bank(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Mater
 
 
 @dg.asset(
-    partitions_def=recipes_partitions,
-    deps=[dg.AssetDep(question_bank, partition_mapping=dg.AllPartitionMapping())],
+    partitions_def=training_sets_partitions,
+    deps=[
+        dg.AssetDep(question_bank, partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("domain_knowledge", partition_mapping=dg.AllPartitionMapping()),
+    ],
     group_name="questions",
     kinds={"polars", "huggingface"},
     description="A recipe's training questions (its split and style), exported as a "
@@ -102,6 +105,8 @@ def training_set(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materi
             "dagster/row_count": result.train.height,
             "eval_questions": result.eval.height,
             "style": result.style,
+            "split_recipe": TRAINING_SETS[recipe].split,
+            "note": TRAINING_SETS[recipe].note or "-",
             "train_images": result.train["sample_id"].n_unique(),
             "path": dg.MetadataValue.path(str(result.paths["train"])),
             "hf_dataset": dg.MetadataValue.path(str(result.paths["hf"])),

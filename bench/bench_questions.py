@@ -115,7 +115,8 @@ def main() -> None:
         questions = build_questions(samples, annotations, styles=args.styles, reference_images=refs)
         t1 = time.perf_counter()
         out = write_mmad_json(
-            questions.filter(pl.col("style") != "lr_iad"),
+            # mmad.json holds lettered choice questions only (not the binary styles)
+            questions.filter(pl.col("style").is_in(["emit", "anomalyr1"])),
             Path(tmp) / "mmad.json",
             data_root=Path("/data"),
             samples=samples,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,6 +211,106 @@ def cmd_questions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from iad_pipeline.paths import iad_home
+
+    # Training runs as its own process (training/grpo.py, as under accelerate or Dagster),
+    # so the core never imports the training package.
+    home = iad_home()
+    root = home / "demo" if os.environ.get("IAD_PROFILE", "demo") == "demo" else home
+    name = Path(args.recipe).stem
+    output = Path(args.output) if args.output else root / "runs" / name
+    command = [
+        sys.executable,
+        "-m",
+        "training.grpo",
+        "--recipe",
+        args.recipe,
+        "--output",
+        str(output),
+    ]
+    if args.max_steps is not None:
+        command += ["--max-steps", str(args.max_steps)]
+    if args.resume:
+        command.append("--resume")
+    if args.training_set:
+        command += ["--training-set", args.training_set]
+    _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
+    code = subprocess.run(command, check=False).returncode
+    if code != 0:
+        msg = f"training {args.recipe} failed (exit {code}); see the log above"
+        raise IadError(msg)
+    _c.out.print(f"checkpoints in {output}")
+    return 0
+
+
+def _tables_dir(data_dir: Path) -> Path:
+    """Tables live beside the data folder: ``$IAD_HOME/data`` -> ``$IAD_HOME/tables``."""
+    return data_dir.parent / "tables"
+
+
+def cmd_knowledge_generate(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from iad_pipeline.datasets.ingest import read_samples
+    from iad_pipeline.stages import (
+        ProviderSettings,
+        make_knowledge_provider,
+        write_domain_knowledge,
+    )
+
+    data_dir = _data_dir(args.data_dir)
+    tables = _tables_dir(data_dir)
+    settings = ProviderSettings(
+        name=args.provider,
+        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
+        model=args.model,
+        max_requests=args.max_requests,
+        concurrency=args.concurrency,
+    )
+    provider = make_knowledge_provider(settings, data_dir.parent / "cache" / "llm", data_dir)
+    samples = read_samples(args.key, data_dir, progress=not args.quiet).samples
+    result, paths = write_domain_knowledge(args.key, samples, tables, provider)
+    s = result.report.summary()
+    table = Table(title=f"{args.key}: domain knowledge ({provider.name}, {provider.model})")
+    for column in ("category", "key", "status", "text"):
+        table.add_column(column, overflow="fold")
+    for row in result.table.head(12).iter_rows(named=True):
+        text = (row["text"] or row["error"] or "")[:120]
+        table.add_row(row["category"], row["key"], row["status"], text)
+    _c.out.print(table)
+    failed = result.table.filter(pl.col("status") != "ok").height
+    _c.err.print(
+        f"requests {s['requests_made']}, cache hits {s['cache_hits']}, failures "
+        f"{failed}, tokens {s['prompt_tokens']}+{s['completion_tokens']}"
+        + (", stopped by the budget" if s["budget_stopped"] else ""),
+        soft_wrap=True,
+    )
+    _c.out.print(f"wrote {paths['table']} and {paths['json']}")
+    return 0
+
+
+def cmd_knowledge_show(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    data_dir = _data_dir(args.data_dir)
+    path = _tables_dir(data_dir) / "knowledge" / f"{args.key}.parquet"
+    if not path.is_file():
+        msg = f"{path} does not exist; run: iad knowledge generate {args.key}"
+        raise IadError(msg)
+    rows = pl.read_parquet(path).filter(pl.col("category") == args.category)
+    if rows.is_empty():
+        msg = f"no knowledge for category {args.category!r} in {path}"
+        raise IadError(msg)
+    for row in rows.iter_rows(named=True):
+        _c.out.print(f"[bold]{row['key']}[/bold] ({row['provider']}, {row['status']})")
+        _c.out.print(row["text"] or f"(no text: {row['error']})", markup=False)
+        _c.out.print()
+    return 0
+
+
 def _key(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
 
@@ -351,6 +452,69 @@ def build_parser() -> argparse.ArgumentParser:
     _workers(p)
     _quiet(p)
     p.set_defaults(func=cmd_questions)
+
+    kn = verbs.add_parser(
+        "knowledge",
+        help="domain knowledge texts (EMIT) per category",
+        description="Generate or show domain-knowledge texts.",
+    )
+    kn_verbs = kn.add_subparsers(dest="kn_verb", required=True, metavar="ACTION")
+    p = kn_verbs.add_parser(
+        "generate",
+        help="write the knowledge of a dataset's categories",
+        description="Ask the provider for EMIT's defect and normal texts "
+        "of every category of KEY; writes parquet and MMAD's "
+        "domain_knowledge.json shape under <data-dir>/../tables"
+        "/knowledge/. The API key is read from OPENAI_API_KEY.",
+    )
+    _key(p)
+    _data_dir_arg(p)
+    p.add_argument(
+        "--provider",
+        choices=("auto", "openai", "mmad", "template"),
+        default="auto",
+        help="auto: openai if OPENAI_BASE_URL/KEY is set, else template",
+    )
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
+    p.add_argument("--model", default="gpt-4-turbo", help="chat model (gpt-4-turbo)")
+    p.add_argument("--max-requests", type=int, default=None, help="request budget")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (8)")
+    _quiet(p)
+    p.set_defaults(func=cmd_knowledge_generate)
+    p = kn_verbs.add_parser(
+        "show",
+        help="print a category's texts",
+        description="Print the knowledge texts of one category.",
+    )
+    _key(p)
+    p.add_argument("category", metavar="CATEGORY")
+    _data_dir_arg(p)
+    p.set_defaults(func=cmd_knowledge_show)
+
+    p = verbs.add_parser(
+        "train",
+        help="GRPO training of a recipe (tiny model on CPU: demo)",
+        description="Run training/grpo.py for a recipe: progress bar, the "
+        "reward table as training runs, checkpoints in "
+        "DIR/checkpoint-<step>/ with a DONE marker.",
+    )
+    p.add_argument(
+        "--recipe",
+        required=True,
+        metavar="NAME|PATH",
+        help="anomalyr1, adfm, emit, lriad, demo, or a YAML file",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
+    p.add_argument("--output", metavar="DIR", help="default: $IAD_HOME/[demo/]runs/<recipe>")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+    )
+    p.add_argument(
+        "--training-set",
+        metavar="DIR",
+        help="exported training set (default: the training_set asset's export)",
+    )
+    p.set_defaults(func=cmd_train)
     return parser
 
 

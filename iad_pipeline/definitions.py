@@ -2,19 +2,25 @@
 
 import dagster as dg
 
-from assets import annotations, ingest, questions
-from iad_pipeline.resources import IadConfig
+from assets import annotations, ingest, knowledge, questions, training
+from iad_pipeline.resources import IadConfig, KnowledgeConfig, TrainingLauncher
 
 datasets_job = dg.define_asset_job(
     "datasets",
-    selection=dg.AssetSelection.groups("ingest", "annotate")
+    selection=dg.AssetSelection.groups("ingest", "annotate", "knowledge")
     | dg.AssetSelection.assets(questions.question_bank),
-    description="Per dataset: install it, build its samples, annotations and question bank.",
+    description="Per dataset: install it, build its samples, annotations, domain knowledge, "
+    "text samples and question bank.",
 )
 training_sets_job = dg.define_asset_job(
     "training_sets",
     selection=dg.AssetSelection.assets(questions.training_set),
-    description="Per recipe: split, select, leakage-guard and export a training set.",
+    description="Per training set: split, select, leakage-guard and export for TRL.",
+)
+training_job = dg.define_asset_job(
+    "training",
+    selection=dg.AssetSelection.assets(training.grpo_run),
+    description="Per recipe: GRPO training through Dagster Pipes (the gpu pool runs one).",
 )
 
 defs = dg.Definitions(
@@ -22,9 +28,17 @@ defs = dg.Definitions(
         ingest.raw_dataset,
         ingest.samples,
         annotations.annotations,
+        knowledge.domain_knowledge,
+        knowledge.text_samples,
         questions.question_bank,
         questions.training_set,
+        training.grpo_run,
     ],
-    jobs=[datasets_job, training_sets_job],
-    resources={"iad": IadConfig()},
+    jobs=[datasets_job, training_sets_job, training_job],
+    resources={
+        "iad": IadConfig(),
+        "knowledge": KnowledgeConfig(),
+        "launcher": TrainingLauncher(),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    },
 )

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from iad_pipeline.datasets.catalog import DATASET_KEYS
-from iad_pipeline.stages import RECIPE_STYLES
+from iad_pipeline.stages import TRAINING_SETS
 
 # Wide enough for both summary tables when stdout is not a terminal (make, CI logs).
-console = Console(width=max(Console().width, 100))
+console = Console(width=max(Console().width, 120))
 # Step-by-step events stay in the run's event log (see them in the UI); the terminal gets
 # warnings and the summary tables.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -63,24 +63,35 @@ def main() -> int:
     with _instance() as instance:
         job = defs.resolve_job_def("datasets")
         for key in DATASET_KEYS:
-            with console.status(f"{key}: install, samples, annotations, questions"):
+            with console.status(f"{key}: install, samples, annotations, knowledge, questions"):
                 result = _run(job, key, instance)
             passed, total = _checks(result)
             failures += (not result.success) + (total - passed)
-            s, a, q = (_meta(result, n) for n in ("samples", "annotations", "question_bank"))
+            s, a, k, t, q = (
+                _meta(result, n)
+                for n in (
+                    "samples",
+                    "annotations",
+                    "domain_knowledge",
+                    "text_samples",
+                    "question_bank",
+                )
+            )
             datasets.add_row(
                 key,
                 "ok" if result.success else "FAILED",
                 str(s.get("dagster/row_count", "-")),
                 str(s.get("anomalous", "-")),
                 str(a.get("boxes", "-")),
+                str(k.get("dagster/row_count", "-")),
+                str(t.get("dagster/row_count", "-")),
                 str(q.get("dagster/row_count", "-")),
                 str(s.get("quarantine_rows", 0) + a.get("quarantine_rows", 0)),
                 f"{passed}/{total}",
             )
         console.print(datasets)
         job = defs.resolve_job_def("training_sets")
-        for recipe in RECIPE_STYLES:
+        for recipe in TRAINING_SETS:
             with console.status(f"training set {recipe}"):
                 result = _run(job, recipe, instance)
             passed, total = _checks(result)
@@ -104,6 +115,17 @@ def main() -> int:
                 f"{passed}/{total}",
             )
         console.print(recipes)
+        job = defs.resolve_job_def("training")
+        with console.status("training the demo recipe (tiny Qwen2.5-VL, CPU)"):
+            result = _run(job, "demo", instance)
+        failures += not result.success
+        meta = _meta(result, "grpo_run")
+        console.print(
+            f"grpo_run[demo]: {'ok' if result.success else 'FAILED'}, steps "
+            f"{meta.get('steps', '-')}, final mean reward {meta.get('final_mean_reward', '-')}, "
+            f"checkpoint {meta.get('checkpoint', '-')}",
+            soft_wrap=True,
+        )
     return 1 if failures else 0
 
 

@@ -55,8 +55,11 @@ class IadConfig(dg.ConfigurableResource):
             raise dg.Failure(msg, allow_retries=False)
         return profile
 
+    def home_dir(self) -> Path:
+        return Path(self.home).expanduser().resolve() if self.home else iad_home()
+
     def root(self) -> Path:
-        home = Path(self.home).expanduser().resolve() if self.home else iad_home()
+        home = self.home_dir()
         return home / "demo" if self.resolved_profile() == "demo" else home
 
     def data_dir(self) -> Path:
@@ -72,3 +75,52 @@ class IadConfig(dg.ConfigurableResource):
         if self.accept_licenses is not None:
             return self.accept_licenses
         return os.environ.get("IAD_ACCEPT_LICENSES", "").lower() in ("1", "true", "yes")
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """How ``grpo_run`` starts training/grpo.py: plain python (CPU, one GPU) or
+    ``accelerate launch`` over N processes. A cluster swaps the Pipes client instead."""
+
+    launcher: str = Field(default="python", description="python or accelerate")
+    num_processes: int = Field(default=1, description="accelerate: processes (GPUs)")
+    extra_args: list[str] = Field(
+        default_factory=list, description="accelerate launch options, e.g. --mixed_precision bf16"
+    )
+    max_steps: int | None = Field(default=None, description="override the recipe's steps")
+
+
+class KnowledgeConfig(dg.ConfigurableResource):
+    """The domain-knowledge provider: ``auto`` (openai when ``OPENAI_BASE_URL`` or
+    ``OPENAI_API_KEY`` is set, else offline template texts), ``openai`` (any
+    OpenAI-compatible endpoint: OpenAI, a local vLLM or Ollama), ``mmad`` (MMAD's released
+    domain_knowledge.json) or ``template``. The API key comes from ``OPENAI_API_KEY`` in the
+    environment only: it is never part of this configuration, logs or metadata."""
+
+    provider: str = Field(default="auto", description="auto, openai, mmad or template")
+    base_url: str | None = Field(default=None, description="default $OPENAI_BASE_URL")
+    model: str = Field(default="gpt-4-turbo", description="chat model (EMIT: gpt-4-turbo)")
+    concurrency: int = Field(default=8, description="requests in flight at most")
+    timeout: float = Field(default=60.0, description="seconds per request")
+    max_requests: int | None = Field(default=None, description="budget per materialization")
+    max_tokens: int | None = Field(default=None, description="token budget per materialization")
+    price_per_1k_input: float | None = Field(default=None, description="for cost metadata")
+    price_per_1k_output: float | None = Field(default=None, description="for cost metadata")
+    mmad_json: str | None = Field(default=None, description="mmad provider: the json path")
+    text_samples_per_category: int = Field(default=5, description="normal images described")
+    failure_max_fraction: float = Field(default=0.05, description="failure rows tolerated")
+
+    def settings(self):
+        from iad_pipeline.stages import ProviderSettings
+
+        return ProviderSettings(
+            name=self.provider,
+            base_url=self.base_url,
+            model=self.model,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_requests=self.max_requests,
+            max_tokens=self.max_tokens,
+            price_per_1k_input=self.price_per_1k_input,
+            price_per_1k_output=self.price_per_1k_output,
+            mmad_json=self.mmad_json,
+        )

@@ -27,13 +27,31 @@ log = logging.getLogger(__name__)
 # Question styles built for every image dataset: each recipe trains on one of them.
 STYLES = ("emit", "anomalyr1", "lr_iad", "adfm")
 
-# The style each recipe trains with.
-RECIPE_STYLES = {
-    "adfm_multidomain": "adfm",
-    "cross_dataset": "adfm",
-    "anomalyr1_fewshot": "anomalyr1",
-    "emit": "emit",
+
+@dataclass(frozen=True)
+class TrainingSetSpec:
+    """A training set: a split recipe (iad_pipeline.questions.splits) and a question style."""
+
+    split: str
+    style: str
+    note: str = ""
+
+
+TRAINING_SETS: dict[str, TrainingSetSpec] = {
+    "adfm_multidomain": TrainingSetSpec("adfm_multidomain", "adfm"),
+    "cross_dataset": TrainingSetSpec("cross_dataset", "adfm"),
+    "anomalyr1_fewshot": TrainingSetSpec("anomalyr1_fewshot", "anomalyr1"),
+    "emit": TrainingSetSpec("emit", "emit"),
+    "lriad": TrainingSetSpec(
+        "cross_dataset",
+        "lr_iad",
+        "LR-IAD trained on all of MVTec AD and VisA and reports accuracy on the same sets; we "
+        "use the cross-dataset split instead (20 % of MVTec AD, evaluated on VisA, MPDD, "
+        "DTD-Synthetic, DAGM, MVTec 3D-AD) so its scores stay honest.",
+    ),
 }
+# The style each training set trains with (kept for callers that only need the style).
+RECIPE_STYLES = {name: spec.style for name, spec in TRAINING_SETS.items()}
 
 # Test splits of the cross-dataset protocol: never trained on, by any recipe.
 CROSS_DATASET_EVAL = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
@@ -78,6 +96,7 @@ GUARDS: dict[str, LeakageGuard] = {
     "anomalyr1_fewshot": LeakageGuard(("mmad", "own_eval"), {"cross_dataset": _NOT_CROSS_DATASET}),
     "emit": LeakageGuard(("mmad", "own_eval"), {"cross_dataset": _NOT_CROSS_DATASET}),
 }
+GUARDS["lriad"] = GUARDS["cross_dataset"]
 
 
 def table_path(tables_dir: Path, kind: str, key: str) -> Path:
@@ -244,15 +263,18 @@ def write_training_set(
     from iad_pipeline.questions.leakage import find_leaks
     from iad_pipeline.questions.splits import assign_split
 
-    if recipe not in RECIPE_STYLES:
-        msg = f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPE_STYLES)}"
+    if recipe not in TRAINING_SETS:
+        msg = f"unknown training set {recipe!r}; valid: {', '.join(TRAINING_SETS)}"
         raise IadError(msg)
     from iad_pipeline.datasets.catalog import DATASET_KEYS
 
-    style = RECIPE_STYLES[recipe]
+    spec = TRAINING_SETS[recipe]
+    style = spec.style
     guard = GUARDS[recipe]
     samples = _available_samples(tables_dir, [k for k in DATASET_KEYS if k != "mmad"])
-    assigned = assign_split(samples, recipe, seed=seed).filter(pl.col("recipe_split").is_not_null())
+    assigned = assign_split(samples, spec.split, seed=seed).filter(
+        pl.col("recipe_split").is_not_null()
+    )
     used = sorted(set(assigned["dataset"]))
     questions = pl.concat(
         [read_table(tables_dir, "questions", k, made_by="question_bank") for k in used],
@@ -283,7 +305,8 @@ def write_training_set(
     write_parquet(evals, paths["eval"])
     write_parquet(leaks, paths["leaks"])
     if export_hf and train.height:
-        save_hf_dataset(to_hf_dataset(train), paths["hf"])
+        knowledge = knowledge_texts(tables_dir, used)
+        save_hf_dataset(to_hf_dataset(train, knowledge=knowledge), paths["hf"])
     if leaks.height and allow_leaks:
         log.warning(
             "%s: %d leaking training images kept by explicit override", recipe, leaks.height
@@ -291,3 +314,112 @@ def write_training_set(
     return TrainingSet(
         recipe, style, train, evals, leaks, guard.sets, guard.overrides, unavailable, paths
     )
+
+
+# --- domain knowledge and text samples --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """How to reach the knowledge provider (the API key is read from the environment only)."""
+
+    name: str = "auto"  # auto | openai | mmad | template
+    base_url: str | None = None
+    model: str = "gpt-4-turbo"
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_requests: int | None = None
+    max_tokens: int | None = None
+    price_per_1k_input: float | None = None
+    price_per_1k_output: float | None = None
+    mmad_json: str | None = None
+
+
+def make_knowledge_provider(settings: ProviderSettings, cache_dir: Path, data_dir: Path):
+    """A provider from settings; ``mmad`` defaults to the installed MMAD's json."""
+    from iad_pipeline.knowledge import make_provider
+
+    if settings.name == "template":
+        return make_provider("template")
+    if settings.name == "mmad":
+        path = settings.mmad_json or str(data_dir / "mmad" / "domain_knowledge.json")
+        return make_provider("mmad", path=path)
+    config = {
+        "base_url": settings.base_url,
+        "model": settings.model,
+        "cache_dir": cache_dir,
+        "concurrency": settings.concurrency,
+        "timeout": settings.timeout,
+        "max_requests": settings.max_requests,
+        "max_tokens": settings.max_tokens,
+        "price_per_1k_input": settings.price_per_1k_input,
+        "price_per_1k_output": settings.price_per_1k_output,
+    }
+    return make_provider(settings.name, **config)
+
+
+def write_domain_knowledge(
+    key: str,
+    samples: pl.DataFrame,
+    tables_dir: Path,
+    provider,
+    *,
+    template_backend: str = "pixels",
+    seed: int = 0,
+):
+    """EMIT's defect and normal texts for every category of ``key``: parquet + MMAD json."""
+    from iad_pipeline.fsutil import write_json
+    from iad_pipeline.knowledge import generate_domain_knowledge
+
+    refs = reference_images(samples, backend=template_backend, seed=seed)
+    result = generate_domain_knowledge(samples, provider, references=refs, dataset=key)
+    paths = {
+        "table": table_path(tables_dir, "knowledge", key),
+        "json": tables_dir / "knowledge" / f"{key}.json",
+    }
+    write_parquet(result.table, paths["table"])
+    write_json(paths["json"], result.mmad_json)
+    return result, paths
+
+
+def write_text_samples(
+    key: str,
+    samples: pl.DataFrame,
+    annotations: pl.DataFrame | None,
+    tables_dir: Path,
+    provider,
+    *,
+    per_category: int = 5,
+    seed: int = 0,
+):
+    """EMIT's text samples of ``key`` (descriptions as if defective), rendered to images."""
+    from iad_pipeline.knowledge import generate_text_samples, observed_locations
+    from iad_pipeline.knowledge.render import render_text_samples
+
+    locations = observed_locations(annotations) if annotations is not None else None
+    result = generate_text_samples(
+        samples, provider, per_category=per_category, seed=seed, locations=locations
+    )
+    table = render_text_samples(result.table, tables_dir / "text_samples" / key)
+    path = table_path(tables_dir, "text_samples", key)
+    write_parquet(table, path)
+    return result, table, path
+
+
+def knowledge_texts(tables_dir: Path, keys: Sequence[str]) -> dict[str, str]:
+    """``{knowledge_key: text}`` from the knowledge json files that exist, MMAD's way.
+
+    A category's texts are its defect texts and its normal text joined by newlines, as MMAD's
+    evaluation joins ``domain_knowledge.json``'s values.
+    """
+    import json
+
+    out: dict[str, str] = {}
+    for key in keys:
+        path = tables_dir / "knowledge" / f"{key}.json"
+        if not path.is_file():
+            continue
+        for dataset, categories in json.loads(path.read_text(encoding="utf-8")).items():
+            for category, texts in categories.items():
+                out[f"{dataset}/{category}"] = "\n".join(texts.values())
+    return out

@@ -26,7 +26,9 @@ def _imported(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", _core_modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_core_module_does_not_import_dagster(path: Path) -> None:
-    assert not {n for n in _imported(path) if n.startswith("dagster")}
+    # dagster-pipes is the one exception: the training script reports through it, and it is
+    # a tiny package without Dagster itself (so a GPU node needs nothing else).
+    assert not {n for n in _imported(path) if n.startswith("dagster") and n != "dagster_pipes"}
 
 
 def test_core_does_not_import_the_asset_layer() -> None:

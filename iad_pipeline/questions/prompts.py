@@ -334,3 +334,52 @@ def to_content(text: str) -> list[dict[str, str]]:
         if part:
             blocks.append({"type": "text", "text": part})
     return blocks
+
+
+# --- EMIT domain knowledge (guanwei49/EMIT) -------------------------------------------------
+# traindata_gen/gen_domain_knowledge.py: the prompts EMIT sent to gpt-4-turbo, images
+# downscaled to at most 512 px on the long side and sent as base64. The defect prompt comes
+# with three images in this order: a similar normal image, the defect image, its mask.
+EMIT_KNOWLEDGE_MODEL = "gpt-4-turbo"
+EMIT_KNOWLEDGE_MAX_SIDE = 512
+EMIT_DEFECT_KNOWLEDGE_PROMPT = (
+    "I am providing three images. The first two images feature the object labeled "
+    '"{object_name}". In the first image, the object is in good condition. The second image '
+    'displays a "{anomaly_type}" defect, while the third image presents a mask highlighting the '
+    "defect identified in the second image. Your task is to specify the visual characteristics "
+    'of the "{anomaly_type}" defect occurring on the object. Instead of describing the defect '
+    "in a specific image, generate descriptive text that enables others to identify whether "
+    '"{object_name}" in other images exhibits this kind of defect.'
+)
+# The normal prompt comes with one normal image; {defects} = the category's stored defect
+# texts joined by "\n".
+EMIT_NORMAL_KNOWLEDGE_PROMPT = (
+    'This image depicts a "{object_name}" in good condition. The following are some potential '
+    "defects that objects may encounter: {defects}. Your task is to define the visual "
+    'characteristics of a standard "{object_name}" and briefly describe it. Do not output any '
+    'other text, only the visual characteristics of the standard "{object_name}", and try not '
+    "to describe it with points."
+)
+# How the answers are stored (newlines inside the model's description become spaces).
+EMIT_DEFECT_KNOWLEDGE_HEADER = "<{title} Defect>\n Description: "
+EMIT_NORMAL_KNOWLEDGE_HEADER = "<Normal Characteristics>\n Description: "
+
+# --- Text samples: OUR OWN WORDING, not protocol ---------------------------------------------
+# EMIT's Fig. 6 prompts (a normal image described as if it had a defect at a location, and a
+# plain description) are not public. These are ours: each comes with one normal image, and
+# {location} is one of the 3x3 region names of iad_pipeline.annotate.REGIONS ("top left", ...).
+TEXT_SAMPLE_DEFECT_PROMPT = (
+    'This image shows a "{object_name}" in good condition. Imagine the same object with a '
+    '"{anomaly_type}" defect located in the {location} part of the image. Write a '
+    "self-contained description of that defective object, detailed enough that someone could "
+    "use it in place of the image: describe the object's appearance as seen here (shape, "
+    "colour, material, background, position in the frame) and the defect's appearance, size "
+    "and position. Describe it as if the defect were really there; do not mention that it is "
+    "imagined, and output only the description."
+)
+TEXT_SAMPLE_NORMAL_PROMPT = (
+    'This image shows a "{object_name}" in good condition. Write a self-contained description '
+    "of the object in this image, detailed enough that someone could use it in place of the "
+    "image: its shape, colour, material, surface, background and position in the frame. "
+    "Output only the description."
+)

@@ -12,7 +12,16 @@ from iad_pipeline.resources import IadConfig
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert keys == {"raw_dataset", "samples", "annotations", "question_bank", "training_set"}
+    assert keys == {
+        "raw_dataset",
+        "samples",
+        "annotations",
+        "domain_knowledge",
+        "text_samples",
+        "question_bank",
+        "training_set",
+        "grpo_run",
+    }
 
 
 @pytest.mark.parametrize("key", ["visa", "mvtec_loco", "mmad"])

@@ -1,0 +1,66 @@
+"""Training assets: a GRPO run per recipe, launched as a subprocess through Dagster Pipes."""
+
+import sys
+
+import dagster as dg
+
+from assets.questions import training_set
+from iad_pipeline.resources import IadConfig, TrainingLauncher
+from training.config import recipe_training_sets
+
+RECIPE_SETS = recipe_training_sets()
+recipes_partitions = dg.StaticPartitionsDefinition(sorted(RECIPE_SETS))
+# upstream training_set key -> the recipes that train on it
+RECIPES_BY_SET = {
+    ts: {r for r, s in RECIPE_SETS.items() if s == ts} for ts in set(RECIPE_SETS.values())
+}
+
+
+@dg.asset(
+    partitions_def=recipes_partitions,
+    deps=[dg.AssetDep(training_set, partition_mapping=dg.StaticPartitionMapping(RECIPES_BY_SET))],
+    group_name="training",
+    kinds={"trl", "pytorch"},
+    pool="gpu",
+    description="GRPO training of a recipe (training/recipes/<name>.yaml) on its training set, "
+    "run by training/grpo.py through Dagster Pipes; resumes from the newest complete "
+    "checkpoint (DIR/checkpoint-<step>/ with a DONE marker).",
+    code_version="1",
+)
+def grpo_run(
+    context: dg.AssetExecutionContext,
+    iad: IadConfig,
+    launcher: TrainingLauncher,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    recipe = context.partition_key
+    output = iad.root() / "runs" / recipe
+    script = [
+        "-m",
+        "training.grpo",
+        "--recipe",
+        recipe,
+        "--output",
+        str(output),
+        "--resume",
+        "--training-set",
+        str(iad.tables_dir() / "training_sets" / RECIPE_SETS[recipe] / "hf"),
+    ]
+    if launcher.max_steps is not None:
+        script += ["--max-steps", str(launcher.max_steps)]
+    if launcher.launcher == "accelerate":
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(launcher.num_processes),
+            *launcher.extra_args,
+            *script,
+        ]
+    else:
+        command = [sys.executable, *script]
+    env = {"IAD_PROFILE": iad.resolved_profile(), "IAD_HOME": str(iad.home_dir())}
+    return pipes_subprocess_client.run(
+        command=command, context=context, env=env
+    ).get_materialize_result()

@@ -1,0 +1,54 @@
+"""grpo_run materializes through Dagster Pipes on the demo recipe, and resumes."""
+
+import dagster as dg
+import pytest
+
+from assets.annotations import annotations
+from assets.ingest import raw_dataset, samples
+from assets.knowledge import domain_knowledge, text_samples
+from assets.questions import question_bank, training_set
+from assets.training import grpo_run
+from iad_pipeline.resources import IadConfig, KnowledgeConfig, TrainingLauncher
+from training.checkpoints import DONE
+
+CHAIN = [raw_dataset, samples, annotations, domain_knowledge, text_samples, question_bank]
+
+
+@pytest.mark.slow
+def test_demo_recipe_trains_through_pipes(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
+    resources = {
+        "iad": iad,
+        "knowledge": KnowledgeConfig(text_samples_per_category=1),
+        "launcher": TrainingLauncher(max_steps=2),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+    }
+    with dg.instance_for_test() as instance:
+        for key in ("mpdd", "mmad"):
+            assert dg.materialize(
+                CHAIN, partition_key=key, resources=resources, instance=instance
+            ).success
+        assert dg.materialize(
+            [training_set], partition_key="emit", resources=resources, instance=instance
+        ).success
+        result = dg.materialize(
+            [grpo_run], partition_key="demo", resources=resources, instance=instance
+        )
+        again = dg.materialize(
+            [grpo_run], partition_key="demo", resources=resources, instance=instance
+        )
+    assert result.success
+    mat = result.asset_materializations_for_node("grpo_run")[0]
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["steps"] == 2
+    assert meta["recipe"] == "demo"
+    checkpoint = tmp_path / "demo" / "runs" / "demo" / "checkpoint-2"
+    assert meta["checkpoint"] == str(checkpoint)
+    assert (checkpoint / DONE).is_file()
+    assert (checkpoint / "trainer_state.json").is_file()
+    assert mat.tags["dagster/data_version"] == "checkpoint-2"
+    # a second materialization resumes from the complete checkpoint: nothing is retrained
+    again_meta = again.asset_materializations_for_node("grpo_run")[0].metadata
+    assert again_meta["steps"].value == 2

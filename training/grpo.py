@@ -1,0 +1,311 @@
+"""GRPO training of a recipe: the script ``accelerate launch`` (or ``iad train``) runs.
+
+One straight ``main()``: load the recipe, the training set (a ``datasets.Dataset`` exported by
+the ``training_set`` asset), the model and processor, the rewards by name, build the trainer,
+train (resuming from the newest complete checkpoint when asked), report. Launched by Dagster
+through Pipes, rank 0 alone reports logs and the final materialization (every rank inherits
+the Pipes environment; several reports would fail the step).
+
+    accelerate launch training/grpo.py --recipe emit --output runs/emit
+    python -m training.grpo --recipe demo --output runs/demo --max-steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from training.checkpoints import DoneMarker, latest_checkpoint
+from training.config import TINY_MODEL, Recipe, load_recipe
+
+log = logging.getLogger("training.grpo")
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def pipes_session() -> Iterator[Any]:
+    """Dagster Pipes on rank 0 when launched by Dagster, else nothing."""
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
+
+    if rank() != 0 or DAGSTER_PIPES_CONTEXT_ENV_VAR not in os.environ:
+        yield None
+        return
+    with open_dagster_pipes() as pipes:
+        yield pipes
+
+
+def default_training_set_dir(name: str) -> Path:
+    """Where the ``training_set`` asset exports ``name`` for the current profile."""
+    from iad_pipeline.paths import iad_home
+
+    home = iad_home()
+    root = home / "demo" if os.environ.get("IAD_PROFILE", "demo") == "demo" else home
+    return root / "tables" / "training_sets" / name / "hf"
+
+
+def load_training_dataset(path: Path, recipe: Recipe, seed: int):
+    """The exported training set, in TRL's multimodal form: structured prompt + images list."""
+    import datasets
+
+    from iad_pipeline.errors import IadError
+    from iad_pipeline.questions.prompts import to_content
+
+    if not path.is_dir():
+        msg = (
+            f"{path}: no training set; materialize training_set[{recipe.training_set}] "
+            "first (or pass --training-set DIR)"
+        )
+        raise IadError(msg)
+    ds = datasets.load_from_disk(str(path))
+    if recipe.max_train_samples is not None and len(ds) > recipe.max_train_samples:
+        ds = ds.shuffle(seed=seed).select(range(recipe.max_train_samples))
+
+    def to_trl(row: dict) -> dict:
+        content = to_content(row["prompt"][-1]["content"])
+        images = (
+            [row["reference_image"], row["image"]] if row["reference_image"] else [row["image"]]
+        )
+        if sum(block["type"] == "image" for block in content) != len(images):
+            # a style without markers: TRL puts the images first
+            content = [{"type": "image"} for _ in images] + [
+                b for b in content if b["type"] != "image"
+            ]
+        return {"prompt": [{"role": "user", "content": content}], "images": images}
+
+    return ds.map(to_trl, remove_columns=["image", "reference_image"])
+
+
+def load_model(recipe: Recipe, model_dir: Path):
+    """Model and processor; ``tiny`` builds the offline tiny Qwen2.5-VL once."""
+    import torch
+
+    from training.tiny_model import build_tiny_qwen25vl, load_model_and_processor
+
+    path = recipe.model
+    if recipe.model == TINY_MODEL:
+        path = model_dir / "tiny-qwen25vl"
+        if not path.is_dir():
+            build_tiny_qwen25vl(path)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model, processor = load_model_and_processor(path, dtype=dtype)
+    # transformers 5 reads the pixel budget from size (shortest_edge = min pixels,
+    # longest_edge = max pixels); the old min_pixels/max_pixels attributes are deprecated
+    processor.image_processor.size = {
+        "shortest_edge": recipe.image.min_pixels,
+        "longest_edge": recipe.image.max_pixels,
+    }
+    return model, processor
+
+
+def peft_config(recipe: Recipe):
+    if recipe.peft.method == "none":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.peft.r,
+        lora_alpha=recipe.peft.alpha,
+        lora_dropout=recipe.peft.dropout,
+        target_modules=list(recipe.peft.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
+    import torch
+    from trl import GRPOConfig
+
+    cuda = torch.cuda.is_available()
+    fields = {
+        "output_dir": str(output),
+        "seed": seed,
+        "report_to": "none",
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "gradient_checkpointing": cuda,
+        "save_strategy": "steps",
+        "save_only_model": False,
+        "reward_weights": [r.weight for r in recipe.rewards],
+        "remove_unused_columns": False,
+        "deepspeed": recipe.deepspeed_config(),
+        **recipe.grpo,
+    }
+    if max_steps is not None:
+        fields["max_steps"] = max_steps
+    return GRPOConfig(**fields)
+
+
+def build_trainer(recipe: Recipe, model, processor, dataset, config):
+    from trl import GRPOTrainer
+
+    from training.rewards import get_reward
+
+    rewards = [get_reward(r.name, **r.params) for r in recipe.rewards]
+    kwargs = {
+        "model": model,
+        "reward_funcs": rewards,
+        "args": config,
+        "train_dataset": dataset,
+        "processing_class": processor,
+        "peft_config": peft_config(recipe),
+    }
+    if recipe.difficulty.enabled:
+        from training.trainer import DifficultyAwareGRPOTrainer, DifficultyConfig
+
+        d = recipe.difficulty
+        difficulty = DifficultyConfig(
+            reweight=d.reweight,
+            all_wrong_weight=d.all_wrong_weight,
+            resample_rounds=d.resample_rounds,
+            mask_unsolved=d.mask_unsolved,
+        )
+        trainer = DifficultyAwareGRPOTrainer(difficulty=difficulty, **kwargs)
+    else:
+        trainer = GRPOTrainer(**kwargs)
+    trainer.add_callback(DoneMarker(recipe.name))
+    # our reward table replaces the raw log dictionaries the progress bar would print
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress())
+    trainer.add_callback(RewardLog())
+    return trainer
+
+
+def QuietProgress():
+    """A progress bar without the raw log dictionaries (the reward table shows them)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class _QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return control
+
+    return _QuietProgress()
+
+
+class RewardLog:
+    """Prints one line per logged step on rank 0: the reward table as training runs."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _RewardLog(TrainerCallback):
+            header_done = False
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not state.is_world_process_zero or not logs or "reward" not in logs:
+                    return control
+                per_reward = {
+                    k.split("/")[1]: v
+                    for k, v in logs.items()
+                    if k.startswith("rewards/") and k.endswith("/mean")
+                }
+                if not self.header_done:
+                    names = "".join(f"{n[:14]:>15}" for n in per_reward)
+                    print(f"{'step':>6}{'reward':>10}{'std':>8}{'zero-var':>10}{names}", flush=True)
+                    self.header_done = True
+                zero = logs.get("frac_zero_variance_groups", logs.get("frac_reward_zero_std", 0))
+                values = "".join(f"{v:>15.3f}" for v in per_reward.values())
+                print(
+                    f"{state.global_step:>6}{logs['reward']:>10.3f}"
+                    f"{logs.get('reward_std', 0):>8.3f}{zero:>10.2f}{values}",
+                    flush=True,
+                )
+                return control
+
+        return _RewardLog()
+
+
+def summary(output: Path) -> dict:
+    """What rank 0 reports, read from the newest complete checkpoint's trainer_state.json:
+    steps, last mean reward, zero-variance fraction, checkpoint path."""
+    checkpoint = latest_checkpoint(output)
+    history: list[dict] = []
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        history = state.get("log_history", [])
+    last = next((h for h in reversed(history) if "reward" in h), {})
+    nan = float("nan")
+    return {
+        "steps": int(last.get("step", 0)) if checkpoint else 0,
+        "final_mean_reward": float(last.get("reward", nan)),
+        "frac_zero_variance_groups": float(
+            last.get("frac_zero_variance_groups", last.get("frac_reward_zero_std", nan))
+        ),
+        "checkpoint": str(checkpoint) if checkpoint else "",
+    }
+
+
+def target_steps(recipe: Recipe, max_steps: int | None) -> int | None:
+    """The step count the run aims at, when it is fixed (``max_steps``), else ``None``."""
+    steps = max_steps if max_steps is not None else recipe.grpo.get("max_steps")
+    return int(steps) if steps is not None and int(steps) > 0 else None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="GRPO training of one recipe.")
+    parser.add_argument("--recipe", required=True, help="recipe name or YAML path")
+    parser.add_argument("--output", required=True, help="folder of checkpoint-<step>/")
+    parser.add_argument("--training-set", help="exported training set (datasets folder)")
+    parser.add_argument("--model-dir", help="where the tiny model is built (default: output)")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if rank() == 0 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    recipe = load_recipe(args.recipe)
+    output = Path(args.output).absolute()
+    with pipes_session() as pipes:
+        dataset_dir = (
+            Path(args.training_set)
+            if args.training_set
+            else (default_training_set_dir(recipe.training_set))
+        )
+        resume = latest_checkpoint(output) if args.resume else None
+        target = target_steps(recipe, args.max_steps)
+        done_step = int(resume.name.split("-")[1]) if resume else 0
+        if target is not None and done_step >= target:
+            # already trained (a retried or re-materialized run): report, train nothing
+            log.info("recipe %s: %s already reached step %d", recipe.name, resume, done_step)
+        else:
+            dataset = load_training_dataset(dataset_dir, recipe, args.seed)
+            model, processor = load_model(recipe, Path(args.model_dir or output))
+            config = grpo_config(recipe, output, args.max_steps, args.seed)
+            trainer = build_trainer(recipe, model, processor, dataset, config)
+            start = f"resuming from {resume}" if resume else "starting from step 0"
+            log.info("recipe %s: %d prompts; %s", recipe.name, len(dataset), start)
+            if pipes:
+                pipes.log.info(f"recipe {recipe.name}: {len(dataset)} prompts; {start}")
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        result = summary(output)
+        if rank() == 0:
+            print(json.dumps({"iad_training_summary": result}), flush=True)
+        if pipes:
+            pipes.report_asset_materialization(
+                metadata={**result, "recipe": recipe.name, "model": recipe.model},
+                data_version=Path(result["checkpoint"]).name or "none",
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
