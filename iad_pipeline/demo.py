@@ -54,7 +54,17 @@ def main() -> int:
     failures = 0
     datasets = Table(title=f"datasets on the {os.environ['IAD_PROFILE']} profile")
     datasets.add_column("dataset", no_wrap=True)
-    for column in ("run", "samples", "anomalous", "boxes", "questions", "quarantine", "checks"):
+    for column in (
+        "run",
+        "samples",
+        "anomalous",
+        "boxes",
+        "knowledge",
+        "text samples",
+        "questions",
+        "quarantine",
+        "checks",
+    ):
         datasets.add_column(column)
     recipes = Table(title="training sets")
     recipes.add_column("recipe", no_wrap=True)
