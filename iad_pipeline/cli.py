@@ -311,6 +311,20 @@ def cmd_knowledge_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    # the CLI is the application layer: it reaches the eval package lazily, per verb
+    from eval.records import load_answer_records
+    from eval.scoring import format_table, score_mmad, write_mmad_csv
+
+    records = load_answer_records(Path(args.answers))
+    scores = score_mmad(records, mode=args.mode)
+    print(format_table(scores))
+    if args.out:
+        path = write_mmad_csv(scores, Path(args.out))
+        _c.out.print(f"wrote {path}")
+    return 0
+
+
 def _key(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
 
@@ -452,6 +466,19 @@ def build_parser() -> argparse.ArgumentParser:
     _workers(p)
     _quiet(p)
     p.set_defaults(func=cmd_questions)
+
+    p = verbs.add_parser(
+        "score",
+        help="MMAD accuracy table of an answers file",
+        description="Score answers as MMAD does: MMAD's own answer-record json (a list of "
+        "{image, question, question_type, correct_answer, gpt_answer}) or our JSONL/parquet. "
+        "'official' reproduces MMAD's scorer, quirks included; 'strict' scores unparseable "
+        "answers as wrong.",
+    )
+    p.add_argument("answers", metavar="ANSWERS", help="answers file (.json, .jsonl, .parquet)")
+    p.add_argument("--mode", choices=("official", "strict"), default="official")
+    p.add_argument("--out", metavar="FILE.csv", help="write MMAD's *_accuracy.csv layout")
+    p.set_defaults(func=cmd_score)
 
     kn = verbs.add_parser(
         "knowledge",

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import annotations, ingest, knowledge, questions, training
+from assets import annotations, evaluation, ingest, knowledge, questions, training
 from iad_pipeline.resources import IadConfig, KnowledgeConfig, TrainingLauncher
 
 datasets_job = dg.define_asset_job(
@@ -33,8 +33,18 @@ defs = dg.Definitions(
         questions.question_bank,
         questions.training_set,
         training.grpo_run,
+        evaluation.mmad_eval,
+        evaluation.cross_dataset_eval,
     ],
-    jobs=[datasets_job, training_sets_job, training_job],
+    sensors=[evaluation.checkpoint_sensor],
+    schedules=[evaluation.nightly_reevaluation],
+    jobs=[
+        datasets_job,
+        training_sets_job,
+        training_job,
+        evaluation.mmad_eval_job,
+        evaluation.cross_eval_job,
+    ],
     resources={
         "iad": IadConfig(),
         "knowledge": KnowledgeConfig(),

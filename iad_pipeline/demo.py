@@ -136,7 +136,64 @@ def main() -> int:
             f"checkpoint {meta.get('checkpoint', '-')}",
             soft_wrap=True,
         )
+        failures += _evaluate(defs, instance)
     return 1 if failures else 0
+
+
+def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
+    """Run the checkpoint sensor once, as the daemon would, and execute what it requests."""
+    from iad_pipeline.resources import IadConfig
+
+    sensor = defs.resolve_sensor_def("checkpoint_sensor")
+    # no cursor: every complete checkpoint is requested again; the answer store resumes, so
+    # a re-run answers nothing twice and the warehouse replaces each run's rows
+    with dg.build_sensor_context(instance=instance, resources={"iad": IadConfig()}) as context:
+        result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        console.print(f"checkpoint sensor: {result.skip_message}")
+        requests = []
+    else:
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        requests = result.run_requests
+    failures = 0
+    for request in requests:
+        job = defs.resolve_job_def(request.job_name)
+        with console.status(f"{request.job_name} {request.partition_key}"):
+            res = job.execute_in_process(
+                partition_key=request.partition_key,
+                instance=instance,
+                raise_on_error=False,
+                run_config=QUIET_LOGS,
+            )
+        failures += not res.success
+    _print_leaderboard()
+    return failures
+
+
+def _print_leaderboard() -> None:
+    from eval.warehouse import Warehouse
+    from iad_pipeline.resources import IadConfig
+
+    path = IadConfig().root() / "results.duckdb"
+    if not path.is_file():
+        return
+    board = Warehouse(path).query(
+        "SELECT eval_set, checkpoint, protocol, round(headline, 2) AS headline, n_questions "
+        "FROM runs ORDER BY eval_set, checkpoint"
+    )
+    table = Table(title=f"evaluations (DuckDB {path})")
+    for column in board.columns:
+        table.add_column(column)
+    for row in board.iter_rows():
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    console.print(
+        "Scores are meaningless on the random tiny model; every table is real. "
+        "Open the UI with: make ui"
+    )
 
 
 if __name__ == "__main__":

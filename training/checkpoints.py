@@ -73,3 +73,46 @@ class DoneMarker(TrainerCallback):
                     },
                 )
         return control
+
+
+def checkpoint_key(checkpoint: Path) -> str:
+    """The partition key of a checkpoint: ``<recipe>-<step>`` (its run folder and step).
+
+    >>> checkpoint_key(Path("/x/runs/emit/checkpoint-400"))
+    'emit-400'
+    """
+    match = CHECKPOINT.match(checkpoint.name)
+    step = match.group(1) if match else checkpoint.name
+    return f"{checkpoint.parent.name}-{step}"
+
+
+def fingerprint(checkpoint: Path) -> str:
+    """A content fingerprint: the DONE marker, trainer_state.json and the weight files' sizes.
+
+    Re-training a checkpoint with the same name changes it, so its evaluation runs again.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in (DONE, "trainer_state.json"):
+        path = checkpoint / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def complete_checkpoints(runs_dir: Path) -> dict[str, Path]:
+    """``{partition key: folder}`` of every complete checkpoint under ``runs/<recipe>/``.
+
+    Only DONE markers are looked at (cheap enough for a sensor's 60 s budget).
+    """
+    found: dict[str, Path] = {}
+    if not Path(runs_dir).is_dir():
+        return found
+    for run in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+        for checkpoint in checkpoints(run):
+            found[checkpoint_key(checkpoint)] = checkpoint
+    return found

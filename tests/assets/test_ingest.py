@@ -21,6 +21,8 @@ def test_definitions_load() -> None:
         "question_bank",
         "training_set",
         "grpo_run",
+        "mmad_eval",
+        "cross_dataset_eval",
     }
 
 

@@ -20,6 +20,10 @@ VERBS = [
     ["samples", "--help"],
     ["annotate", "--help"],
     ["questions", "--help"],
+    ["score", "--help"],
+    ["train", "--help"],
+    ["knowledge", "generate", "--help"],
+    ["knowledge", "show", "--help"],
 ]
 
 
@@ -257,3 +261,46 @@ def test_questions_parquet_with_a_task_filter(installed_loco, tmp_path) -> None:
     q = pl.read_parquet(out)
     assert set(q["task"]) == {"defect_localization"}
     assert q.height == 2
+
+
+def test_score_reads_mmads_answer_format_and_writes_its_csv(tmp_path, capsys) -> None:
+    import csv
+    import json
+
+    records = [
+        {
+            "image": "DS-MVTec/bottle/image/good/000.png",
+            "question": "Q",
+            "question_type": "Anomaly Detection",
+            "correct_answer": "B",
+            "gpt_answer": "B",
+        },
+        {
+            "image": "DS-MVTec/bottle/image/crack/000.png",
+            "question": "Q",
+            "question_type": "Anomaly Detection",
+            "correct_answer": "A",
+            "gpt_answer": "B",
+        },
+        {
+            "image": "DS-MVTec/bottle/image/crack/000.png",
+            "question": "Q",
+            "question_type": "Defect Classification",
+            "correct_answer": "C",
+            "gpt_answer": "C",
+        },
+    ]
+    path = tmp_path / "answers_1_shot_model.json"
+    path.write_text(json.dumps(records))
+    out = tmp_path / "acc.csv"
+    assert main(["score", str(path), "--out", str(out)]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0][0] == "" and rows[0][1:3] == ["Anomaly Detection", "Defect Classification"]
+    # AD cell = mean of normal (1/1) and anomaly (0/1) accuracy = 50; DC = 100
+    assert [float(v) for v in rows[1][1:3]] == [50.0, 100.0]
+    assert "DS-MVTec" in capsys.readouterr().out
+
+
+def test_score_of_a_missing_file_is_a_one_line_error(tmp_path, capsys) -> None:
+    assert main(["score", str(tmp_path / "nope.json")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("iad: error: ")

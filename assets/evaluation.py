@@ -1,0 +1,193 @@
+"""Evaluation assets: MMAD and cross-dataset scores per checkpoint, a checkpoint sensor and a
+nightly re-evaluation schedule."""
+
+import json
+
+import dagster as dg
+
+from assets.questions import question_bank
+from assets.training import grpo_run
+from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
+from iad_pipeline.errors import IadError
+from iad_pipeline.resources import IadConfig
+from training.checkpoints import complete_checkpoints, fingerprint
+
+checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
+mmad_partitions = dg.MultiPartitionsDefinition(
+    {
+        "checkpoint": checkpoints_partitions,
+        "eval_set": dg.StaticPartitionsDefinition(list(MMAD_SETS)),
+    }
+)
+cross_partitions = dg.MultiPartitionsDefinition(
+    {
+        "checkpoint": checkpoints_partitions,
+        "eval_set": dg.StaticPartitionsDefinition(list(CROSS_SETS)),
+    }
+)
+UPSTREAM = [
+    dg.AssetDep(grpo_run, partition_mapping=dg.AllPartitionMapping()),
+    dg.AssetDep(question_bank, partition_mapping=dg.AllPartitionMapping()),
+]
+
+
+def _checkpoint(iad: IadConfig, key: str):
+    found = complete_checkpoints(iad.root() / "runs")
+    if key not in found:
+        msg = f"checkpoint {key!r} has no complete folder (DONE marker) under {iad.root()}/runs"
+        raise dg.Failure(msg, allow_retries=False)
+    return found[key]
+
+
+def _metadata(result) -> dict:
+    meta = {
+        "headline": result.headline if result.headline is not None else float("nan"),
+        "questions": result.answers.height,
+        "run_id": result.run["run_id"],
+        "scores": dg.MetadataValue.md(result.table_markdown),
+    }
+    for row in result.by_type.iter_rows(named=True):
+        if row["dataset"] in ("Average", result.run["eval_set"]) and row["accuracy"] is not None:
+            name = row["type"].lower().replace(" ", "_").replace("-", "_")
+            meta[f"accuracy/{name}"] = float(row["accuracy"])
+    for name, path in result.paths.items():
+        meta[name] = dg.MetadataValue.path(str(path))
+    return meta
+
+
+@dg.asset(
+    partitions_def=mmad_partitions,
+    deps=UPSTREAM,
+    group_name="evaluation",
+    kinds={"duckdb", "transformers"},
+    pool="gpu",
+    description="MMAD (1-shot, random template, MMAD's prompt and scorer) on one query set with "
+    "one checkpoint: answers (resumable), scores by type and category into DuckDB, plots, CSV.",
+    code_version="1",
+)
+def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    checkpoint = _checkpoint(iad, keys["checkpoint"])
+    try:
+        result = evaluate_mmad(
+            checkpoint,
+            keys["eval_set"],
+            checkpoint_key=keys["checkpoint"],
+            recipe=checkpoint.parent.name,
+            tables_dir=iad.tables_dir(),
+            data_dir=iad.data_dir(),
+            warehouse_path=iad.root() / "results.duckdb",
+            reports_dir=iad.root() / "reports",
+        )
+    except IadError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata=_metadata(result))
+
+
+@dg.asset(
+    partitions_def=cross_partitions,
+    deps=UPSTREAM,
+    group_name="evaluation",
+    kinds={"duckdb", "transformers"},
+    pool="gpu",
+    description="AD-FM's cross-dataset protocol on one test set with one checkpoint: binary "
+    "accuracy and F1-macro (per category too) into DuckDB.",
+    code_version="1",
+)
+def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    checkpoint = _checkpoint(iad, keys["checkpoint"])
+    try:
+        result = evaluate_cross_dataset(
+            checkpoint,
+            keys["eval_set"],
+            checkpoint_key=keys["checkpoint"],
+            recipe=checkpoint.parent.name,
+            tables_dir=iad.tables_dir(),
+            data_dir=iad.data_dir(),
+            warehouse_path=iad.root() / "results.duckdb",
+            reports_dir=iad.root() / "reports",
+        )
+    except IadError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata=_metadata(result))
+
+
+mmad_eval_job = dg.define_asset_job(
+    "mmad_evaluation", selection=[mmad_eval], partitions_def=mmad_partitions
+)
+cross_eval_job = dg.define_asset_job(
+    "cross_dataset_evaluation", selection=[cross_dataset_eval], partitions_def=cross_partitions
+)
+
+
+def evaluation_requests(key: str, print_: str, sets_by_job) -> list[dg.RunRequest]:
+    """One run request per evaluation set; the run key carries the checkpoint's content, so
+    a re-trained checkpoint with the same name is evaluated again."""
+    return [
+        dg.RunRequest(
+            run_key=f"{job}:{key}:{eval_set}:{print_}",
+            job_name=job,
+            partition_key=dg.MultiPartitionKey({"checkpoint": key, "eval_set": eval_set}),
+        )
+        for job, sets in sets_by_job.items()
+        for eval_set in sets
+    ]
+
+
+EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_SETS}
+
+
+@dg.sensor(
+    jobs=[mmad_eval_job, cross_eval_job],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Each complete checkpoint (DONE marker) becomes a partition and is "
+    "evaluated on every MMAD query set and cross-dataset set.",
+)
+def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
+    seen = json.loads(context.cursor) if context.cursor else {}
+    found = complete_checkpoints(iad.root() / "runs")
+    new_keys, requests = [], []
+    for key, folder in found.items():
+        print_ = fingerprint(folder)
+        if seen.get(key) == print_:
+            continue
+        if not context.instance.has_dynamic_partition("checkpoints", key):
+            new_keys.append(key)
+        requests += evaluation_requests(key, print_, EVAL_SETS)
+        seen[key] = print_
+    if not requests:
+        return dg.SkipReason(f"no new or changed checkpoint among {len(found)}")
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[checkpoints_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
+        cursor=json.dumps(seen, sort_keys=True),
+    )
+
+
+@dg.schedule(
+    cron_schedule="0 3 * * *",
+    job=mmad_eval_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: re-evaluate each recipe's latest checkpoint on MMAD.",
+)
+def nightly_reevaluation(context: dg.ScheduleEvaluationContext, iad: IadConfig):
+    latest: dict[str, str] = {}
+    for key in complete_checkpoints(iad.root() / "runs"):
+        recipe, step = key.rsplit("-", 1)
+        if recipe not in latest or int(step) > int(latest[recipe].rsplit("-", 1)[1]):
+            latest[recipe] = key
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [
+        dg.RunRequest(
+            run_key=f"nightly:{day}:{key}:{eval_set}",
+            partition_key=dg.MultiPartitionKey({"checkpoint": key, "eval_set": eval_set}),
+        )
+        for key in sorted(latest.values())
+        for eval_set in MMAD_SETS
+        if context.instance.has_dynamic_partition("checkpoints", key)
+    ]

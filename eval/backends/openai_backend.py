@@ -1,0 +1,130 @@
+"""An OpenAI-compatible server (GPT-4o, a vLLM or Ollama server) through the knowledge client.
+
+Requests go through :class:`~iad_pipeline.knowledge.client.ChatClient`, so evaluation gets
+its disk cache (a re-run asks nothing it asked before), bounded concurrency, retries with
+backoff and ``Retry-After``, and secret scrubbing. One request per prompt.
+
+Limitations of going through ``ChatClient`` (its public API is a text and image paths):
+
+- **Image placement**: the client sends every image first (the templates, then the query, in
+  the prompt's order) and then the text, the prompt's text parts joined as they are. MMAD's
+  payload interleaves them (template sentence, template image, query sentence, query image),
+  so the sentences "Following is/are 1 image of normal sample ..." and "Following is the
+  query image: " are followed by no image here; the order of the images still says which is
+  which. Numbers of this backend are comparable with each other, not exactly with MMAD's
+  GPT-4o numbers.
+- **Decoding**: the client sends neither ``max_tokens`` nor ``temperature``, so the server's
+  defaults apply (MMAD's GPT-4o script leaves them at the defaults too).
+- **Image size**: images are downscaled to ``max_side`` pixels on the long side (the client's
+  default, EMIT's 512, unless given).
+
+A request that fails after its retries gives ``None``: the runner stores nothing for it and
+the next run asks it again (a cached answer costs nothing then).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eval.backends import BackendError
+from eval.protocols import PromptSpec
+from iad_pipeline.knowledge.client import ChatClient, ChatConfigError, ChatRequest
+
+log = logging.getLogger(__name__)
+
+
+def request_of(prompt: PromptSpec) -> ChatRequest:
+    """The chat request of a prompt: its images in order, its text parts joined.
+
+    >>> from pathlib import Path
+    >>> spec = PromptSpec("q1", "V/c/1.png", "Q?", "Anomaly Detection",
+    ...     [{"type": "text", "text": "a "}, {"type": "image"}, {"type": "text", "text": "b"}],
+    ...     [Path("/d/V/c/1.png")], {"A": "Yes"}, "A", "a <image>b")
+    >>> request_of(spec)
+    ChatRequest(key=('q1',), text='a b', images=('/d/V/c/1.png',), masks=())
+    """
+    text = "".join(b.get("text", "") for b in prompt.content_blocks if b.get("type") == "text")
+    return ChatRequest(
+        key=(prompt.question_id or prompt.image,),
+        text=text,
+        images=tuple(str(p) for p in prompt.images),
+    )
+
+
+class OpenAIBackend:
+    """Answer prompts with a model behind an OpenAI-compatible chat endpoint.
+
+    Args:
+        model: the model name the server serves.
+        base_url: the server's ``/v1`` URL (``None``: ``OPENAI_BASE_URL``, else OpenAI).
+        cache_dir: folder of the response cache.
+        concurrency: requests in flight at most.
+        timeout: seconds per attempt.
+        max_retries: retries after the first attempt.
+        max_side: longest image side sent (``None``: the client's default).
+        max_requests, max_tokens: the client's budget (``None``: no limit).
+        client_options: further :class:`ChatClient` arguments (prices, ``sleep``, ``seed``).
+
+    ``max_new_tokens`` of :meth:`answer` is not sent (see the module docstring).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        cache_dir: Path | str,
+        concurrency: int = 8,
+        timeout: float = 60,
+        max_retries: int = 4,
+        max_side: int | None = None,
+        max_requests: int | None = None,
+        max_tokens: int | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        options = dict(client_options or {})
+        if max_side is not None:
+            options["max_side"] = max_side
+        try:
+            self.client = ChatClient(
+                base_url=base_url,
+                model=model,
+                cache_dir=cache_dir,
+                concurrency=concurrency,
+                timeout=timeout,
+                max_retries=max_retries,
+                max_requests=max_requests,
+                max_tokens=max_tokens,
+                **options,
+            )
+        except (ChatConfigError, TypeError) as exc:
+            msg = f"OpenAIBackend({model!r}): {exc}"
+            raise BackendError(msg) from exc
+        self.model = model
+        self.last_report = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.model!r}, base_url={self.client.base_url!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def answer(
+        self, prompts: Sequence[PromptSpec], max_new_tokens: int | None = None
+    ) -> list[str | None]:
+        """One answer per prompt; ``None`` where the request failed or the budget ran out."""
+        report = self.client.run([request_of(p) for p in prompts])
+        self.last_report = report
+        answers: list[str | None] = []
+        for result in report.results:
+            if result.status == "ok":
+                answers.append(result.text)
+            else:
+                log.warning("%s %s: no answer (%s)", self.model, result.request.key, result.error)
+                answers.append(None)
+        return answers

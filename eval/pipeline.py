@@ -1,0 +1,340 @@
+"""Evaluating a checkpoint end to end: answer, score, store in DuckDB, draw the reports.
+
+The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` call these two functions; so can
+a script. Answers are appended to a resumable store first, so an interrupted evaluation
+restarts where it stopped; the warehouse receives each evaluation in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from eval.crossdataset import binary_metrics, per_category
+from eval.protocols import Protocol, mmad_knowledge, mmad_templates
+from eval.records import ANSWERS_SCHEMA
+from eval.runner import RunInfo, evaluate
+from eval.scoring import score_mmad, write_mmad_csv
+from eval.store import AnswerStore
+from eval.warehouse import Warehouse
+from iad_pipeline import __version__
+from iad_pipeline.errors import IadError
+from iad_pipeline.fsutil import write_text
+
+MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
+CROSS_SETS = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
+TYPES = (
+    "Anomaly Detection",
+    "Defect Classification",
+    "Defect Localization",
+    "Defect Description",
+    "Defect Analysis",
+    "Object Classification",
+    "Object Analysis",
+)
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation produced (for asset metadata and the CLI)."""
+
+    run: dict
+    answers: pl.DataFrame
+    by_type: pl.DataFrame
+    by_category: pl.DataFrame
+    headline: float | None
+    paths: dict[str, Path] = field(default_factory=dict)
+    table_markdown: str = ""
+
+
+def model_path(checkpoint: Path) -> Path:
+    """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it."""
+    if not (checkpoint / "adapter_config.json").is_file():
+        return checkpoint
+    merged = checkpoint.parent / "merged" / checkpoint.name
+    if (merged / "config.json").is_file():
+        return merged
+    from peft import PeftModel
+
+    from training.tiny_model import load_model_and_processor
+
+    base = json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model, processor = load_model_and_processor(base)
+    model = PeftModel.from_pretrained(model, str(checkpoint)).merge_and_unload()
+    from iad_pipeline.fsutil import temp_sibling
+
+    tmp = temp_sibling(merged, ".merging")
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.rename(merged)
+    return merged
+
+
+def _backend(path: Path, batch_size: int):
+    from eval.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(path, batch_size=batch_size)
+
+
+def _run_row(
+    eval_set: str,
+    checkpoint_key: str,
+    recipe: str,
+    model: str,
+    protocol: str,
+    run_id: str,
+    started: dt.datetime,
+    n: int,
+    headline: float | None,
+) -> dict:
+    return {
+        "run_id": run_id,
+        "eval_set": eval_set,
+        "checkpoint": checkpoint_key,
+        "recipe": recipe,
+        "model": model,
+        "protocol": protocol,
+        "backend": "transformers",
+        "code_version": __version__,
+        "started_at": started,
+        "finished_at": dt.datetime.now(dt.UTC),
+        "n_questions": n,
+        "headline": headline,
+    }
+
+
+def _long_table(table: pl.DataFrame, run_id: str) -> pl.DataFrame:
+    """MMAD's wide table (datasets x types, with Average) as (run_id, dataset, type, acc)."""
+    return (
+        table.unpivot(index="dataset", variable_name="type", value_name="accuracy")
+        .with_columns(pl.lit(run_id).alias("run_id"), pl.lit(None, pl.Int64).alias("n"))
+        .select("run_id", "dataset", "type", "accuracy", "n")
+    )
+
+
+def evaluate_mmad(
+    checkpoint: Path,
+    eval_set: str,
+    *,
+    checkpoint_key: str,
+    recipe: str,
+    tables_dir: Path,
+    data_dir: Path,
+    warehouse_path: Path,
+    reports_dir: Path,
+    protocol: Protocol | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> Evaluation:
+    """Answer MMAD's questions of one query set with a checkpoint and record the scores."""
+    from eval.reports import comparison_markdown, comparison_table, heatmap
+
+    if eval_set not in MMAD_SETS:
+        msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
+        raise IadError(msg)
+    protocol = protocol or Protocol()
+    path = tables_dir / "questions" / "mmad.parquet"
+    if not path.is_file():
+        msg = f"{path} does not exist; materialize question_bank for 'mmad' first"
+        raise IadError(msg)
+    questions = pl.read_parquet(path).filter(pl.col("source") == eval_set)
+    root = data_dir / "mmad"
+    templates = mmad_templates(root / "mmad.json")
+    knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
+    started = dt.datetime.now(dt.UTC)
+    model = model_path(checkpoint)
+    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
+    run = RunInfo(
+        model=str(model),
+        checkpoint=f"{checkpoint_key}/{eval_set}",
+        backend="transformers",
+        protocol=protocol,
+    )
+    store = AnswerStore(reports_dir.parent / "answers")
+    answers = evaluate(
+        questions,
+        _backend(model, batch_size),
+        store,
+        run=run,
+        templates=templates,
+        knowledge=knowledge,
+        image_root=root,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    scores = score_mmad(answers)
+    run_id = answers["run_id"][0] if answers.height else "empty"
+    by_type = _long_table(scores.table, run_id)
+    by_category = scores.by_category.with_columns(pl.lit(run_id).alias("run_id"))
+    row = _run_row(
+        eval_set,
+        checkpoint_key,
+        recipe,
+        str(model),
+        protocol.name,
+        run_id,
+        started,
+        answers.height,
+        scores.headline,
+    )
+    Warehouse(warehouse_path).record_run(row, answers, by_type, by_category)
+    folder = reports_dir / checkpoint_key / eval_set
+    paths = {
+        "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
+        "heatmap": heatmap(
+            by_category,
+            folder / "heatmap.png",
+            f"{checkpoint_key} on MMAD {eval_set} ({protocol.name})",
+        ),
+    }
+    ours = {t: v for t, v in zip(scores.table.columns[1:], scores.table.row(-1)[1:], strict=True)}
+    markdown = comparison_markdown(comparison_table(ours, f"{checkpoint_key} ({eval_set})"))
+    paths["comparison"] = write_text(folder / "comparison.md", markdown + "\n")
+    return Evaluation(
+        row, answers, by_type, by_category, scores.headline, paths, _markdown(scores.table)
+    )
+
+
+def _markdown(table: pl.DataFrame) -> str:
+    head = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
+    rows = [
+        "| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in table.iter_rows()
+    ]
+    return "\n".join([head, *rows])
+
+
+def evaluate_cross_dataset(
+    checkpoint: Path,
+    eval_set: str,
+    *,
+    checkpoint_key: str,
+    recipe: str,
+    tables_dir: Path,
+    data_dir: Path,
+    warehouse_path: Path,
+    batch_size: int = 8,
+    progress: bool = False,
+    reports_dir: Path,
+) -> Evaluation:
+    """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
+    normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too)."""
+    if eval_set not in CROSS_SETS:
+        msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
+        raise IadError(msg)
+    path = tables_dir / "questions" / f"{eval_set}.parquet"
+    if not path.is_file():
+        msg = f"{path} does not exist; materialize question_bank for {eval_set!r} first"
+        raise IadError(msg)
+    questions = pl.read_parquet(path).filter(
+        (pl.col("style") == "emit")
+        & (pl.col("task") == "anomaly_detection")
+        & pl.col("sample_id").str.contains("/test/")
+        & pl.col("reference_image").is_not_null()
+    )
+    protocol = Protocol(shots=1)
+    started = dt.datetime.now(dt.UTC)
+    model = model_path(checkpoint)
+    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
+    run = RunInfo(
+        model=str(model),
+        checkpoint=f"{checkpoint_key}/{eval_set}",
+        backend="transformers",
+        protocol=protocol,
+    )
+    store = AnswerStore(reports_dir.parent / "answers")
+    answers = evaluate(
+        questions,
+        _backend(model, batch_size),
+        store,
+        run=run,
+        templates=None,
+        image_root=data_dir,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    run_id = answers["run_id"][0] if answers.height else "empty"
+    # the predicted side: the letter of the "Yes." option (EMIT's wording) means anomalous
+    joined = answers.join(
+        questions.select("question_id", "options", "sample_id", "category"),
+        on="question_id",
+        how="left",
+        suffix="_q",
+    )
+    rows = []
+    for row in joined.iter_rows(named=True):
+        letter = row["gpt_answer"] if row["gpt_answer"] in ("A", "B", "C", "D") else None
+        chosen = (
+            row["options"][ord(letter) - 65]
+            if letter and ord(letter) - 65 < len(row["options"])
+            else None
+        )
+        rows.append(
+            {
+                "eval_set": eval_set,
+                "category": row["category"],
+                "is_anomalous": "/good/" not in row["sample_id"],
+                "predicted_anomalous": None if chosen is None else chosen.startswith("Yes"),
+            }
+        )
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "eval_set": pl.String,
+            "category": pl.String,
+            "is_anomalous": pl.Boolean,
+            "predicted_anomalous": pl.Boolean,
+        },
+    )
+    metrics = binary_metrics(frame) if frame.height else pl.DataFrame()
+    cats = per_category(frame) if frame.height else pl.DataFrame()
+    accuracy = float(metrics["accuracy"][0]) if metrics.height else None
+    by_type = pl.DataFrame(
+        {
+            "run_id": [run_id, run_id],
+            "dataset": [eval_set, eval_set],
+            "type": ["Anomaly Detection", "F1-macro"],
+            "accuracy": [accuracy, float(metrics["f1_macro"][0]) if metrics.height else None],
+            "n": [frame.height, frame.height],
+        }
+    )
+    by_category = (
+        cats.select(
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(eval_set).alias("dataset"),
+            "category",
+            pl.lit("Anomaly Detection").alias("type"),
+            (pl.col("accuracy") * pl.col("n") / 100).round().cast(pl.Int64).alias("correct"),
+            pl.col("n").alias("total"),
+            "accuracy",
+        )
+        if cats.height
+        else pl.DataFrame()
+    )
+    row = _run_row(
+        eval_set,
+        checkpoint_key,
+        recipe,
+        str(model),
+        protocol.name,
+        run_id,
+        started,
+        answers.height,
+        accuracy,
+    )
+    Warehouse(warehouse_path).record_run(
+        row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category
+    )
+    return Evaluation(
+        row,
+        answers,
+        by_type,
+        by_category,
+        accuracy,
+        {},
+        _markdown(metrics) if metrics.height else "_(no questions)_",
+    )

@@ -1,0 +1,364 @@
+"""Evaluation protocols: which templates, knowledge and option order a question is asked with.
+
+A :class:`Protocol` names one way of asking MMAD's questions; :func:`build_prompt` turns a
+question row into the :class:`PromptSpec` a backend answers. The text itself comes from the
+one prompt renderer, :func:`iad_pipeline.questions.prompts.render_prompt` (style ``mmad``),
+so evaluation asks exactly what training shows. MMAD's payload, in order (see
+``jam-cc/MMAD evaluation/examples/Transformers/qwen2_5_vl_query.py``):
+
+1. the instruction, 2. ``"Answer with the option's letter from the given choices directly! "``,
+3. the domain knowledge (``knowledge=True``, not for the types in ``knowledge_skip_types``),
+4. ``"Following is/are {k} image of normal sample, ..."`` and the ``k`` template images
+   (``shots=k``; none for 0-shot), 5. ``"Following is the query image: "`` and the query image,
+6. ``"Following is the question list: "``, 7. ``"Question {i}: {question} \\nA. ...\\n"``.
+
+``render_prompt`` writes the 1-shot sentence; for ``k > 1`` the sentence is rewritten from
+:data:`~iad_pipeline.questions.prompts.MMAD_TEMPLATE_INTRO` with MMAD's ``k`` and followed by
+``k`` image markers, as MMAD's loop over ``few_shot`` does.
+
+The published 1-shot numbers most likely used ``random_templates[0]`` (``Protocol()``); EMIT's
+evaluation uses ``similar_templates[0]`` and leaves knowledge out of Object questions
+(``Protocol(template="similar", knowledge=True)``). Options keep MMAD's order unless
+``shuffle_options``, which re-letters them with an RNG seeded by ``seed`` and the question id,
+so a resumed run shuffles every question exactly as the first attempt did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from iad_pipeline.datasets.mmad import load_mmad_json
+from iad_pipeline.errors import IadError
+from iad_pipeline.knowledge.providers import MmadKnowledge
+from iad_pipeline.questions.mmad_json import RAW_TYPE_TAG
+from iad_pipeline.questions.prompts import (
+    IMAGE_PLACEHOLDER,
+    LETTERS,
+    MMAD_TEMPLATE_INTRO,
+    bare_question,
+    format_question,
+    render_prompt,
+    to_content,
+)
+
+TemplateKind = Literal["random", "similar"]
+AnswerRule = Literal["mmad", "think"]
+TEMPLATE_KINDS = ("random", "similar")
+ANSWER_RULES = ("mmad", "think")
+# EMIT's evaluation gives Object questions no domain knowledge (raw and merged type names).
+OBJECT_TYPES = ("Object Classification", "Object Structure", "Object Details", "Object Analysis")
+
+
+class ProtocolError(IadError, ValueError):
+    """A protocol that cannot be built, or a question it cannot be asked with."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How questions are asked: shots and template list, knowledge, option order, answer rule.
+
+    Args:
+        shots: template images before the query (MMAD's ``--few_shot_model``; 0 = none).
+        template: ``"random"`` (``random_templates``, the published numbers) or ``"similar"``
+            (``similar_templates``, EMIT's evaluation).
+        knowledge: add the category's domain knowledge.
+        knowledge_skip_types: question types (raw or merged) asked without knowledge.
+        shuffle_options: re-letter the options in a seeded random order.
+        seed: seed of the shuffle.
+        answer_rule: how ``gpt_answer`` is read: ``"mmad"`` (last standalone letter) or
+            ``"think"`` (the letter inside the last ``<answer>`` block).
+
+    Example:
+        >>> Protocol().name, Protocol(shots=0).name
+        ('1shot-random', '0shot')
+        >>> Protocol(template="similar", knowledge=True).name
+        '1shot-similar+knowledge'
+        >>> Protocol(shots=2, shuffle_options=True, seed=3, answer_rule="think").name
+        '2shot-random+shuffle3+think'
+    """
+
+    shots: int = 1
+    template: TemplateKind = "random"
+    knowledge: bool = False
+    knowledge_skip_types: tuple[str, ...] = OBJECT_TYPES
+    shuffle_options: bool = False
+    seed: int = 0
+    answer_rule: AnswerRule = "mmad"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
+            msg = f"Protocol: shots={self.shots!r}; expected an integer >= 0"
+            raise ProtocolError(msg)
+        if self.template not in TEMPLATE_KINDS:
+            msg = f"Protocol: template={self.template!r}; expected one of {TEMPLATE_KINDS}"
+            raise ProtocolError(msg)
+        if self.answer_rule not in ANSWER_RULES:
+            msg = f"Protocol: answer_rule={self.answer_rule!r}; expected one of {ANSWER_RULES}"
+            raise ProtocolError(msg)
+        object.__setattr__(self, "knowledge_skip_types", tuple(self.knowledge_skip_types))
+
+    @property
+    def name(self) -> str:
+        """A stable name: everything that changes what is asked or how it is read."""
+        name = f"{self.shots}shot" + (f"-{self.template}" if self.shots else "")
+        if self.knowledge:
+            name += "+knowledge"
+            if self.knowledge_skip_types != OBJECT_TYPES:
+                skip = "|".join(sorted(self.knowledge_skip_types))
+                name += "-skip" + hashlib.sha1(skip.encode("utf-8")).hexdigest()[:6]
+        if self.shuffle_options:
+            name += f"+shuffle{self.seed}"
+        if self.answer_rule != "mmad":
+            name += f"+{self.answer_rule}"
+        return name
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One question as a backend receives it.
+
+    ``content_blocks`` are chat content parts in MMAD's order (``{"type": "text", "text"}``
+    and ``{"type": "image"}``, one per entry of ``images``, in the same order); ``text`` is
+    the rendered prompt with ``<image>`` markers. ``options`` maps letters to texts in the
+    order asked, ``answer`` is the correct letter in that order, ``question`` the bare
+    question. ``image`` is MMAD's key of the query image (relative to the image root).
+    """
+
+    question_id: str
+    image: str
+    question: str
+    question_type: str
+    content_blocks: list[dict[str, str]]
+    images: list[Path]
+    options: dict[str, str]
+    answer: str
+    text: str
+    shots: int = 0
+
+
+def question_type(row: Mapping[str, Any]) -> str:
+    """MMAD's raw type of a question row: its ``raw_type:`` tag, else its ``mmad_type``.
+
+    >>> question_type({"recipe_tags": ["raw_type:Object Details"], "mmad_type": "Object Analysis"})
+    'Object Details'
+    >>> question_type({"recipe_tags": [], "mmad_type": "Anomaly Detection"})
+    'Anomaly Detection'
+    """
+    for tag in row.get("recipe_tags") or ():
+        if tag.startswith(RAW_TYPE_TAG):
+            return tag[len(RAW_TYPE_TAG) :]
+    return str(row.get("mmad_type") or "")
+
+
+def image_key(path: str | Path, image_root: Path | str | None) -> str:
+    """MMAD's key of an image: its path relative to ``image_root`` (as given when outside it).
+
+    >>> image_key("/data/mmad/VisA/candle/test/bad/002.JPG", "/data/mmad")
+    'VisA/candle/test/bad/002.JPG'
+    >>> image_key("VisA/candle/test/bad/002.JPG", "/data/mmad")
+    'VisA/candle/test/bad/002.JPG'
+    """
+    p = Path(path)
+    if image_root is not None and p.is_absolute():
+        try:
+            return p.relative_to(Path(image_root)).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
+
+
+def _resolve(path: str | Path, image_root: Path | str | None) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or image_root is None else Path(image_root) / p
+
+
+def mmad_templates(mmad_json_path: Path | str) -> dict[str, dict[str, list[str]]]:
+    """Template lists of every query image of an mmad.json, by MMAD key.
+
+    Returns ``{key: {"similar": similar_templates, "random": random_templates}}``; the paths
+    stay relative to the data root, as in the file.
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for key, entry in load_mmad_json(Path(mmad_json_path)).items():
+        if not isinstance(entry, dict):
+            continue  # read_mmad_json reports malformed entries; here they just have no templates
+        out[key] = {
+            "similar": [str(p) for p in entry.get("similar_templates") or []],
+            "random": [str(p) for p in entry.get("random_templates") or []],
+        }
+    return out
+
+
+def mmad_knowledge(domain_knowledge_path: Path | str) -> dict[str, str]:
+    """MMAD's ``domain_knowledge.json`` as ``{knowledge_key: text}``.
+
+    The text is MMAD's: the category's entries in file order joined by newlines
+    (``'\\n'.join(dk[dataset][cls].values())``); the key is ``<dataset>/<category>``, the
+    question table's ``knowledge_key`` (``"MVTec/bottle"``).
+    """
+    data = MmadKnowledge(domain_knowledge_path).data
+    return {
+        f"{dataset}/{category}": "\n".join(entry.values())
+        for dataset, categories in data.items()
+        for category, entry in categories.items()
+    }
+
+
+def shuffled_options(
+    options: Sequence[str], answer: str, seed: int, question_id: str
+) -> tuple[list[str], str]:
+    """Options in a random order seeded by ``seed`` and the question id, and the new answer.
+
+    >>> opts, answer = shuffled_options(["Yes", "No", "Maybe"], "B", 0, "q1")
+    >>> sorted(opts) == sorted(["Yes", "No", "Maybe"]), opts[LETTERS.index(answer)]
+    (True, 'No')
+    >>> shuffled_options(["Yes", "No", "Maybe"], "B", 0, "q1") == (opts, answer)
+    True
+    """
+    if answer not in LETTERS[: len(options)]:
+        msg = (
+            f"question {question_id}: answer {answer!r} is not the letter of one of its "
+            f"{len(options)} options; fix the question table"
+        )
+        raise ProtocolError(msg)
+    # A string seed is hashed with SHA-512 by random.Random: stable across runs and machines.
+    order = list(range(len(options)))
+    random.Random(f"{seed}|{question_id}").shuffle(order)
+    new_answer = LETTERS[order.index(LETTERS.index(answer))]
+    return [options[i] for i in order], new_answer
+
+
+def _templates_of(
+    row: Mapping[str, Any],
+    key: str,
+    protocol: Protocol,
+    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
+) -> list[str]:
+    if protocol.shots == 0:
+        return []
+    if templates is None:
+        if protocol.shots == 1 and row.get("reference_image"):
+            return [str(row["reference_image"])]
+        msg = (
+            f"question {row.get('question_id')}: {protocol.name} needs {protocol.shots} "
+            "template(s) but no templates were given and the row has no reference image; pass "
+            "templates=mmad_templates(mmad_json)"
+        )
+        raise ProtocolError(msg)
+    entry = templates.get(key)
+    if entry is None:
+        msg = (
+            f"image {key!r}: no templates for it; expected a key of the templates mapping "
+            "(MMAD keys, relative to image_root); pass the mmad.json the questions came from"
+        )
+        raise ProtocolError(msg)
+    found = list(entry.get(protocol.template) or [])
+    if len(found) < protocol.shots:
+        msg = (
+            f"image {key!r}: {len(found)} {protocol.template} templates, {protocol.name} needs "
+            f"{protocol.shots}; use fewer shots or another template list"
+        )
+        raise ProtocolError(msg)
+    return found[: protocol.shots]
+
+
+def _knowledge_of(
+    row: Mapping[str, Any], qtype: str, protocol: Protocol, knowledge: Mapping[str, str] | None
+) -> str | None:
+    if not protocol.knowledge:
+        return None
+    if qtype in protocol.knowledge_skip_types or row.get("mmad_type") in (
+        protocol.knowledge_skip_types
+    ):
+        return None
+    key = row.get("knowledge_key")
+    text = None if knowledge is None else knowledge.get(key)
+    if not text:
+        msg = (
+            f"question {row.get('question_id')}: {protocol.name} needs domain knowledge for "
+            f"{key!r}, found none; pass knowledge=mmad_knowledge(domain_knowledge.json) "
+            "holding that key"
+        )
+        raise ProtocolError(msg)
+    if IMAGE_PLACEHOLDER in text:
+        msg = f"knowledge {key!r} contains {IMAGE_PLACEHOLDER!r}, the image marker; remove it"
+        raise ProtocolError(msg)
+    return text
+
+
+def build_prompt(
+    question_row: Mapping[str, Any],
+    protocol: Protocol,
+    templates: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    knowledge: Mapping[str, str] | None = None,
+    image_root: Path | str | None = None,
+) -> PromptSpec:
+    """The prompt of one question row under ``protocol``.
+
+    Args:
+        question_row: a row of the question table (a choice style: mmad, emit, anomalyr1).
+        protocol: the protocol.
+        templates: ``mmad_templates(mmad.json)``; ``None`` uses the row's
+            ``reference_image`` for a 1-shot protocol.
+        knowledge: ``{knowledge_key: text}`` (:func:`mmad_knowledge`), needed with
+            ``protocol.knowledge``.
+        image_root: the data root; relative image and template paths are resolved against
+            it and the query's MMAD key is its path relative to it.
+
+    Raises:
+        ProtocolError: missing templates or knowledge, or an answer that is no option letter.
+
+    Example:
+        >>> row = {"question_id": "q", "style": "mmad", "image_path": "VisA/c/test/bad/1.png",
+        ...        "question": "Is there any defect? \\nA. Yes\\nB. No\\n",
+        ...        "options": ["Yes", "No"], "answer": "A", "mmad_type": "Anomaly Detection"}
+        >>> spec = build_prompt(row, Protocol(shots=0))
+        >>> [b["type"] for b in spec.content_blocks], spec.options, spec.question
+        (['text', 'image', 'text'], {'A': 'Yes', 'B': 'No'}, 'Is there any defect?')
+    """
+    qid = str(question_row.get("question_id") or "")
+    key = image_key(question_row["image_path"], image_root)
+    qtype = question_type(question_row)
+    options = [str(o) for o in question_row["options"]]
+    answer = str(question_row["answer"])
+    question = str(question_row["question"])
+    bare = bare_question(question, options)
+    if protocol.shuffle_options:
+        options, answer = shuffled_options(options, answer, protocol.seed, qid)
+        question = format_question(bare, options)
+    refs = _templates_of(question_row, key, protocol, templates)
+    text = render_prompt(
+        {**question_row, "question": question, "reference_image": refs[0] if refs else None},
+        knowledge=_knowledge_of(question_row, qtype, protocol, knowledge),
+        style="mmad",
+    )
+    if len(refs) > 1:
+        one = MMAD_TEMPLATE_INTRO.format(k=1) + IMAGE_PLACEHOLDER
+        text = text.replace(
+            one, MMAD_TEMPLATE_INTRO.format(k=len(refs)) + IMAGE_PLACEHOLDER * len(refs), 1
+        )
+    images = [_resolve(p, image_root) for p in [*refs, question_row["image_path"]]]
+    blocks = to_content(text)
+    if sum(b["type"] == "image" for b in blocks) != len(images):
+        msg = (
+            f"question {qid}: its text holds {text.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER!r} "
+            f"markers for {len(images)} images; remove the marker from the question or options"
+        )
+        raise ProtocolError(msg)
+    return PromptSpec(
+        question_id=qid,
+        image=key,
+        question=bare,
+        question_type=qtype,
+        content_blocks=blocks,
+        images=images,
+        options={LETTERS[i]: o for i, o in enumerate(options)},
+        answer=answer,
+        text=text,
+        shots=len(refs),
+    )

@@ -1,0 +1,211 @@
+"""Evaluate a backend on a question table: resumable, batched by image, one shard per batch.
+
+:func:`evaluate` asks every question of the table that the run has not answered yet:
+
+1. the run id comes from :class:`RunInfo` (model, checkpoint, protocol name, backend), so
+   re-running the same evaluation resumes it; questions already in the store are skipped;
+2. the rest are ordered so that the questions of one image follow each other (images in
+   order of first appearance) and cut into batches of ``batch_size``: a batch holds whole
+   images except where a boundary falls inside one (each boundary splits at most one image),
+   so every batch is full and the backend preprocesses each image once per batch;
+3. each batch's prompts come from :func:`~eval.protocols.build_prompt`; the responses are
+   parsed by the one answer parser (:func:`eval.records.parse_response`, built on
+   :mod:`iad_pipeline.answers`) and appended to the store as one shard, so a killed run
+   loses at most the batch in flight.
+
+``latency_s`` is the batch's wall time divided by its number of questions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from eval.backends import DEFAULT_BATCH_SIZE, Backend, check_answers
+from eval.protocols import PromptSpec, Protocol, build_prompt
+from eval.records import ANSWERS_SCHEMA, parse_response
+from eval.store import AnswerStore
+from iad_pipeline.errors import IadError
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(IadError, ValueError):
+    """Questions or settings an evaluation cannot run with."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What identifies a run: the model, its checkpoint, the backend's name and the protocol.
+
+    ``checkpoint`` names the weights beyond ``model`` (a step folder, an adapter); ``""``
+    for the published weights.
+    """
+
+    model: str
+    checkpoint: str
+    backend: str
+    protocol: Protocol
+
+    @property
+    def protocol_name(self) -> str:
+        return self.protocol.name
+
+
+def image_batches(image_paths: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of ``batch_size``, the rows of one image next to each other.
+
+    Images come in order of first appearance, rows of an image in their order.
+
+    >>> image_batches(["a", "b", "a", "c", "b", "a"], 4)
+    [[0, 2, 5, 1], [4, 3]]
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"batch_size={batch_size!r}; expected an integer >= 1"
+        raise EvaluationError(msg)
+    groups: dict[str, list[int]] = {}
+    for i, path in enumerate(image_paths):
+        groups.setdefault(path, []).append(i)
+    order = [i for rows in groups.values() for i in rows]
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def answer_record(run_id: str, spec: PromptSpec, response: str, rule: str) -> dict[str, Any]:
+    """The answer record of one response (the columns of :data:`ANSWERS_SCHEMA`).
+
+    >>> from eval.protocols import build_prompt, Protocol
+    >>> spec = build_prompt({"question_id": "q", "image_path": "VisA/candle/test/bad/1.png",
+    ...     "question": "Defect? \\nA. Yes\\nB. No\\n", "options": ["Yes", "No"], "answer": "A",
+    ...     "mmad_type": "Anomaly Detection"}, Protocol(shots=0))
+    >>> r = answer_record("run", spec, "B", "mmad")
+    >>> r["dataset"], r["category"], r["gpt_answer"], r["correct_answer"]
+    ('VisA', 'candle', 'B', 'A')
+    >>> answer_record("run", spec, "no idea", "think")["gpt_answer"]
+    'no idea'
+    """
+    parsed_mmad, parsed_think = parse_response(response, spec.options)
+    parsed = parsed_mmad if rule == "mmad" else parsed_think
+    parts = spec.image.split("/")
+    return {
+        "run_id": run_id,
+        "question_id": spec.question_id,
+        "image": spec.image,
+        "dataset": parts[0] if len(parts) > 1 else None,
+        "category": parts[1] if len(parts) > 2 else None,
+        "question": spec.question,
+        "question_type": spec.question_type,
+        "correct_answer": spec.answer,
+        "response": response,
+        "gpt_answer": parsed if parsed is not None else response,
+        "parsed_mmad": parsed_mmad,
+        "parsed_think": parsed_think,
+        "latency_s": None,
+    }
+
+
+def evaluate(
+    questions: pl.DataFrame,
+    backend: Backend,
+    store: AnswerStore,
+    *,
+    run: RunInfo,
+    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
+    knowledge: Mapping[str, str] | None = None,
+    image_root: Path | str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> pl.DataFrame:
+    """Answer the questions the run has not answered yet and return the run's records.
+
+    Args:
+        questions: a question table (:data:`~iad_pipeline.questions.schema.QUESTIONS_SCHEMA`,
+            e.g. from ``read_mmad_json``); a repeated question id is asked once.
+        backend: answers prompts (:class:`~eval.backends.Backend`).
+        store: where answers are appended and found on resume.
+        run: model, checkpoint, backend name and protocol: the run id.
+        templates: ``mmad_templates(mmad.json)`` (see :func:`~eval.protocols.build_prompt`).
+        knowledge: ``{knowledge_key: text}`` for protocols with knowledge.
+        image_root: the data root of the image and template paths.
+        batch_size: questions per backend call and per stored shard.
+        progress: show a progress bar.
+
+    Returns:
+        The records (:data:`~eval.records.ANSWERS_SCHEMA`) of the table's questions, earlier
+        runs' included, in the store's order. Questions the backend gave no answer
+        (``None``) are missing; the next call asks them again.
+
+    Raises:
+        EvaluationError: a table without ``question_id`` or ``image_path``, a bad batch size,
+            or ``run.backend`` that is not ``backend.name``.
+        ProtocolError: a question the protocol cannot build (missing templates, knowledge).
+    """
+    missing = [c for c in ("question_id", "image_path") if c not in questions.columns]
+    if missing:
+        msg = (
+            f"questions lack the columns {missing}; expected a question table (QUESTIONS_SCHEMA),"
+            " e.g. from read_mmad_json"
+        )
+        raise EvaluationError(msg)
+    if run.backend != backend.name:
+        msg = (
+            f"run.backend is {run.backend!r} but the backend is {backend.name!r}; the run id "
+            "must name the backend that answers, or answers of two backends (generated and "
+            "letter-scored, say) would mix in one run: pass RunInfo(backend=backend.name)"
+        )
+        raise EvaluationError(msg)
+    rid = store.open_run(run.model, run.checkpoint, run.protocol_name, run.backend)
+    questions = questions.unique("question_id", keep="first", maintain_order=True)
+    done = store.answered(rid)
+    todo = questions.filter(~pl.col("question_id").is_in(list(done)))
+    rows = todo.to_dicts()
+    batches = image_batches([str(r["image_path"]) for r in rows], batch_size)
+    log.info(
+        "run %s (%s, %s): %d questions, %d answered before, %d to ask in %d batches",
+        rid,
+        run.model,
+        run.protocol_name,
+        questions.height,
+        questions.height - todo.height,
+        todo.height,
+        len(batches),
+    )
+    unanswered = 0
+    with tqdm(
+        total=questions.height,
+        initial=questions.height - todo.height,
+        desc=f"eval {run.protocol_name}",
+        unit="q",
+        disable=not progress,
+    ) as bar:
+        for batch in batches:
+            specs = [
+                build_prompt(rows[i], run.protocol, templates, knowledge, image_root) for i in batch
+            ]
+            start = time.perf_counter()
+            responses = backend.answer(specs)
+            seconds = (time.perf_counter() - start) / len(specs)
+            check_answers(backend.name, specs, responses)
+            records = [
+                answer_record(rid, spec, response, run.protocol.answer_rule)
+                | {"latency_s": seconds}
+                for spec, response in zip(specs, responses, strict=True)
+                if response is not None
+            ]
+            unanswered += len(specs) - len(records)
+            store.append(rid, records)
+            bar.update(len(specs))
+    if unanswered:
+        log.warning(
+            "run %s: %d questions got no answer; call evaluate again to ask them", rid, unanswered
+        )
+    answers = store.read(rid)
+    return answers.filter(pl.col("question_id").is_in(questions["question_id"].to_list())).select(
+        list(ANSWERS_SCHEMA)
+    )

@@ -1,0 +1,111 @@
+"""The checkpoint sensor, the nightly schedule and mmad_eval on a real tiny checkpoint."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.annotations import annotations
+from assets.evaluation import (
+    checkpoint_sensor,
+    mmad_eval,
+    nightly_reevaluation,
+)
+from assets.ingest import raw_dataset, samples
+from assets.questions import question_bank
+from eval.pipeline import CROSS_SETS, MMAD_SETS
+from iad_pipeline.resources import IadConfig
+from training.checkpoints import DONE
+from training.tiny_model import build_tiny_qwen25vl
+
+
+def make_checkpoint(runs, recipe: str, step: int, reward: float = 0.0):
+    folder = runs / recipe / f"checkpoint-{step}"
+    build_tiny_qwen25vl(folder)
+    (folder / "trainer_state.json").write_text(
+        json.dumps({"global_step": step, "log_history": [{"step": step, "reward": reward}]})
+    )
+    (folder / DONE).write_text(json.dumps({"step": step, "recipe": recipe}))
+    return folder
+
+
+def tick(instance, iad, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"iad": iad}
+    ) as context:
+        return checkpoint_sensor(context)
+
+
+def test_sensor_adds_new_checkpoints_once_and_again_when_they_change(tmp_path) -> None:
+    iad = IadConfig(home=str(tmp_path), profile="demo")
+    runs = iad.root() / "runs"
+    with dg.instance_for_test() as instance:
+        assert isinstance(tick(instance, iad), dg.SkipReason)
+        make_checkpoint(runs, "emit", 2)
+        (runs / "emit" / "checkpoint-3").mkdir()  # incomplete: no DONE, never evaluated
+        first = tick(instance, iad)
+        assert [r.partition_keys for r in first.dynamic_partitions_requests] == [["emit-2"]]
+        assert len(first.run_requests) == len(MMAD_SETS) + len(CROSS_SETS)
+        keys = {r.partition_key.keys_by_dimension["eval_set"] for r in first.run_requests}
+        assert keys == set(MMAD_SETS) | set(CROSS_SETS)
+        instance.add_dynamic_partitions("checkpoints", ["emit-2"])
+        assert isinstance(tick(instance, iad, first.cursor), dg.SkipReason)  # same content
+        # re-trained with the same name: new content, evaluated again with new run keys
+        (runs / "emit" / "checkpoint-2" / "trainer_state.json").write_text(
+            json.dumps({"global_step": 2, "log_history": [{"step": 2, "reward": 0.5}]})
+        )
+        again = tick(instance, iad, first.cursor)
+        assert not again.dynamic_partitions_requests  # the partition exists already
+        old = {r.run_key for r in first.run_requests}
+        assert not old & {r.run_key for r in again.run_requests}
+
+
+def test_nightly_schedule_re_evaluates_each_recipes_latest_checkpoint(tmp_path) -> None:
+    iad = IadConfig(home=str(tmp_path), profile="demo")
+    runs = iad.root() / "runs"
+    for recipe, step in (("emit", 2), ("emit", 10), ("adfm", 4)):
+        make_checkpoint(runs, recipe, step)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["emit-2", "emit-10", "adfm-4"])
+        context = dg.build_schedule_context(
+            instance=instance,
+            resources={"iad": iad},
+            scheduled_execution_time=dt.datetime(2026, 11, 22, 3, tzinfo=dt.UTC),
+        )
+        requests = nightly_reevaluation(context)
+    checkpoints = {r.partition_key.keys_by_dimension["checkpoint"] for r in requests}
+    assert checkpoints == {"emit-10", "adfm-4"}
+    assert len(requests) == 2 * len(MMAD_SETS)
+    assert all(r.run_key.startswith("nightly:2026-11-22:") for r in requests)
+
+
+@pytest.mark.slow
+def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
+    iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
+    make_checkpoint(iad.root() / "runs", "demo", 4)
+    partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            [raw_dataset, samples, annotations, question_bank],
+            partition_key="mmad",
+            resources={"iad": iad},
+            instance=instance,
+        ).success
+        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        result = dg.materialize(
+            [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
+        )
+    assert result.success
+    meta = result.asset_materializations_for_node("mmad_eval")[0].metadata
+    assert 0 <= meta["headline"].value <= 100
+    assert "accuracy/anomaly_detection" in meta
+    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+        runs = con.sql("SELECT eval_set, checkpoint, n_questions FROM runs").fetchall()
+        n_answers = con.sql("SELECT count(*) FROM answers").fetchall()[0][0]
+        board = con.sql("SELECT count(*) FROM leaderboard").fetchall()[0][0]
+    assert runs == [("VisA", "demo-4", meta["questions"].value)]
+    assert n_answers == meta["questions"].value > 0
+    assert board == 1
+    assert (iad.root() / "reports" / "demo-4" / "VisA" / "heatmap.png").is_file()

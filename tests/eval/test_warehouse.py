@@ -1,0 +1,449 @@
+"""The results warehouse: schema, one-transaction runs, the leaderboard and named queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from eval import warehouse
+from eval.warehouse import (
+    FRAME_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA_TAG,
+    Warehouse,
+    WarehouseError,
+    WarehouseLockedError,
+)
+
+UTC = dt.UTC
+AD, DC = "Anomaly Detection", "Defect Classification"
+
+
+def make_run(run_id: str = "r1", **fields: Any) -> dict[str, Any]:
+    run = {
+        "run_id": run_id,
+        "eval_set": "mmad",
+        "checkpoint": "ckpt-100",
+        "recipe": "emit",
+        "model": "qwen2.5-vl-7b",
+        "protocol": "mmad-1shot",
+        "backend": "hf",
+        "code_version": "abc123",
+        "started_at": dt.datetime(2025, 1, 1, 10, tzinfo=UTC),
+        "finished_at": dt.datetime(2025, 1, 1, 11, tzinfo=UTC),
+        "n_questions": 2,
+        "headline": 70.0,
+    }
+    return {**run, **fields}
+
+
+def make_answers(run_id: str = "r1", n: int = 2, question: str = "Is there a defect?"):
+    return pl.DataFrame(
+        {
+            "run_id": [run_id] * n,
+            "question_id": [f"q{i}" for i in range(n)],
+            "image": [f"DS-MVTec/bottle/image/good/{i:03d}.png" for i in range(n)],
+            "dataset": ["DS-MVTec"] * n,
+            "category": ["bottle"] * n,
+            "question": [question] * n,
+            "question_type": [AD] * n,
+            "correct_answer": ["A"] * n,
+            "response": ["<think>looks fine</think><answer>A</answer>"] * n,
+            "gpt_answer": ["A"] * n,
+            "parsed_mmad": ["A"] * n,
+            "parsed_think": [None] * n,
+            "latency_s": [0.5] * n,
+        },
+        schema_overrides={"parsed_think": pl.String},
+    )
+
+
+def make_by_type(run_id: str = "r1", accuracy: float = 70.0) -> pl.DataFrame:
+    rows = [("DS-MVTec", AD, accuracy, 2), ("Average", AD, accuracy, 2)]
+    rows += [("Average", "Average", accuracy, 2)]
+    return pl.DataFrame(
+        [(run_id, *r) for r in rows], schema=list(FRAME_COLUMNS["scores_by_type"]), orient="row"
+    )
+
+
+def make_by_category(run_id: str = "r1", cells: dict[tuple[str, str, str], float] | None = None):
+    cells = cells or {("DS-MVTec", "bottle", AD): 70.0}
+    rows = [(run_id, d, c, t, round(a), 100, a) for (d, c, t), a in cells.items()]
+    return pl.DataFrame(rows, schema=list(FRAME_COLUMNS["scores_by_category"]), orient="row")
+
+
+def record(wh: Warehouse, run_id: str = "r1", cells=None, n_answers: int = 2, **fields: Any):
+    return wh.record_run(
+        make_run(run_id, **fields),
+        make_answers(run_id, n_answers),
+        make_by_type(run_id, fields.get("headline", 70.0) or 0.0),
+        make_by_category(run_id, cells),
+    )
+
+
+def counts(wh: Warehouse, run_id: str) -> dict[str, int]:
+    tables = ("runs", *FRAME_COLUMNS)
+    return {
+        t: wh.query(f"SELECT count(*) AS n FROM {t} WHERE run_id = ?", [run_id])["n"][0]
+        for t in tables
+    }
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Warehouse:
+    return Warehouse(tmp_path / "results.duckdb")
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_schema_creation_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "results.duckdb"
+    first = Warehouse(path)
+    record(first)
+    first.ensure_schema()
+    again = Warehouse(path)
+    tables = again.query("SELECT table_name FROM duckdb_tables() ORDER BY 1")["table_name"]
+    assert tables.to_list() == ["answers", "runs", "scores_by_category", "scores_by_type"]
+    views = again.query("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal")
+    assert views.rows() == [("leaderboard", SCHEMA_TAG)]
+    assert counts(again, "r1") == {
+        "runs": 1,
+        "answers": 2,
+        "scores_by_type": 3,
+        "scores_by_category": 1,
+    }
+
+
+def test_schema_has_primary_keys(wh: Warehouse) -> None:
+    keys = wh.query(
+        "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+        "WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name"
+    )
+    assert dict(keys.rows()) == {
+        "answers": ["run_id", "question_id"],
+        "runs": ["run_id"],
+        "scores_by_category": ["run_id", "dataset", "category", "type"],
+        "scores_by_type": ["run_id", "dataset", "type"],
+    }
+
+
+def test_concurrent_first_use_creates_the_schema_once(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Warehouse(tmp_path / "w.duckdb")
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_stale_view_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    Warehouse(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE OR REPLACE VIEW leaderboard AS SELECT 1 AS old")
+    wh = Warehouse(path)
+    assert "rank" in wh.leaderboard().columns
+
+
+# --- record_run -------------------------------------------------------------------------------
+
+
+def test_record_run_round_trip(wh: Warehouse) -> None:
+    result = record(wh, cells={("DS-MVTec", "bottle", AD): 70.0, ("VisA", "pcb1", DC): 45.5})
+    assert (result.answers, result.scores_by_type, result.scores_by_category) == (2, 3, 2)
+    assert result.replaced is False
+    run = wh.query("SELECT * FROM runs").row(0, named=True)
+    assert run == make_run()
+    answers = wh.query("SELECT * FROM answers ORDER BY question_id")
+    assert answers.equals(make_answers())
+    by_category = wh.query("SELECT * FROM scores_by_category ORDER BY dataset")
+    assert by_category["accuracy"].to_list() == [70.0, 45.5]
+    by_type = wh.query("SELECT * FROM scores_by_type ORDER BY dataset, type")
+    assert by_type.select("dataset", "type").rows() == [
+        ("Average", AD),
+        ("Average", "Average"),
+        ("DS-MVTec", AD),
+    ]
+
+
+def test_record_run_keeps_unicode_and_huge_text(wh: Warehouse) -> None:
+    text = "缺陷? Défaut ✓ " * 20_000  # about 300 kB
+    answers = make_answers(question=text)
+    wh.record_run(make_run(), answers, make_by_type(), make_by_category())
+    stored = wh.query("SELECT question FROM answers LIMIT 1")["question"][0]
+    assert stored == text
+
+
+def test_record_run_accepts_iso_strings_naive_times_and_missing_optional_fields(wh) -> None:
+    run = {"run_id": "r1", "eval_set": "mmad", "started_at": "2025-03-01T08:00:00"}
+    wh.record_run(run, make_answers(), make_by_type(), make_by_category())
+    row = wh.query("SELECT * FROM runs").row(0, named=True)
+    assert row["started_at"] == dt.datetime(2025, 3, 1, 8, tzinfo=UTC)  # read as UTC
+    assert row["checkpoint"] is None and row["headline"] is None
+
+
+def test_record_run_fills_a_missing_run_id_column_and_ignores_extra_columns(wh) -> None:
+    answers = make_answers().drop("run_id").with_columns(extra=pl.lit(1))
+    wh.record_run(make_run(), answers, make_by_type(), make_by_category())
+    assert counts(wh, "r1")["answers"] == 2
+
+
+def test_record_run_of_an_empty_answer_frame(wh: Warehouse) -> None:
+    wh.record_run(make_run(), make_answers(n=0), make_by_type(), make_by_category())
+    assert counts(wh, "r1") == {
+        "runs": 1,
+        "answers": 0,
+        "scores_by_type": 3,
+        "scores_by_category": 1,
+    }
+
+
+BAD_INPUT = [
+    # case, run, answers, a part of the expected message
+    ("unknown run key", make_run(seed=1), make_answers(), "unknown keys ['seed']"),
+    ("no eval_set", make_run(eval_set=None), make_answers(), "missing keys ['eval_set']"),
+    ("empty run_id", make_run(run_id=""), make_answers(), "missing keys ['run_id']"),
+    ("missing column", make_run(), make_answers().drop("response"), "['response']"),
+    ("rows of another run", make_run(), make_answers("r2"), "other runs ['r2']"),
+    ("duplicate question", make_run(), pl.concat([make_answers()] * 2), "nothing written"),
+    (
+        "text in a number column",
+        make_run(),
+        make_answers().with_columns(latency_s=pl.lit("slow")),
+        "nothing written",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("run", "answers", "expected"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUT],
+)
+def test_record_run_rejects_bad_input_and_writes_nothing(wh, run, answers, expected) -> None:
+    with pytest.raises(WarehouseError) as info:
+        wh.record_run(run, answers, make_by_type(), make_by_category())
+    assert expected in str(info.value)
+    assert wh.query("SELECT count(*) AS n FROM answers")["n"][0] == 0
+    assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == 0
+
+
+def test_rerecording_a_run_replaces_its_rows_only(wh: Warehouse) -> None:
+    record(wh, "r1", n_answers=3, headline=60.0)
+    record(wh, "r2", n_answers=2, headline=50.0)
+    result = record(wh, "r1", n_answers=1, headline=65.0)
+    assert result.replaced is True
+    assert counts(wh, "r1")["answers"] == 1
+    assert wh.query("SELECT headline FROM runs WHERE run_id = 'r1'")["headline"][0] == 65.0
+    assert counts(wh, "r2") == {
+        "runs": 1,
+        "answers": 2,
+        "scores_by_type": 3,
+        "scores_by_category": 1,
+    }
+
+
+# --- one transaction: a reader sees all of a run or none of it --------------------------------
+
+
+def test_failing_record_run_is_invisible_to_a_concurrent_reader(wh, monkeypatch) -> None:
+    record(wh, "r1", n_answers=3, headline=60.0)  # the version readers must keep seeing
+    inserted_answers = threading.Event()
+    reader_done = threading.Event()
+    seen: dict[str, Any] = {}
+    real_insert = warehouse._insert_frame
+
+    def pausing_insert(con, table, frame):
+        real_insert(con, table, frame)
+        if table == "answers":
+            inserted_answers.set()
+            reader_done.wait(timeout=30)
+
+    def reader() -> None:
+        inserted_answers.wait(timeout=30)
+        seen["during"] = (counts(wh, "r1"), wh.query("SELECT headline FROM runs")["headline"][0])
+        reader_done.set()
+
+    monkeypatch.setattr(warehouse, "_insert_frame", pausing_insert)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    bad_scores = make_by_category("r1").with_columns(accuracy=pl.lit("oops"))
+    with pytest.raises(WarehouseError, match="nothing written"):
+        wh.record_run(
+            make_run("r1", headline=99.0), make_answers("r1", 1), make_by_type(), bad_scores
+        )
+    thread.join(timeout=30)
+    old = ({"runs": 1, "answers": 3, "scores_by_type": 3, "scores_by_category": 1}, 60.0)
+    assert seen["during"] == old  # mid-transaction: the new answers were already inserted
+    assert (counts(wh, "r1"), wh.query("SELECT headline FROM runs")["headline"][0]) == old
+
+
+def test_failing_first_record_leaves_nothing_for_another_process(wh: Warehouse) -> None:
+    bad_scores = make_by_category("r1").with_columns(total=pl.lit("many"))
+    with pytest.raises(WarehouseError):
+        wh.record_run(make_run("r1"), make_answers("r1"), make_by_type(), bad_scores)
+    code = (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(sum(con.execute(f'SELECT count(*) FROM {t}').fetchone()[0] "
+        "for t in ('runs', 'answers', 'scores_by_type', 'scores_by_category')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(wh.path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "0"
+
+
+# --- locking ----------------------------------------------------------------------------------
+
+HOLD = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD + f"time.sleep({seconds}); c.close()", str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_file_held_by_another_process_is_retried_then_reported(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    Warehouse(path)
+    proc = _hold(path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseLockedError, match="raise lock_timeout_s"):
+            Warehouse(path, lock_timeout_s=0.3)
+        assert time.monotonic() - started < 5
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_lock_released_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    Warehouse(path)
+    proc = _hold(path, 0.5)
+    try:
+        wh = Warehouse(path, lock_timeout_s=20)
+        assert wh.query("SELECT 1 AS one")["one"].to_list() == [1]
+    finally:
+        proc.wait()
+
+
+# --- leaderboard and named queries ------------------------------------------------------------
+
+
+def test_leaderboard_keeps_the_best_run_per_checkpoint_recipe_protocol_ranked(wh) -> None:
+    t = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    history = [
+        # run, eval_set, checkpoint, recipe, headline, finished
+        ("a1", "mmad", "ckpt-a", "emit", 70.0, t),
+        ("a2", "mmad", "ckpt-a", "emit", 72.0, t + dt.timedelta(hours=1)),  # a's best
+        ("b1", "mmad", "ckpt-b", "emit", 75.0, t),
+        ("c1", "mmad", "ckpt-c", "adfm", 72.0, t),  # ties with a2
+        ("d1", "mmad", "ckpt-d", "emit", None, t),  # no headline: left out
+        ("x1", "visa", "ckpt-a", "emit", 50.0, t),
+    ]
+    for run_id, eval_set, ckpt, recipe, headline, finished in history:
+        record(
+            wh,
+            run_id,
+            eval_set=eval_set,
+            checkpoint=ckpt,
+            recipe=recipe,
+            headline=headline,
+            finished_at=finished,
+        )
+    board = wh.leaderboard("mmad")
+    assert board.select("rank", "checkpoint", "run_id", "headline", "n_runs").rows() == [
+        (1, "ckpt-b", "b1", 75.0, 1),
+        (2, "ckpt-a", "a2", 72.0, 2),
+        (2, "ckpt-c", "c1", 72.0, 1),
+    ]
+    everything = wh.leaderboard()
+    assert everything.select("eval_set", "rank", "run_id").rows()[-1] == ("visa", 1, "x1")
+    assert wh.leaderboard("no-such-set").is_empty()
+
+
+@pytest.fixture
+def history(wh: Warehouse) -> Warehouse:
+    """Three checkpoints evaluated on MMAD (recorded out of order) and one on VisA."""
+    t = dt.datetime(2025, 2, 1, tzinfo=UTC)
+    runs = [
+        # run, checkpoint, finished (hours), eval_set, {(dataset, category, type): accuracy}
+        ("r300", "ckpt-300", 3, "mmad", {("VisA", "pcb1", AD): 90.0, ("VisA", "pcb1", DC): 70.0}),
+        ("r100", "ckpt-100", 1, "mmad", {("VisA", "pcb1", AD): 60.0, ("VisA", "pcb1", DC): 40.0}),
+        ("r200", "ckpt-200", 2, "mmad", {("VisA", "pcb1", AD): 95.0, ("VisA", "pcb1", DC): 55.0}),
+        ("v100", "ckpt-100", 4, "visa", {("VisA", "pcb1", AD): 10.0}),
+    ]
+    for run_id, ckpt, hours, eval_set, cells in runs:
+        cells = {**cells, ("DS-MVTec", "bottle", AD): 50.0 + hours}
+        finished = t + dt.timedelta(hours=hours)
+        record(wh, run_id, cells, checkpoint=ckpt, eval_set=eval_set, finished_at=finished)
+    return wh
+
+
+def test_best_checkpoint_per_category(history: Warehouse) -> None:
+    best = history.best_checkpoint_per_category("mmad")
+    # pcb1 means over its two types: r100 50.0, r200 75.0, r300 80.0; bottle: 50 + hours.
+    assert best.select("dataset", "category", "checkpoint", "accuracy", "n_runs").rows() == [
+        ("DS-MVTec", "bottle", "ckpt-300", 53.0, 3),
+        ("VisA", "pcb1", "ckpt-300", 80.0, 3),
+    ]
+    only_ad = history.best_checkpoint_per_category("mmad", type=AD)
+    assert only_ad.filter(pl.col("category") == "pcb1")["checkpoint"].to_list() == ["ckpt-200"]
+    assert history.best_checkpoint_per_category("nothing").is_empty()
+
+
+def test_category_history_is_ordered_by_time(history: Warehouse) -> None:
+    pcb1 = history.category_history("pcb1", eval_set="mmad")
+    assert pcb1.select("checkpoint", "accuracy", "questions").rows() == [
+        ("ckpt-100", 50.0, 200),
+        ("ckpt-200", 75.0, 200),
+        ("ckpt-300", 80.0, 200),
+    ]
+    assert pcb1["evaluated_at"].is_sorted()
+    every_set = history.category_history("pcb1", type=AD)
+    assert every_set.select("eval_set", "accuracy").rows() == [
+        ("mmad", 60.0),
+        ("mmad", 95.0),
+        ("mmad", 90.0),
+        ("visa", 10.0),
+    ]
+    assert history.category_history("pcb1", dataset="DS-MVTec").is_empty()
+
+
+def test_category_history_falls_back_to_the_start_time(wh: Warehouse) -> None:
+    t = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    record(wh, "late", started_at=t + dt.timedelta(days=2), finished_at=None)
+    record(wh, "early", started_at=t, finished_at=t + dt.timedelta(days=1))
+    assert wh.category_history("bottle")["run_id"].to_list() == ["early", "late"]
+
+
+def test_query_returns_polars_with_positional_and_named_parameters(wh: Warehouse) -> None:
+    record(wh)
+    by_position = wh.query("SELECT run_id FROM runs WHERE eval_set = ?", ["mmad"])
+    by_name = wh.query("SELECT run_id FROM runs WHERE eval_set = $s", {"s": "mmad"})
+    assert isinstance(by_position, pl.DataFrame)
+    assert by_position.equals(by_name) and by_name["run_id"].to_list() == ["r1"]
+    assert tuple(wh.query("SELECT * FROM runs").columns) == RUN_COLUMNS
