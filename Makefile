@@ -45,6 +45,8 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_knowledge.py
 	$(BIN)/python bench/bench_rewards.py
 	$(BIN)/python bench/bench_trainer.py
+	$(BIN)/python bench/bench_scoring.py
+	$(BIN)/python bench/bench_inference.py
 
 lint: install
 	$(BIN)/ruff check iad_pipeline assets training eval tests bench

@@ -131,7 +131,8 @@ def evaluate_mmad(
     progress: bool = False,
 ) -> Evaluation:
     """Answer MMAD's questions of one query set with a checkpoint and record the scores."""
-    from eval.reports import comparison_markdown, comparison_table, heatmap
+    from eval.published import as_compare, mmad_row
+    from eval.reports import comparison_markdown, comparison_table, heatmap, type_bars
 
     if eval_set not in MMAD_SETS:
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
@@ -191,6 +192,14 @@ def evaluate_mmad(
             f"{checkpoint_key} on MMAD {eval_set} ({protocol.name})",
         ),
     }
+    # MMAD's Qwen2.5-VL-7B 1-shot row: the base model the papers fine-tune
+    paths["bars"] = type_bars(
+        by_type,
+        folder / "types.png",
+        f"{checkpoint_key} on MMAD {eval_set}",
+        compare=as_compare([mmad_row("Qwen2.5-VL-7B")]),
+        ours_label=checkpoint_key,
+    )
     ours = {t: v for t, v in zip(scores.table.columns[1:], scores.table.row(-1)[1:], strict=True)}
     markdown = comparison_markdown(comparison_table(ours, f"{checkpoint_key} ({eval_set})"))
     paths["comparison"] = write_text(folder / "comparison.md", markdown + "\n")
