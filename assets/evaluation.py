@@ -39,6 +39,26 @@ def _checkpoint(iad: IadConfig, key: str):
     return found[key]
 
 
+def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg.MaterializeResult:
+    """Shared body of the evaluation assets: the partition's checkpoint on its set."""
+    keys = context.partition_key.keys_by_dimension
+    checkpoint = _checkpoint(iad, keys["checkpoint"])
+    try:
+        result = evaluate(
+            checkpoint,
+            keys["eval_set"],
+            checkpoint_key=keys["checkpoint"],
+            recipe=checkpoint.parent.name,
+            tables_dir=iad.tables_dir(),
+            data_dir=iad.data_dir(),
+            warehouse_path=iad.root() / "results.duckdb",
+            reports_dir=iad.root() / "reports",
+        )
+    except IadError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata=_metadata(result))
+
+
 def _metadata(result) -> dict:
     meta = {
         "headline": result.headline if result.headline is not None else float("nan"),
@@ -66,22 +86,7 @@ def _metadata(result) -> dict:
     code_version="1",
 )
 def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
-    keys = context.partition_key.keys_by_dimension
-    checkpoint = _checkpoint(iad, keys["checkpoint"])
-    try:
-        result = evaluate_mmad(
-            checkpoint,
-            keys["eval_set"],
-            checkpoint_key=keys["checkpoint"],
-            recipe=checkpoint.parent.name,
-            tables_dir=iad.tables_dir(),
-            data_dir=iad.data_dir(),
-            warehouse_path=iad.root() / "results.duckdb",
-            reports_dir=iad.root() / "reports",
-        )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    return dg.MaterializeResult(metadata=_metadata(result))
+    return _evaluate(context, iad, evaluate_mmad)
 
 
 @dg.asset(
@@ -95,22 +100,7 @@ def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materiali
     code_version="1",
 )
 def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
-    keys = context.partition_key.keys_by_dimension
-    checkpoint = _checkpoint(iad, keys["checkpoint"])
-    try:
-        result = evaluate_cross_dataset(
-            checkpoint,
-            keys["eval_set"],
-            checkpoint_key=keys["checkpoint"],
-            recipe=checkpoint.parent.name,
-            tables_dir=iad.tables_dir(),
-            data_dir=iad.data_dir(),
-            warehouse_path=iad.root() / "results.duckdb",
-            reports_dir=iad.root() / "reports",
-        )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    return dg.MaterializeResult(metadata=_metadata(result))
+    return _evaluate(context, iad, evaluate_cross_dataset)
 
 
 mmad_eval_job = dg.define_asset_job(

@@ -80,6 +80,39 @@ def _backend(path: Path, batch_size: int):
     return TransformersBackend(path, batch_size=batch_size)
 
 
+def _answer(
+    questions: pl.DataFrame,
+    checkpoint: Path,
+    checkpoint_key: str,
+    eval_set: str,
+    protocol: Protocol,
+    reports_dir: Path,
+    batch_size: int,
+    progress: bool,
+    **prompting,
+) -> tuple[Path, pl.DataFrame]:
+    """Answer with the checkpoint's model; resumable, one run per (checkpoint, set)."""
+    model = model_path(checkpoint)
+    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
+    run = RunInfo(
+        model=str(model),
+        checkpoint=f"{checkpoint_key}/{eval_set}",
+        backend="transformers",
+        protocol=protocol,
+    )
+    store = AnswerStore(reports_dir.parent / "answers")
+    answers = evaluate(
+        questions,
+        _backend(model, batch_size),
+        store,
+        run=run,
+        batch_size=batch_size,
+        progress=progress,
+        **prompting,
+    )
+    return model, answers
+
+
 def _run_row(
     eval_set: str,
     checkpoint_key: str,
@@ -147,25 +180,18 @@ def evaluate_mmad(
     templates = mmad_templates(root / "mmad.json")
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
     started = dt.datetime.now(dt.UTC)
-    model = model_path(checkpoint)
-    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
-    run = RunInfo(
-        model=str(model),
-        checkpoint=f"{checkpoint_key}/{eval_set}",
-        backend="transformers",
-        protocol=protocol,
-    )
-    store = AnswerStore(reports_dir.parent / "answers")
-    answers = evaluate(
+    model, answers = _answer(
         questions,
-        _backend(model, batch_size),
-        store,
-        run=run,
+        checkpoint,
+        checkpoint_key,
+        eval_set,
+        protocol,
+        reports_dir,
+        batch_size,
+        progress,
         templates=templates,
         knowledge=knowledge,
         image_root=root,
-        batch_size=batch_size,
-        progress=progress,
     )
     scores = score_mmad(answers)
     run_id = answers["run_id"][0] if answers.height else "empty"
@@ -247,24 +273,17 @@ def evaluate_cross_dataset(
     )
     protocol = Protocol(shots=1)
     started = dt.datetime.now(dt.UTC)
-    model = model_path(checkpoint)
-    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
-    run = RunInfo(
-        model=str(model),
-        checkpoint=f"{checkpoint_key}/{eval_set}",
-        backend="transformers",
-        protocol=protocol,
-    )
-    store = AnswerStore(reports_dir.parent / "answers")
-    answers = evaluate(
+    model, answers = _answer(
         questions,
-        _backend(model, batch_size),
-        store,
-        run=run,
+        checkpoint,
+        checkpoint_key,
+        eval_set,
+        protocol,
+        reports_dir,
+        batch_size,
+        progress,
         templates=None,
         image_root=data_dir,
-        batch_size=batch_size,
-        progress=progress,
     )
     run_id = answers["run_id"][0] if answers.height else "empty"
     # the predicted side: the letter of the "Yes." option (EMIT's wording) means anomalous
