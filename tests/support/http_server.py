@@ -38,10 +38,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.background import BackgroundServer, QuietServer
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: QuietServer
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -208,53 +210,11 @@ class _App:
         self.requests_seen = 0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    app: _App
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("loopback server: error serving %s", client_address, exc_info=True)
-
-
-class LoopbackServer:
+class LoopbackServer(BackgroundServer):
     """Serve registered bodies on ``http://127.0.0.1:<port>``; a context manager."""
 
     def __init__(self) -> None:
-        self._app = _App()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.app = self._app
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            msg = "LoopbackServer is not running: call start() or use it in a with block."
-            raise RuntimeError(msg)
-        return self._server.server_address[1]
+        super().__init__(_App(), _Handler)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

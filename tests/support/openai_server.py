@@ -47,11 +47,13 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
+
+from tests.support.background import BackgroundServer, QuietServer
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +178,7 @@ class _App:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: QuietServer
 
     def setup(self) -> None:
         super().setup()
@@ -277,15 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    app: _App
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("openai loopback: error serving %s", client_address, exc_info=True)
-
-
-class OpenAIServer:
+class OpenAIServer(BackgroundServer):
     """An OpenAI-compatible chat server on ``http://127.0.0.1:<port>/v1``; a context manager.
 
     Args:
@@ -308,45 +302,15 @@ class OpenAIServer:
         max_side: int = 512,
         leaky_errors: bool = False,
     ) -> None:
-        self._app = _App(model, api_key, max_side)
+        super().__init__(_App(model, api_key, max_side), _Handler)
         self._app.leaky_errors = leaky_errors
         self._app.answer = answer or echo_answer
         self._app.latency = latency
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.app = self._app
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``, the ``base_url`` of an OpenAI client."""
-        if self._server is None:
-            msg = "OpenAIServer is not running: call start() or use it in a with block."
-            raise RuntimeError(msg)
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def add_fault(
         self,
