@@ -103,12 +103,8 @@ def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.
     return _evaluate(context, iad, evaluate_cross_dataset)
 
 
-mmad_eval_job = dg.define_asset_job(
-    "mmad_evaluation", selection=[mmad_eval], partitions_def=mmad_partitions
-)
-cross_eval_job = dg.define_asset_job(
-    "cross_dataset_evaluation", selection=[cross_dataset_eval], partitions_def=cross_partitions
-)
+mmad_eval_job = dg.define_asset_job("mmad_evaluation", selection=[mmad_eval])
+cross_eval_job = dg.define_asset_job("cross_dataset_evaluation", selection=[cross_dataset_eval])
 
 
 def evaluation_requests(key: str, print_: str, sets_by_job) -> list[dg.RunRequest]:

@@ -1,18 +1,30 @@
 """The ingest assets materialize in-process on the demo profile, with their checks."""
 
+import json
+import subprocess
+import sys
+
 import dagster as dg
 import polars as pl
 import pytest
 
 from assets.ingest import raw_dataset, samples
-from iad_pipeline.definitions import defs
 from iad_pipeline.resources import IadConfig
 
 
 def test_definitions_load() -> None:
-    dg.Definitions.validate_loadable(defs)
-    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert keys == {
+    # in a fresh interpreter, as `dg dev` loads the code location: Dagster keeps a global
+    # load context that other tests' (closed) instances would otherwise leak into
+    code = (
+        "import json, dagster as dg\n"
+        "from iad_pipeline.definitions import defs\n"
+        "dg.Definitions.validate_loadable(defs)\n"
+        "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_all_asset_keys())))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    assert set(json.loads(out.strip().splitlines()[-1])) == {
         "raw_dataset",
         "samples",
         "annotations",
