@@ -22,6 +22,7 @@ from eval.scoring import score_mmad, write_mmad_csv
 from eval.store import AnswerStore
 from eval.warehouse import Warehouse
 from iad_pipeline import __version__
+from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fsutil import write_text
 
@@ -78,6 +79,11 @@ def _backend(path: Path, batch_size: int):
     from eval.backends.transformers_backend import TransformersBackend
 
     return TransformersBackend(path, batch_size=batch_size)
+
+
+def _rounded(table: pl.DataFrame) -> pl.DataFrame:
+    """Accuracies to two decimals, for metadata tables people read."""
+    return table.with_columns(pl.col(pl.Float64).round(2))
 
 
 def _answer(
@@ -230,17 +236,14 @@ def evaluate_mmad(
     markdown = comparison_markdown(comparison_table(ours, f"{checkpoint_key} ({eval_set})"))
     paths["comparison"] = write_text(folder / "comparison.md", markdown + "\n")
     return Evaluation(
-        row, answers, by_type, by_category, scores.headline, paths, _markdown(scores.table)
+        row,
+        answers,
+        by_type,
+        by_category,
+        scores.headline,
+        paths,
+        markdown_table(_rounded(scores.table), max_rows=50),
     )
-
-
-def _markdown(table: pl.DataFrame) -> str:
-    head = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns)
-    rows = [
-        "| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |"
-        for row in table.iter_rows()
-    ]
-    return "\n".join([head, *rows])
 
 
 def evaluate_cross_dataset(
@@ -364,5 +367,5 @@ def evaluate_cross_dataset(
         by_category,
         accuracy,
         {},
-        _markdown(metrics) if metrics.height else "_(no questions)_",
+        markdown_table(_rounded(metrics)),
     )

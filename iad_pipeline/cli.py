@@ -214,14 +214,12 @@ def cmd_questions(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import subprocess
 
-    from iad_pipeline.paths import iad_home
+    from iad_pipeline.paths import profile_root
 
     # Training runs as its own process (training/grpo.py, as under accelerate or Dagster),
     # so the core never imports the training package.
-    home = iad_home()
-    root = home / "demo" if os.environ.get("IAD_PROFILE", "demo") == "demo" else home
     name = Path(args.recipe).stem
-    output = Path(args.output) if args.output else root / "runs" / name
+    output = Path(args.output) if args.output else profile_root() / "runs" / name
     command = [
         sys.executable,
         "-m",

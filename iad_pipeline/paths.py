@@ -36,3 +36,16 @@ def tables_dir(home: Path | None = None) -> Path:
 def synthetic_dir(home: Path | None = None) -> Path:
     """The folder of the demo profile's synthetic datasets and archives."""
     return (home or iad_home()) / "synthetic"
+
+
+def profile_root(home: Path | None = None, profile: str | None = None) -> Path:
+    """The root of a profile's files: ``$IAD_HOME/demo`` for ``demo``, else ``$IAD_HOME``.
+
+    ``profile`` defaults to ``$IAD_PROFILE``, itself ``demo`` when unset.
+
+    >>> profile_root(Path("/h"), "demo").as_posix(), profile_root(Path("/h"), "real").as_posix()
+    ('/h/demo', '/h')
+    """
+    home = home or iad_home()
+    profile = profile or os.environ.get("IAD_PROFILE") or "demo"
+    return home / "demo" if profile == "demo" else home

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from iad_pipeline.paths import iad_home
+from iad_pipeline.paths import iad_home, profile_root
 
 PROFILES = ("demo", "real")
 
@@ -59,8 +59,7 @@ class IadConfig(dg.ConfigurableResource):
         return Path(self.home).expanduser().resolve() if self.home else iad_home()
 
     def root(self) -> Path:
-        home = self.home_dir()
-        return home / "demo" if self.resolved_profile() == "demo" else home
+        return profile_root(self.home_dir(), self.resolved_profile())
 
     def data_dir(self) -> Path:
         return self.root() / "data"

@@ -46,11 +46,9 @@ def pipes_session() -> Iterator[Any]:
 
 def default_training_set_dir(name: str) -> Path:
     """Where the ``training_set`` asset exports ``name`` for the current profile."""
-    from iad_pipeline.paths import iad_home
+    from iad_pipeline.paths import profile_root
 
-    home = iad_home()
-    root = home / "demo" if os.environ.get("IAD_PROFILE", "demo") == "demo" else home
-    return root / "tables" / "training_sets" / name / "hf"
+    return profile_root() / "tables" / "training_sets" / name / "hf"
 
 
 def load_training_dataset(path: Path, recipe: Recipe, seed: int):
