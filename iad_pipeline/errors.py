@@ -46,3 +46,7 @@ class LayoutError(IadError):
 
 class DatasetNotInstalledError(IadError):
     """A dataset was read before it was fetched."""
+
+
+class LockBusyError(IadError):
+    """Another process holds the lock of a dataset, an evaluation or another shared file."""

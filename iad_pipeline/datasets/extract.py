@@ -248,6 +248,34 @@ def _extract_tar(archive: Path, tmp: Path, progress: bool) -> int:
         return len(members)
 
 
+def check_links_within(root: Path, archive: Path) -> None:
+    """Refuse if a symlink under ``root`` resolves outside ``root``.
+
+    :func:`safe_extract` checks links against the folder it extracts into; when only a
+    wrapper folder inside it becomes the dataset, a link such as ``wrapper/up -> ..`` that
+    stayed inside the extraction folder points outside the dataset. This walks the final
+    folder (links are not followed) and resolves each link where it will live.
+
+    Raises:
+        UnsafeArchiveError: naming ``archive`` and the link, relative to ``root``.
+    """
+    root = Path(root)
+    real_root = os.path.realpath(root)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                continue
+            resolved = os.path.realpath(path)
+            if os.path.commonpath([real_root, resolved]) != real_root:
+                rel = os.path.relpath(path, root)
+                why = f"is a symlink to {os.readlink(path)!r}, outside the dataset folder"
+                msg = str(_refuse(archive, rel, why)).replace(
+                    "Nothing was extracted.", "Nothing was installed."
+                )
+                raise UnsafeArchiveError(msg)
+
+
 def safe_extract(archive: Path, target: Path, *, progress: bool = True) -> Path:
     """Extract a zip or tar archive into the new folder ``target``, checking every member.
 

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from iad_pipeline import __version__
 from iad_pipeline.datasets.download import download, sha256_file
-from iad_pipeline.datasets.extract import safe_extract
+from iad_pipeline.datasets.extract import check_links_within, safe_extract
 from iad_pipeline.datasets.layout import list_dir
 from iad_pipeline.datasets.registry import check_licence, resolve_spec
 from iad_pipeline.datasets.spec import DatasetSpec, Resource
@@ -36,7 +37,7 @@ from iad_pipeline.errors import (
     IadError,
     LayoutError,
 )
-from iad_pipeline.fsutil import temp_sibling, write_json
+from iad_pipeline.fsutil import file_lock, temp_sibling, write_json
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,29 @@ class InstallRecord:
         data = dict(self.__dict__)
         data.pop("already_installed")
         return data
+
+
+def lock_path(data_dir: Path, key: str) -> Path:
+    """The lock file held while ``key`` is fetched: ``<data-dir>/.<key>.lock``."""
+    return data_dir / f".{key}.lock"
+
+
+def _remove_stale_staging(data_dir: Path, key: str) -> None:
+    """Remove the hidden staging folders and link names a killed fetch of ``key`` left.
+
+    Called under the dataset's lock, so no live fetch owns them. Only names we create
+    (:func:`~iad_pipeline.fsutil.temp_sibling` of ``<data-dir>/<key>``) are touched; a
+    staging name that is a symlink is unlinked, never followed.
+    """
+    pattern = re.compile(rf"\.{re.escape(key)}\.[0-9a-f]{{8}}\.(staging|link)")
+    for entry in os.scandir(data_dir):
+        if not pattern.fullmatch(entry.name):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            log.warning("%s: removing the staging folder of an interrupted fetch", entry.path)
+            shutil.rmtree(entry.path)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def marker_path(data_dir: Path, key: str) -> Path:
@@ -112,19 +136,46 @@ def fetch(
     env: Mapping[str, str] | None = None,
     progress: bool = True,
     retries: int = 5,
+    lock_timeout: float | None = 0.0,
 ) -> InstallRecord:
     """Install dataset ``key`` into ``data_dir/key`` and write its ``.complete`` marker.
+
+    One fetch of a dataset at a time: the work happens under the lock
+    ``<data-dir>/.<key>.lock`` (:func:`~iad_pipeline.fsutil.file_lock`), so two runs never
+    write the same ``.part`` file or staging folder. Staging folders left behind by a run that
+    was killed are removed first (only ours: ``.<key>.<8 hex>.staging``).
 
     Args:
         from_path: A folder or archive the user downloaded (required for manual datasets).
         synthetic: The source is a synthetic dataset of ours: no licence gate, and the marker
             says so.
+        lock_timeout: Seconds to wait while another process fetches the same dataset; ``0``
+            (the default) fails at once with :class:`~iad_pipeline.errors.LockBusyError`,
+            ``None`` waits (the second run then finds the dataset installed).
     """
     env = os.environ if env is None else env
     spec = resolve_spec(key, url=url, sha256=sha256, env=env)
     if not synthetic:
         check_licence(spec, accept_license, env)
     data_dir.mkdir(parents=True, exist_ok=True)
+    existing = read_marker(data_dir, key)
+    if existing is not None:  # installed: nothing to write, so no lock to wait for
+        existing.already_installed = True
+        return existing
+    with file_lock(lock_path(data_dir, key), lock_timeout, what=f"dataset {key!r} in {data_dir}"):
+        _remove_stale_staging(data_dir, key)
+        return _fetch_locked(spec, key, data_dir, from_path, synthetic, progress, retries)
+
+
+def _fetch_locked(
+    spec: DatasetSpec,
+    key: str,
+    data_dir: Path,
+    from_path: Path | None,
+    synthetic: bool,
+    progress: bool,
+    retries: int,
+) -> InstallRecord:
     existing = read_marker(data_dir, key)
     if existing is not None:
         existing.already_installed = True
@@ -290,6 +341,9 @@ def _extract_into_place(
         missing = spec.required(root)
         if missing:
             raise _layout_error(spec, archives[0] if archives else root, missing)
+        # Links were checked against each archive's own root; the wrapper folder is gone
+        # now, so check them again against the folder that becomes the dataset.
+        check_links_within(root, archives[0] if archives else root)
         os.replace(root, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -72,9 +72,11 @@ def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
     assert marker["resources"][0]["sha256"] == digest
     assert marker["licence"] == "CC BY-NC-SA 4.0"
     assert "14 of 15 categories absent" in marker["warnings"][0]
-    # the archive is kept for re-verification; nothing else is left behind
+    # the archive is kept for re-verification; nothing else is left behind but the lock
+    # file (never deleted: see fsutil.file_lock)
     assert sorted(p.name for p in data_dir.iterdir()) == [
         ".downloads",
+        ".mvtec_ad.lock",
         "mvtec_ad",
         "mvtec_ad.complete",
     ]
