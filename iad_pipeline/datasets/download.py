@@ -6,7 +6,13 @@ anomalib's ``download_and_extract`` does not (see ``shared/reference/datasets.md
 
 * an existing file is hashed on every call, so a truncated archive is never reused;
 * an interrupted transfer resumes with an HTTP ``Range`` request from what the ``.part`` holds,
-  within the same call (retries) and across calls (re-running the command);
+  within the same call (retries) and across calls (re-running the command). The resume
+  carries ``If-Range`` with the validator the part was started under (a strong ``ETag``,
+  else ``Last-Modified``, kept in ``<name>.part.json``), so a server whose file changed
+  answers with the whole new file and the download restarts from zero instead of splicing
+  two versions; without any validator a part is only resumed when a sha256 will check it;
+* every attempt has a total deadline (``attempt_deadline``), so a server that trickles a
+  byte every few seconds, never tripping the per-read timeout, is cut off and retried;
 * connection errors, stalls and 5xx answers are retried with exponential backoff and full
   jitter; 404/410 say that the link has probably moved and how to pass a new one;
 * free disk space is checked before the body is written;
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -40,7 +47,7 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
-from iad_pipeline import fsutil
+from iad_pipeline import fsutil, limits
 from iad_pipeline.errors import (
     ChecksumMismatchError,
     DownloadError,
@@ -137,10 +144,15 @@ class _Restart(Exception):
     """The part file was discarded; start again from zero right away (internal)."""
 
 
+class _Deadline(Exception):
+    """An attempt ran past its total deadline (internal; becomes a :class:`_Transient`)."""
+
+
 @dataclass
 class _Tally:
     bytes_transferred: int = 0
     resumed: bool = False
+    attempt_started: float = 0.0
 
 
 class _PartFile:
@@ -157,8 +169,32 @@ class _PartFile:
         except FileNotFoundError:
             return 0
 
+    @property
+    def record_path(self) -> Path:
+        """``<name>.part.json``: the URL and validators the part's bytes came with."""
+        return self.path.with_name(self.path.name + ".json")
+
+    def read_record(self) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def write_record(self, url: str, resp: requests.Response, total: int | None) -> None:
+        etag = resp.headers.get("ETag")
+        record = {
+            "url": url,
+            # A weak ETag may not be used with If-Range (RFC 9110 section 13.1.5).
+            "etag": etag if etag and not etag.startswith("W/") else None,
+            "last_modified": resp.headers.get("Last-Modified"),
+            "total": total,
+        }
+        fsutil.write_json(self.record_path, record)
+
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.record_path.unlink(missing_ok=True)
         self._hasher, self._hashed = hashlib.sha256(), 0
 
     def hexdigest(self) -> str:
@@ -352,13 +388,17 @@ def _check_disk_space(folder: Path, needed: int, url: str) -> None:
         raise InsufficientDiskSpaceError(msg)
 
 
-def _raw_chunks(resp: requests.Response, chunk_size: int) -> Iterator[bytes]:
+def _raw_chunks(resp: requests.Response, chunk_size: int, deadline: float) -> Iterator[bytes]:
     # read1 returns what one socket read gives (at most chunk_size): bytes that arrived
     # before a reset are handed over, not lost inside a buffer that was being filled.
     # urllib3 < 2.3 has no read1; its read(amt) is the fallback.
     read = getattr(resp.raw, "read1", None) or resp.raw.read
     while chunk := read(chunk_size, decode_content=False):
         yield chunk
+        if time.monotonic() > deadline:
+            # Each read is bounded by the read timeout, so the attempt ends at most one read
+            # timeout after its deadline; the bytes received so far are kept and resumed.
+            raise _Deadline
 
 
 @dataclass(frozen=True)
@@ -370,6 +410,7 @@ class _Options:
     progress: bool
     desc: str
     hint: str
+    attempt_deadline: float = limits.DOWNLOAD_DEADLINE
 
 
 def _finish_after_416(
@@ -403,18 +444,30 @@ def _align(
     Returns the offset the body is written at and the file size expected after it.
     """
     start, expected = _body_window(resp, opts.url)
-    if start == offset:
-        if offset:
-            tally.resumed = True
-            logger.info("Resuming %s at byte %d", opts.url, offset)
+    if start == offset and offset:
+        changed = _changed_since(part.read_record(), resp, expected)
+        if changed:
+            logger.warning(
+                "%s changed since %s was started (%s); discarding it and restarting from zero",
+                opts.url,
+                part.path.name,
+                changed,
+            )
+            part.discard()
+            raise _Restart
+        tally.resumed = True
+        logger.info("Resuming %s at byte %d", opts.url, offset)
         return offset, expected
     if start == 0:
-        logger.warning(
-            "%s ignores Range requests; discarding %d bytes and restarting from zero",
-            opts.url,
-            offset,
-        )
-        part.discard()
+        if offset:
+            why = "its file changed" if "If-Range" in resp.request.headers else "no Range support"
+            logger.warning(
+                "%s answered with the whole file (%s); discarding %d bytes, restarting from zero",
+                opts.url,
+                why,
+                offset,
+            )
+            part.discard()
         return 0, expected
     if offset == 0:
         msg = f"{opts.url} sent bytes from {start} on to a request without Range."
@@ -424,6 +477,26 @@ def _align(
     )
     part.discard()
     raise _Restart
+
+
+def _changed_since(
+    record: dict[str, Any] | None, resp: requests.Response, total: int | None
+) -> str:
+    """Why a ``206`` answer cannot continue the part (empty if it can).
+
+    The server honoured ``If-Range``, but a proxy may not: the answer's own validators and
+    total size must still be those the part was started with.
+    """
+    if record is None:  # a part of an earlier version of iad; the sha256 will check it
+        return ""
+    etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+    if record.get("etag") and etag and etag != record["etag"]:
+        return f"ETag {record['etag']} -> {etag}"
+    if record.get("last_modified") and modified and modified != record["last_modified"]:
+        return f"Last-Modified {record['last_modified']} -> {modified}"
+    if record.get("total") is not None and total is not None and total != record["total"]:
+        return f"size {record['total']} -> {total}"
+    return ""
 
 
 def _receive(
@@ -450,8 +523,9 @@ def _receive(
         tally.bytes_transferred += n
         bar.update(n)
 
+    deadline = tally.attempt_started + opts.attempt_deadline
     with bar:
-        part.append(_raw_chunks(resp, opts.chunk_size), received)
+        part.append(_raw_chunks(resp, opts.chunk_size, deadline), received)
 
 
 def _attempt(session: requests.Session, part: _PartFile, opts: _Options, tally: _Tally) -> None:
@@ -459,7 +533,26 @@ def _attempt(session: requests.Session, part: _PartFile, opts: _Options, tally: 
     offset = part.size()
     headers = {"Accept-Encoding": "identity"}
     if offset:
+        record = part.read_record()
+        if record is not None and record.get("url") != opts.url:
+            logger.warning("%s holds bytes of another URL; restarting from zero", part.path)
+            part.discard()
+            offset = 0
+        elif record is None and opts.sha256 is None:
+            # Nothing would notice bytes of two versions spliced together.
+            logger.warning(
+                "%s has no record of the version it came from and no sha256 will check it; "
+                "restarting from zero",
+                part.path,
+            )
+            part.discard()
+            offset = 0
+    if offset:
         headers["Range"] = f"bytes={offset}-"
+        validator = record and (record.get("etag") or record.get("last_modified"))
+        if validator:
+            headers["If-Range"] = validator
+    tally.attempt_started = time.monotonic()
     try:
         with session.get(opts.url, headers=headers, stream=True, timeout=opts.timeout) as resp:
             _check_status(resp, opts.url, opts.hint)
@@ -470,7 +563,12 @@ def _attempt(session: requests.Session, part: _PartFile, opts: _Options, tally: 
             offset, expected = _align(resp, part, offset, opts, tally)
             if expected is not None:
                 _check_disk_space(part.path.parent, expected - offset, opts.url)
+            if offset == 0:  # a new part: remember the version its bytes come from
+                part.write_record(opts.url, resp, expected)
             _receive(resp, part, offset, expected, opts, tally)
+    except _Deadline as exc:
+        msg = f"the attempt ran past its deadline of {opts.attempt_deadline:g} s"
+        raise _Transient(msg) from exc
     except requests.exceptions.SSLError as exc:
         msg = f"TLS error talking to {opts.url}: {exc}. Check the system's certificates."
         raise DownloadError(_with_hint(msg, opts.hint)) from exc
@@ -508,6 +606,7 @@ def _install(part: _PartFile, dest: Path, tally: _Tally, opts: _Options) -> Down
     if opts.sha256 is not None and digest != opts.sha256:
         corrupt = _suffixed(dest, ".corrupt")
         os.replace(part.path, corrupt)
+        part.record_path.unlink(missing_ok=True)
         msg = (
             f"{opts.url} served a file with sha256 {digest}, expected {opts.sha256}. "
             f"The bytes are kept in {corrupt} for inspection. The link may now serve a "
@@ -516,6 +615,7 @@ def _install(part: _PartFile, dest: Path, tally: _Tally, opts: _Options) -> Down
         )
         raise ChecksumMismatchError(_with_hint(msg, opts.hint))
     os.replace(part.path, dest)
+    part.record_path.unlink(missing_ok=True)
     sidecar = _suffixed(dest, ".sha256")
     if opts.sha256 is None or sidecar.exists():  # never leave a record that lies
         fsutil.write_text(sidecar, f"{digest}  {dest.name}\n")
@@ -537,6 +637,7 @@ def download(
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
     hint: str = "",
+    attempt_deadline: float | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest``, resuming and verifying; reuse ``dest`` if it checks out.
 
@@ -556,6 +657,11 @@ def download(
         session: A :class:`requests.Session` to reuse (a new one is made and closed if None).
         sleep: Called with the backoff delay; tests pass a no-op.
         hint: Appended to error messages, e.g. the environment variable that overrides the URL.
+        attempt_deadline: Longest time of one attempt in seconds, however slowly bytes come
+            (``None``: ``IAD_DOWNLOAD_DEADLINE``, see :mod:`iad_pipeline.limits`); an attempt
+            cut off by it keeps its bytes and counts as a failed attempt. With the
+            backoff capped at :data:`MAX_BACKOFF`, a call lasts at most about
+            ``(retries + 1) * (attempt_deadline + timeout) + retries * MAX_BACKOFF``.
 
     Returns:
         A :class:`DownloadResult`.
@@ -574,7 +680,14 @@ def download(
     reused = _reuse_existing(dest, expected)
     if reused is not None:
         return reused
-    opts = _Options(url, expected, timeout, chunk_size, progress, desc or dest.name, hint)
+    if attempt_deadline is None:
+        attempt_deadline = limits.download_deadline()
+    if not attempt_deadline > 0:
+        msg = f"attempt_deadline={attempt_deadline!r}; expected seconds > 0"
+        raise DownloadError(msg)
+    opts = _Options(
+        url, expected, timeout, chunk_size, progress, desc or dest.name, hint, attempt_deadline
+    )
     part = _PartFile(_suffixed(dest, ".part"))
     tally = _Tally()
     own_session = session is None

@@ -25,6 +25,15 @@ Faults (keyword arguments of :meth:`LoopbackServer.add`):
   ``N`` bytes (to exercise read timeouts).
 * ``headers={...}``: extra headers on every file answer (``Content-Encoding: gzip`` on a
   ``.tar.gz``, as some hosts send).
+* ``trickle_seconds=S``: on the first ``trickle_times`` body answers, send one byte every
+  ``S`` seconds (never tripping a read timeout longer than ``S``).
+
+Validators: every file answer carries a strong ``ETag`` derived from the body (``etag=False``
+leaves it out) and ``Last-Modified`` when ``last_modified`` is set. ``If-Range`` is honoured
+as RFC 9110 says: a ranged request whose ``If-Range`` no longer matches gets the whole body
+with 200; ``ignore_if_range=True`` plays a server or proxy that ignores it.
+:meth:`LoopbackServer.replace` swaps a route's body (and so its ``ETag``) between attempts:
+the file changed on the server.
 
 To serve bytes other than the ones a test expects (a link that now serves another file),
 register the other bytes.
@@ -32,6 +41,7 @@ register the other bytes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import socket
@@ -65,6 +75,13 @@ class Route:
     stall_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     """Extra headers of every file answer, e.g. a misleading ``Content-Encoding``."""
+    trickle_seconds: float = 0.0
+    trickle_times: int = 1
+    etag: bool = True
+    last_modified: str | None = None
+    ignore_if_range: bool = False
+    if_ranges: list[str | None] = field(default_factory=list)
+    """The ``If-Range`` header of each request (``None`` when absent), in order."""
     requests: int = 0
     """Requests seen on this path, whatever was answered."""
     bytes_sent: int = 0
@@ -78,6 +95,16 @@ class Route:
     @property
     def size(self) -> int:
         return self.body.stat().st_size if isinstance(self.body, Path) else len(self.body)
+
+    def etag_value(self) -> str:
+        data = self.body.read_bytes() if isinstance(self.body, Path) else self.body
+        return '"' + hashlib.sha1(data).hexdigest()[:16] + '"'
+
+    def validators(self) -> dict[str, str]:
+        out = {"ETag": self.etag_value()} if self.etag else {}
+        if self.last_modified:
+            out["Last-Modified"] = self.last_modified
+        return out
 
     def read(self, start: int, stop: int) -> bytes | memoryview:
         if isinstance(self.body, Path):
@@ -117,12 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path = urlsplit(self.path).path
         range_header = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
         with app.lock:
             app.requests_seen += 1
             route = app.routes.get(path)
             if route is not None:
                 route.requests += 1
                 route.ranges.append(range_header)
+                route.if_ranges.append(if_range)
                 nth = route.requests
         if route is None:
             self._send_short(404)
@@ -151,6 +180,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_file(self, route: Route, range_header: str | None) -> None:
         size = route.size
         start, stop, status = 0, size, 200
+        validators = route.validators()
+        if (
+            range_header is not None
+            and self.headers.get("If-Range") is not None
+            and not route.ignore_if_range
+            and self.headers["If-Range"] not in validators.values()
+        ):
+            range_header = None  # the file changed: the whole new file, with 200
         if range_header is not None and not route.no_range:
             window = parse_range(range_header, size)
             if window is None:
@@ -169,21 +206,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "none" if route.no_range else "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
-        for name, value in route.headers.items():
+        for name, value in {**validators, **route.headers}.items():
             self.send_header(name, value)
         self.end_headers()
         drop = route.drop_after if nth_body < route.drop_times else None
         stall = route.stall_after if nth_body == 0 else None
-        self._send_body(route, start, stop, drop, stall)
+        trickle = route.trickle_seconds if nth_body < route.trickle_times else 0.0
+        self._send_body(route, start, stop, drop, stall, trickle)
 
     def _send_body(
-        self, route: Route, start: int, stop: int, drop: int | None, stall: int | None
+        self,
+        route: Route,
+        start: int,
+        stop: int,
+        drop: int | None,
+        stall: int | None,
+        trickle: float = 0.0,
     ) -> None:
         sent = 0
         limit = stop - start if drop is None else min(drop, stop - start)
         try:
             while sent < limit:
-                step = min(_CHUNK, limit - sent)
+                step = 1 if trickle else min(_CHUNK, limit - sent)
+                if trickle:
+                    self.wfile.flush()
+                    time.sleep(trickle)
                 if stall is not None and sent < stall:
                     step = min(step, stall - sent)
                 self.wfile.write(route.read(start + sent, start + sent + step))
@@ -224,6 +271,11 @@ class LoopbackServer(BackgroundServer):
         with self._app.lock:
             self._app.routes[path] = Route(body=body, **faults)
         return self.url(path)
+
+    def replace(self, path: str, body: bytes | Path) -> None:
+        """Serve ``body`` at ``path`` from now on (a new version: its ``ETag`` changes)."""
+        with self._app.lock:
+            self._app.routes[path].body = body
 
     def route(self, path: str) -> Route:
         """The route registered at ``path`` (its counters, and faults a test may change)."""
