@@ -4,18 +4,28 @@ No pixel data is decoded: PNG and JPEG sizes are parsed from their headers here 
 ``open`` costs more than hashing the whole file), other formats go through Pillow.
 Truncation is detected from the container's end marker (PNG's IEND chunk, JPEG's EOI
 marker, BMP's declared file size), which is what a cut-off download or copy loses first.
+
+Only regular files are read, and only what their size says: a FIFO, a device (a link to
+``/dev/zero``) or a link that leaves the dataset folder is refused from its metadata
+without blocking on it or reading it, and an image whose header declares more than
+``max_pixels`` pixels (a decompression bomb, or a corrupt ``0xFFFFFFFF`` width) is refused
+before anything would decode it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+
+from iad_pipeline.limits import MAX_IMAGE_PIXELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"IEND\xaeB`\x82"
@@ -27,7 +37,9 @@ class ImageFault(Exception):
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
-        self.kind = kind  # "unreadable" or "truncated"
+        # "unreadable", "truncated", "not_regular" (FIFO, device, link out of the root)
+        # or "too_large" (more pixels than allowed)
+        self.kind = kind
         self.detail = detail
 
 
@@ -38,16 +50,84 @@ class ImageInfo:
     sha256: str
 
 
-def inspect(path: Path, *, want_hash: bool = True) -> ImageInfo:
-    """Read ``path`` once: header size, sha256 of the bytes, truncation check.
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+# The most bytes per pixel of a supported format (16-bit RGBA, uncompressed), plus room for
+# metadata: a file larger than this cannot hold an image within the pixel limit.
+_BYTES_PER_PIXEL = 8
+_SLACK = 16 * 1024 * 1024
+
+
+def read_regular(path: Path, *, root: Path | None = None, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file (inside ``root`` once links are resolved).
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO
+    never hangs the reader and a file swapped for a device after a check is still caught;
+    exactly ``st_size`` bytes are read, never more.
 
     Raises:
-        ImageFault: the file is missing, empty, not an image, or truncated.
+        ImageFault: ``not_regular`` for a FIFO, device, socket, folder or a link leaving
+            ``root``; ``too_large`` above ``max_bytes``; ``unreadable`` for OS errors.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "link.png").symlink_to("/dev/zero")
+    >>> read_regular(d / "link.png", root=d)
+    Traceback (most recent call last):
+    ...
+    iad_pipeline.datasets.imageinfo.ImageFault: a symlink to /dev/zero, outside the dataset folder
     """
+    if root is not None:
+        real_root, real = os.path.realpath(root), os.path.realpath(path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise ImageFault("not_regular", f"a symlink to {real}, outside the dataset folder")
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ImageFault("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+            raise ImageFault("not_regular", f"{kind}, not a regular file; it is never read")
+        if max_bytes is not None and st.st_size > max_bytes:
+            detail = f"{st.st_size} bytes, more than an image within the pixel limit can need"
+            raise ImageFault("too_large", detail)
+        chunks, left = [], st.st_size
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageFault("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def inspect(
+    path: Path,
+    *,
+    want_hash: bool = True,
+    root: Path | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> ImageInfo:
+    """Read ``path`` once: header size, sha256 of the bytes, truncation check.
+
+    Args:
+        root: The dataset folder; a link resolving outside it is refused.
+        max_pixels: Images declaring more pixels (width x height) are refused.
+
+    Raises:
+        ImageFault: the file is missing, empty, not a regular file, not an image, too
+            large, or truncated.
+    """
+    max_bytes = max_pixels * _BYTES_PER_PIXEL + _SLACK
+    data = read_regular(path, root=root, max_bytes=max_bytes)
     if not data:
         raise ImageFault("unreadable", "empty file (0 bytes)")
     header = header_size(data)
@@ -55,6 +135,14 @@ def inspect(path: Path, *, want_hash: bool = True) -> ImageInfo:
         fmt, width, height = header
     else:
         fmt, width, height = _pillow_size(data)
+    if width <= 0 or height <= 0 or max(width, height) >= 2**31:
+        raise ImageFault("unreadable", f"header declares an impossible size {width}x{height}")
+    if width * height > max_pixels:
+        detail = (
+            f"{width}x{height} = {width * height} pixels, above the limit of {max_pixels} "
+            "(IAD_MAX_IMAGE_PIXELS)"
+        )
+        raise ImageFault("too_large", detail)
     _check_complete(data, fmt)
     digest = hashlib.sha256(data).hexdigest() if want_hash else ""
     return ImageInfo(width, height, digest)
@@ -96,6 +184,8 @@ def _pillow_size(data: bytes) -> tuple[str | None, int, int]:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
                 return im.format, im.size[0], im.size[1]
+    except Image.DecompressionBombError as exc:  # our own pixel limit gives the reason
+        raise ImageFault("too_large", str(exc)) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageFault("unreadable", f"not a readable image: {exc}") from exc
 

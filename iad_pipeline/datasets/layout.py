@@ -21,6 +21,8 @@ class Reason:
     """Reason codes of quarantine rows (one column, stable strings users can filter on)."""
 
     UNREADABLE_IMAGE = "unreadable_image"
+    NOT_A_REGULAR_FILE = "not_a_regular_file"
+    IMAGE_TOO_LARGE = "image_too_large"
     TRUNCATED_IMAGE = "truncated_image"
     MISSING_IMAGE = "missing_image"
     MISSING_MASK = "missing_mask"

@@ -30,8 +30,10 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
+from iad_pipeline import limits
 from iad_pipeline.datasets.imageinfo import ImageFault, inspect
 from iad_pipeline.datasets.layout import Candidate, LayoutScan, Problem, Reason
+from iad_pipeline.limits import MAX_IMAGE_PIXELS
 
 SAMPLES_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.String(),
@@ -76,7 +78,16 @@ class SamplesResult:
         return self.quarantine.height / total if total else 0.0
 
 
-def _check(cand: Candidate, masks_required: bool) -> tuple[dict | None, Problem | None]:
+_FAULT_REASONS = {
+    "truncated": Reason.TRUNCATED_IMAGE,
+    "not_regular": Reason.NOT_A_REGULAR_FILE,
+    "too_large": Reason.IMAGE_TOO_LARGE,
+}
+
+
+def _check(
+    cand: Candidate, masks_required: bool, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[dict | None, Problem | None]:
     """Inspect one candidate: a samples row, or the problem that keeps it out."""
     sid = cand.sample_id
 
@@ -84,9 +95,9 @@ def _check(cand: Candidate, masks_required: bool) -> tuple[dict | None, Problem 
         return None, Problem(cand.dataset, str(path or cand.image_path), reason, detail, sid)
 
     try:
-        info = inspect(cand.image_path)
+        info = inspect(cand.image_path, root=cand.root, max_pixels=max_pixels)
     except ImageFault as fault:
-        reason = Reason.TRUNCATED_IMAGE if fault.kind == "truncated" else Reason.UNREADABLE_IMAGE
+        reason = _FAULT_REASONS.get(fault.kind, Reason.UNREADABLE_IMAGE)
         if fault.kind == "unreadable" and not cand.image_path.exists():
             reason = Reason.MISSING_IMAGE
         return bad(reason, fault.detail)
@@ -94,7 +105,7 @@ def _check(cand: Candidate, masks_required: bool) -> tuple[dict | None, Problem 
         return bad(Reason.MISSING_MASK, "defective image without a mask")
     for mask in cand.mask_paths:
         try:
-            minfo = inspect(mask, want_hash=False)
+            minfo = inspect(mask, want_hash=False, root=cand.root, max_pixels=max_pixels)
         except ImageFault as fault:
             return bad(Reason.UNREADABLE_MASK, fault.detail, mask)
         if (minfo.width, minfo.height) != (info.width, info.height):
@@ -123,8 +134,8 @@ def _check(cand: Candidate, masks_required: bool) -> tuple[dict | None, Problem 
     return row, None
 
 
-def _check_batch(batch: list[Candidate], masks_required: bool) -> list[tuple]:
-    return [_check(c, masks_required) for c in batch]
+def _check_batch(batch: list[Candidate], masks_required: bool, max_pixels: int) -> list[tuple]:
+    return [_check(c, masks_required, max_pixels) for c in batch]
 
 
 def build_samples(
@@ -133,14 +144,21 @@ def build_samples(
     masks_required: bool = True,
     workers: int | None = None,
     progress: bool = False,
+    max_pixels: int | None = None,
 ) -> SamplesResult:
     """Inspect every candidate of ``scan`` and split them into samples and quarantine.
 
     Most of the per-image work is Python (header parsing, path handling), so threads contend
     for the GIL and run slower than one thread; batches of candidates go to a process pool
     instead (one process per core by default; ``workers=1`` stays in this process).
+
+    Only regular files inside the dataset folder are read (FIFOs, devices and links out of
+    the folder are quarantined as ``not_a_regular_file``), and images of more than
+    ``max_pixels`` pixels (``None``: ``IAD_MAX_IMAGE_PIXELS``, see
+    :mod:`iad_pipeline.limits`) as ``image_too_large``.
     """
     workers = workers or os.cpu_count() or 1
+    max_pixels = limits.max_image_pixels() if max_pixels is None else max_pixels
     rows: list[dict] = []
     problems: list[Problem] = list(scan.problems)
     seen: set[str] = set()
@@ -160,7 +178,7 @@ def build_samples(
         seen.add(cand.sample_id)
         unique.append(cand)
     batches = [unique[i : i + BATCH] for i in range(0, len(unique), BATCH)]
-    check = functools.partial(_check_batch, masks_required=masks_required)
+    check = functools.partial(_check_batch, masks_required=masks_required, max_pixels=max_pixels)
     bar = tqdm(total=len(unique), desc=f"samples {scan.dataset}", unit="img", disable=not progress)
     parallel = workers > 1 and len(batches) >= PARALLEL_MIN_BATCHES
     context = multiprocessing.get_context("forkserver") if parallel else None

@@ -69,6 +69,9 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def _open(path: Path, max_side: int) -> Image.Image:
+    if path.exists() and not path.is_file():  # a FIFO would block, a device never end
+        msg = f"{path}: not a regular file (a FIFO, device or folder); it is never read"
+        raise ImageEncodeError(msg)
     try:
         with Image.open(path) as raw:
             # JPEG can decode at a reduced size directly: much faster for big photos.
