@@ -8,7 +8,11 @@ in-archive link:
 * symlinks or hard links whose target is absolute or resolves outside the target folder, or
   that pass through another symlink of the archive (zip symlinks are always refused);
 * members that would be written through a symlink of the archive;
-* device files, FIFOs and other special members.
+* device files, FIFOs and other special members;
+* archives that expand to more than ``IAD_MAX_EXTRACT_BYTES`` (100 GiB), or to more than
+  ``IAD_MAX_EXTRACT_RATIO`` (100) times their own size once past 64 MiB: a 200 KB zip
+  declaring 200 MB of zeros is refused from its member list, before a byte is written (zip
+  reads never go past a member's declared size, and a tar's sizes are its real data).
 
 It then extracts into a hidden sibling folder (``.<target>.<random>.extracting``), with the
 tar ``data`` filter as a second line of defence, and renames that folder onto ``target`` only
@@ -36,7 +40,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from iad_pipeline import fsutil
+from iad_pipeline import fsutil, limits
 from iad_pipeline.datasets.download import DISK_MARGIN
 from iad_pipeline.errors import IadError, InsufficientDiskSpaceError, UnsafeArchiveError
 
@@ -206,6 +210,35 @@ def _check_zip(archive: Path, infos: list[zipfile.ZipInfo]) -> tuple[list[str], 
     return paths, needed
 
 
+RATIO_FLOOR = 64 * 1024 * 1024
+"""Below this many uncompressed bytes the ratio is not checked (small text files compress
+well and cannot hurt)."""
+
+
+def _check_expansion(archive: Path, needed: int) -> None:
+    """Refuse an archive whose members add up to too much, absolutely or for its size."""
+    cap, ratio = limits.max_extract_bytes(), limits.max_extract_ratio()
+    size = max(1, archive.stat().st_size)
+    mib = 1024 * 1024
+    if needed > cap:
+        found = f"expands to {needed / mib:.1f} MiB, above the cap of {cap / mib:.1f} MiB"
+        setting = "IAD_MAX_EXTRACT_BYTES"
+    elif needed > RATIO_FLOOR and needed / size > ratio:
+        found = (
+            f"expands {needed / size:.0f}-fold ({size / mib:.2f} MiB to {needed / mib:.1f} "
+            f"MiB), above the cap of {ratio:g}"
+        )
+        setting = "IAD_MAX_EXTRACT_RATIO"
+    else:
+        return
+    msg = (
+        f"Refusing to extract {archive}: it {found}; nothing was written. A dataset archive "
+        f"of images barely compresses; this looks like a decompression bomb. If the archive "
+        f"is legitimate, raise {setting}."
+    )
+    raise UnsafeArchiveError(msg)
+
+
 def _check_disk_space(archive: Path, folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed + DISK_MARGIN:
@@ -222,6 +255,7 @@ def _extract_zip(archive: Path, tmp: Path, progress: bool) -> int:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         paths, needed = _check_zip(archive, infos)
+        _check_expansion(archive, needed)
         _check_disk_space(archive, tmp.parent, needed)
         tmp.mkdir()
         bar = tqdm(infos, unit="file", desc=archive.name, disable=None if progress else True)
@@ -241,6 +275,7 @@ def _extract_tar(archive: Path, tmp: Path, progress: bool) -> int:
         tf.errorlevel = 1  # filter and OS errors raise instead of being logged and skipped
         members = tf.getmembers()
         needed = _check_tar(archive, members)
+        _check_expansion(archive, needed)
         _check_disk_space(archive, tmp.parent, needed)
         tmp.mkdir()
         bar = tqdm(members, unit="file", desc=archive.name, disable=None if progress else True)
@@ -289,7 +324,8 @@ def safe_extract(archive: Path, target: Path, *, progress: bool = True) -> Path:
 
     Raises:
         IadError: ``target`` exists, the file is not an archive, or it is corrupt.
-        UnsafeArchiveError: A member could escape ``target`` or is a special file.
+        UnsafeArchiveError: A member could escape ``target`` or is a special file, or the
+            archive expands beyond the caps of :mod:`iad_pipeline.limits`.
         InsufficientDiskSpaceError: The uncompressed size (+64 MiB) exceeds the free space.
 
     >>> import tempfile
