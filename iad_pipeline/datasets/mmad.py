@@ -17,6 +17,7 @@ image is kept, because MMAD's questions do not need masks.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from iad_pipeline.datasets.catalog import ARCHIVE_NAMES, categories
@@ -34,8 +35,50 @@ MMAD_JSON = "mmad.json"
 KNOWLEDGE_JSON = "domain_knowledge.json"
 
 
+def _unsafe(rel: object) -> str:
+    """Why a path of mmad.json could leave the data root ('' if it cannot).
+
+    >>> _unsafe("DS-MVTec/bottle/image/good/000.png"), _unsafe("/etc/passwd")
+    ('', 'is an absolute path')
+    >>> _unsafe("VisA/../../secret.png"), _unsafe("C:/x.png")
+    ("has a '..' component", 'is an absolute path')
+    """
+    if not isinstance(rel, str):
+        return ""
+    if rel.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", rel):
+        return "is an absolute path"
+    if ".." in re.split(r"[/\\]", rel):
+        return "has a '..' component"
+    return ""
+
+
+def _check_paths(path: Path, data: dict) -> None:
+    """Refuse keys, ``mask_path`` and templates that could point outside the data root."""
+    for key, entry in data.items():
+        named = [("key", key)]
+        if isinstance(entry, dict):
+            named.append(("mask_path", entry.get("mask_path")))
+            for field in ("similar_templates", "random_templates"):
+                values = entry.get(field)
+                named += [(field, v) for v in values] if isinstance(values, list) else []
+        for what, rel in named:
+            why = _unsafe(rel)
+            if why:
+                where = "" if what == "key" else f" (entry {key!r})"
+                msg = (
+                    f"{path}: {what} {rel!r}{where} {why}; mmad.json paths must be relative to "
+                    "the data root and stay inside it. Download mmad.json again "
+                    "(iad datasets fetch mmad) or fix the entry"
+                )
+                raise LayoutError(msg)
+
+
 def load_mmad_json(path: Path) -> dict:
-    """Parse an mmad.json file; a clear error if it is missing or not a json object."""
+    """Parse an mmad.json file; a clear error if it is missing or not a json object.
+
+    Every key, ``mask_path`` and template path must be relative and free of ``..``: none
+    may be read outside the data root.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -48,6 +91,7 @@ def load_mmad_json(path: Path) -> dict:
     if not isinstance(data, dict):
         msg = f"{path}: expected a json object keyed by image path, found {type(data).__name__}"
         raise LayoutError(msg)
+    _check_paths(path, data)
     return data
 
 
