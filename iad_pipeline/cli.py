@@ -280,13 +280,16 @@ def cmd_knowledge_generate(args: argparse.Namespace) -> int:
         table.add_row(row["category"], row["key"], row["status"], text)
     _c.out.print(table)
     failed = result.table.filter(pl.col("status") != "ok").height
+    share = f" ({failed / result.table.height:.0%})" if result.table.height else ""
     _c.err.print(
         f"requests {s['requests_made']}, cache hits {s['cache_hits']}, failures "
-        f"{failed}, tokens {s['prompt_tokens']}+{s['completion_tokens']}"
+        f"{failed} of {result.table.height}{share}, tokens "
+        f"{s['prompt_tokens']}+{s['completion_tokens']}"
         + (", stopped by the budget" if s["budget_stopped"] else ""),
         soft_wrap=True,
     )
     _c.out.print(f"wrote {paths['table']} and {paths['json']}")
+    result.check_not_all_failed(f"knowledge generate {args.key}")
     return 0
 
 

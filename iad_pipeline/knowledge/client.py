@@ -6,8 +6,15 @@ real ``openai.OpenAI`` client and returns one :class:`ChatResult` per request, i
 
 - **Secrets**: the API key comes only from the ``OPENAI_API_KEY`` environment variable (a
   local vLLM or Ollama server needs none; a placeholder is passed so the client constructs).
-  It is never logged, cached or put in a result; error texts are scrubbed of it, and of
-  base64 image data, before they are stored or logged.
+  It is never logged, cached or put in a result: every text that is stored, logged or
+  returned (answers too, since an endpoint may echo the ``Authorization`` header) is
+  scrubbed of the environment's secret values and of base64 image data
+  (:mod:`~iad_pipeline.knowledge.secrets`), and so is every log record of the process.
+- **Deadlines**: each attempt has a total deadline (``call_deadline``, however slowly the
+  server trickles bytes), and each request with all its retries and backoff sleeps one more
+  (``retry_deadline``; a ``Retry-After`` that would pass it ends the request as failed).
+  Ctrl-C stops the run within about a second: backoff sleeps wait on an event, reads are
+  sliced (:mod:`~iad_pipeline.knowledge.transport`), queued requests are cancelled.
 - **Messages**: one user message, the images as ``image_url`` parts (PNG data URLs, long side
   at most ``max_side``, see :mod:`~iad_pipeline.knowledge.images`) followed by the text.
 - **Concurrency**: a pool of ``concurrency`` threads, so never more requests in flight.
@@ -34,12 +41,11 @@ import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -48,6 +54,7 @@ from typing import Any, Literal
 import openai
 from tqdm.auto import tqdm
 
+from iad_pipeline import limits
 from iad_pipeline.annotate.boxes import MaskError
 from iad_pipeline.errors import IadError
 from iad_pipeline.knowledge.cache import (
@@ -58,6 +65,8 @@ from iad_pipeline.knowledge.cache import (
     source_stamp,
 )
 from iad_pipeline.knowledge.images import MAX_SIDE, ImageEncodeError, png_bytes, to_data_url
+from iad_pipeline.knowledge.secrets import Scrubber, scrub_logs, secret_values
+from iad_pipeline.knowledge.transport import call_limits, deadline_http_client
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ RETRY_STATUSES = frozenset({408, 409, 429})
 # Encoded images kept in memory: a request's images are encoded once for the cache key and
 # reused for sending, and images shared by neighbouring requests are not encoded again.
 ENCODED_IN_MEMORY = 32
-_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=]+")
+_WAKE = 0.2  # seconds between two checks for Ctrl-C while requests run
 
 
 class KnowledgeError(IadError):
@@ -318,9 +327,14 @@ class ChatClient:
         price_per_1k_input: Price of 1,000 prompt tokens (for ``RunReport.cost``).
         price_per_1k_output: Price of 1,000 completion tokens.
         provider_name: Part of the cache key (``openai`` for any OpenAI-compatible server).
-        sleep: Called with the backoff seconds (tests pass a recorder).
+        sleep: Called with the backoff seconds (tests pass a recorder); ``None`` waits on
+            the client's stop event, so Ctrl-C ends a backoff at once.
         max_side: Longest image side sent, in pixels (EMIT: 512).
         seed: Seed of the backoff jitter.
+        call_deadline: Seconds one attempt may take in total (``None``:
+            ``IAD_LLM_CALL_DEADLINE``, see :mod:`iad_pipeline.limits`).
+        retry_deadline: Seconds one request may take with all its retries (``None``:
+            ``IAD_LLM_RETRY_DEADLINE``).
 
     Raises:
         ChatConfigError: A limit or count that is not positive.
@@ -340,9 +354,11 @@ class ChatClient:
         price_per_1k_input: float | None = None,
         price_per_1k_output: float | None = None,
         provider_name: str = "openai",
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         max_side: int = MAX_SIDE,
         seed: int | None = None,
+        call_deadline: float | None = None,
+        retry_deadline: float | None = None,
     ) -> None:
         checks = {
             "concurrency": (concurrency, 1),
@@ -361,6 +377,13 @@ class ChatClient:
         if not model:
             msg = "ChatClient: model is empty; pass the model name the server serves"
             raise ChatConfigError(msg)
+        call_deadline = limits.llm_call_deadline() if call_deadline is None else call_deadline
+        if retry_deadline is None:
+            retry_deadline = limits.llm_retry_deadline()
+        for name, value in (("call_deadline", call_deadline), ("retry_deadline", retry_deadline)):
+            if not value > 0:
+                msg = f"ChatClient: {name}={value!r}; expected seconds > 0"
+                raise ChatConfigError(msg)
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.model = model
         self.cache = ResponseCache(cache_dir)
@@ -373,19 +396,30 @@ class ChatClient:
         self.price_per_1k_output = price_per_1k_output
         self.provider_name = provider_name
         self.max_side = max_side
-        self._sleep = sleep
+        self.call_deadline = float(call_deadline)
+        self.retry_deadline = float(retry_deadline)
+        self._stop = threading.Event()
+        self._sleep = sleep if sleep is not None else self._stop.wait
         self._rng = random.Random(seed)
         self._encoded: OrderedDict[tuple[str, bool, str | None], bytes] = OrderedDict()
         self._encoded_lock = threading.Lock()
         # Read once, kept only inside the openai client and a scrubber; never an attribute
         # that a repr, a log or a pickle would show.
         secret = os.environ.get("OPENAI_API_KEY") or ""
-        self._scrub = _scrubber(secret)
+        secrets = {*secret_values(), *([secret] if secret else [])}
+        self._scrub = Scrubber(sorted(secrets, key=len, reverse=True))
+        scrub_logs(secrets)
+        try:
+            http_client = deadline_http_client(self.timeout)
+        except RuntimeError as exc:  # an httpx this code does not know: per-read timeouts only
+            log.warning("no total deadline per LLM call (%s)", exc)
+            http_client = None
         self._client = openai.OpenAI(
             api_key=secret or NO_KEY,
             base_url=self.base_url,
             max_retries=0,
             timeout=self.timeout,
+            http_client=http_client,
         )
 
     def __repr__(self) -> str:
@@ -441,12 +475,27 @@ class ChatClient:
         results: list[ChatResult | None] = [None] * len(requests)
         bar = tqdm(total=len(requests), desc="chat", unit="req", disable=not progress)
         workers = max(1, min(self.concurrency, len(requests)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="chat") as pool:
+        self._stop.clear()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="chat")
+        try:
             futures = {pool.submit(self._one, r, budget, tally): i for i, r in enumerate(requests)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update(1)
-        bar.close()
+            pending = set(futures)
+            while pending:
+                # Short waits: a signal may land in a worker thread, and Python runs its
+                # handler (KeyboardInterrupt) only when the main thread wakes up.
+                done, pending = wait(pending, timeout=_WAKE, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[futures[future]] = future.result()
+                    bar.update(1)
+        except BaseException:
+            # Ctrl-C (or an error): queued requests never start, sleeping ones wake up, reads
+            # in flight give up within a slice; then the interruption goes on up.
+            self._stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            bar.close()
         done = [r for r in results if r is not None]
         report = build_report(
             done,
@@ -519,9 +568,16 @@ class ChatClient:
             return failed(request, f"image not sent: {exc}")
         key = cache_key(self.provider_name, self.model, request.text, digests)
         hit = self.cache.get(key)
-        if hit is not None:
+        if hit is not None:  # scrubbed again: the entry may predate a secret's scrubbing
             return ChatResult(
-                request, hit.text, None, True, 0, hit.prompt_tokens, hit.completion_tokens, "ok"
+                request,
+                self._scrub(hit.text),
+                None,
+                True,
+                0,
+                hit.prompt_tokens,
+                hit.completion_tokens,
+                "ok",
             )
         if not budget.try_start():
             return ChatResult(request, None, "budget reached", False, 0, 0, 0, "skipped_budget")
@@ -553,10 +609,21 @@ class ChatClient:
         """One request with retries; never raises for what the server or network does."""
         prompt = completion = 0
         error = ""
+        started = time.monotonic()
+        last = self.retry_deadline + started  # the whole request, retries included
+        attempts = 0
         for attempt in range(1, self.max_retries + 2):
+            attempts = attempt
+            if self._stop.is_set():
+                error = "interrupted"
+                break
             wait: float | None = None
+            deadline = min(time.monotonic() + self.call_deadline, last)
             try:
-                response = self._client.chat.completions.create(model=self.model, messages=messages)
+                with call_limits(deadline, self._stop):
+                    response = self._client.chat.completions.create(
+                        model=self.model, messages=messages
+                    )
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 error = f"HTTP {status}: {exc.message}"
@@ -565,8 +632,16 @@ class ChatClient:
                 if status == 429:
                     wait = retry_after_seconds(exc.response.headers)
             except openai.APITimeoutError:
-                error = f"timed out after {self.timeout:g} s"
+                if time.monotonic() >= deadline:
+                    error = f"ran past the deadline of {deadline - started:g} s"
+                    if deadline < last:
+                        error = f"ran past the call deadline of {self.call_deadline:g} s"
+                else:
+                    error = f"timed out after {self.timeout:g} s"
             except openai.APIConnectionError as exc:
+                if self._stop.is_set():
+                    error = "interrupted"
+                    break
                 error = f"connection error: {exc.__cause__ or exc}"
             except ValueError as exc:  # an undecodable or invalid body (JSON, pydantic)
                 error = f"malformed answer: {type(exc).__name__}: {exc}"
@@ -577,10 +652,17 @@ class ChatClient:
                 budget.spend(sum(used))
                 text, error = _answer_text(response)
                 if text is not None:
+                    text = self._scrub(text)  # an endpoint may echo the key back
                     return ChatResult(request, text, None, False, attempt, prompt, completion, "ok")
             if attempt > self.max_retries:
                 break
             delay = self._backoff(attempt) if wait is None else min(wait, MAX_RETRY_AFTER)
+            if time.monotonic() + delay >= last:
+                error += (
+                    f"; not retried: waiting {delay:.1f} s would pass the deadline of "
+                    f"{self.retry_deadline:g} s per request (IAD_LLM_RETRY_DEADLINE)"
+                )
+                break
             tally.add(retries=1)
             log.warning(
                 "chat %s %s: %s; retry %d of %d in %.2f s",
@@ -592,9 +674,9 @@ class ChatClient:
                 delay,
             )
             self._sleep(delay)
-        error = self._scrub(f"{error} (gave up after {self.max_retries + 1} attempts)")
+        error = self._scrub(f"{error} (gave up after {attempts} attempts)")
         return replace(
-            failed(request, error, self.max_retries + 1),
+            failed(request, error, attempts),
             prompt_tokens=prompt,
             completion_tokens=completion,
         )
@@ -602,13 +684,3 @@ class ChatClient:
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in ``[0, min(BACKOFF_MAX, BACKOFF_BASE * 2**(attempt-1))]``."""
         return self._rng.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)))
-
-
-def _scrubber(secret: str) -> Callable[[str], str]:
-    """A function removing ``secret`` and base64 image data from a text."""
-
-    def scrub(text: str) -> str:
-        text = _DATA_URL.sub("data:image/...;base64,[image]", text)
-        return text.replace(secret, "[redacted]") if secret else text
-
-    return scrub

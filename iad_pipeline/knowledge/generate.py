@@ -101,6 +101,30 @@ class KnowledgeResult:
     mmad_json: dict[str, dict[str, dict[str, str]]]
     report: RunReport
 
+    @property
+    def failed(self) -> int:
+        """Rows whose request failed (or could not be made)."""
+        return self.table.filter(pl.col("status") == "failed").height
+
+    def check_not_all_failed(self, where: str) -> None:
+        """Raise :class:`KnowledgeError` when no row is ok and at least one failed.
+
+        A run where every request failed produced nothing usable: it must not look like a
+        success (the table with the errors is still written, for inspection).
+        """
+        total, failed = self.table.height, self.failed
+        ok = self.table.filter(pl.col("status") == "ok").height
+        if ok or not failed:
+            return
+        errors = self.table.filter(pl.col("status") == "failed")["error"].drop_nulls()
+        first = errors[0] if errors.len() else "no error recorded"
+        msg = (
+            f"{where}: every request failed ({failed} of {total}, {failed / total:.0%}); "
+            f"first error: {first}. Check the endpoint (--base-url), the model (--model) and "
+            "OPENAI_API_KEY, then run again"
+        )
+        raise KnowledgeError(msg)
+
 
 @dataclass(frozen=True)
 class TextSampleResult:

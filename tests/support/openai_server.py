@@ -27,7 +27,12 @@ over every request the server saw) or to every request whose parsed body satisfi
 * ``"slow"``: the answer comes after ``delay`` seconds (longer than the client's timeout);
 * ``"malformed"``: status 200, ``Content-Type: application/json``, a truncated JSON body;
 * ``"empty"``: a well-formed completion whose message content is ``""``;
-* ``"no_choices"``: a well-formed completion with ``choices: []``.
+* ``"no_choices"``: a well-formed completion with ``choices: []``;
+* ``"trickle"``: a well-formed completion whose body is sent one byte every ``delay``
+  seconds (no single read waits long, the whole answer takes for ever).
+
+``echo_authorization=True`` appends the request's ``Authorization`` header to every answer
+text, as a debugging proxy or a model asked to repeat its input would.
 
 Counters (read them, do not write): :attr:`OpenAIServer.seen` (one :class:`Seen` per request:
 the parsed body, the headers, the prompt text, image sizes and the status answered),
@@ -58,7 +63,7 @@ from tests.support.background import BackgroundServer, QuietServer
 logger = logging.getLogger(__name__)
 
 PNG_PREFIX = "data:image/png;base64,"
-FAULTS = ("429", "500", "slow", "malformed", "empty", "no_choices")
+FAULTS = ("429", "500", "slow", "malformed", "empty", "no_choices", "trickle")
 
 
 def echo_answer(prompt: str, n_images: int) -> str:
@@ -133,6 +138,7 @@ class _App:
         self.in_flight = 0
         self.max_in_flight = 0
         self.leaky_errors = False
+        self.echo_authorization = False
 
     def check(self, seen: Seen) -> None:
         """Raise :class:`CheckFailed` unless the request is one a strict server accepts."""
@@ -240,6 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(seen, 200, b'{"id": "chatcmpl-x", "choices": [{"message": {"cont')
             return
         text = app.answer(seen.prompt, len(seen.image_sizes))
+        if app.echo_authorization:
+            text += f" (you sent Authorization: {seen.headers.get('authorization')})"
         if fault is not None and fault.kind == "empty":
             text = ""
         choices = [{"index": 0, "message": {"role": "assistant", "content": text}}]
@@ -258,6 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if fault is not None and fault.kind == "trickle":
+            self._send(seen, 200, json.dumps(completion).encode(), trickle=fault.delay)
+            return
         self._json(seen, 200, completion)
 
     def _json(
@@ -266,7 +277,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(seen, status, json.dumps(obj).encode(), headers)
 
     def _send(
-        self, seen: Seen, status: int, body: bytes, headers: dict[str, str] | None = None
+        self,
+        seen: Seen,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        trickle: float = 0.0,
     ) -> None:
         seen.status = status
         self.send_response(status)
@@ -275,8 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not trickle:
+            self.wfile.write(body)
+            self.wfile.flush()
+            return
         self.wfile.flush()
+        for i in range(len(body)):
+            time.sleep(trickle)
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
 
 class OpenAIServer(BackgroundServer):
@@ -290,6 +313,8 @@ class OpenAIServer(BackgroundServer):
         max_side: The longest image side accepted.
         leaky_errors: Quote the request's Authorization header in 400 answers, as some
             misconfigured proxies do (to test that clients scrub error texts).
+        echo_authorization: Quote it in every answer text too (to test that clients scrub
+            what they store, not only errors).
     """
 
     def __init__(
@@ -301,9 +326,11 @@ class OpenAIServer(BackgroundServer):
         latency: float = 0.0,
         max_side: int = 512,
         leaky_errors: bool = False,
+        echo_authorization: bool = False,
     ) -> None:
         super().__init__(_App(model, api_key, max_side), _Handler)
         self._app.leaky_errors = leaky_errors
+        self._app.echo_authorization = echo_authorization
         self._app.answer = answer or echo_answer
         self._app.latency = latency
 
