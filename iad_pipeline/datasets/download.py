@@ -460,7 +460,8 @@ def _align(
         return offset, expected
     if start == 0:
         if offset:
-            why = "its file changed" if "If-Range" in resp.request.headers else "no Range support"
+            changed = _changed_since(part.read_record(), resp, expected)
+            why = f"its file changed: {changed}" if changed else "it ignores Range requests"
             logger.warning(
                 "%s answered with the whole file (%s); discarding %d bytes, restarting from zero",
                 opts.url,
