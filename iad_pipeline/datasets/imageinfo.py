@@ -14,6 +14,7 @@ before anything would decode it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -63,6 +64,25 @@ _BYTES_PER_PIXEL = 8
 _SLACK = 16 * 1024 * 1024
 
 
+def _require_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise ImageFault("not_regular", f"{kind}, not a regular file; it is never read")
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """The real path of an open file: one readlink on Linux, a full resolution elsewhere."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
 def read_regular(path: Path, *, root: Path | None = None, max_bytes: int | None = None) -> bytes:
     """The bytes of ``path`` if it is a regular file (inside ``root`` once links are resolved).
 
@@ -75,26 +95,33 @@ def read_regular(path: Path, *, root: Path | None = None, max_bytes: int | None 
             ``root``; ``too_large`` above ``max_bytes``; ``unreadable`` for OS errors.
 
     >>> import tempfile
-    >>> d = Path(tempfile.mkdtemp())
-    >>> (d / "link.png").symlink_to("/dev/zero")
-    >>> read_regular(d / "link.png", root=d)
+    >>> d, elsewhere = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+    >>> (d / "zero.png").symlink_to("/dev/zero")
+    >>> read_regular(d / "zero.png", root=d)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    iad_pipeline.datasets.imageinfo.ImageFault: a symlink to /dev/zero, outside the dataset folder
+    iad_pipeline.datasets.imageinfo.ImageFault: a character device, not a regular file; ...
+    >>> _ = (elsewhere / "x.png").write_bytes(b"png")
+    >>> (d / "out.png").symlink_to(elsewhere / "x.png")
+    >>> read_regular(d / "out.png", root=d)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    iad_pipeline.datasets.imageinfo.ImageFault: a symlink to /.../x.png, outside the dataset folder
     """
-    if root is not None:
-        real_root, real = os.path.realpath(root), os.path.realpath(path)
-        if os.path.commonpath([real_root, real]) != real_root:
-            raise ImageFault("not_regular", f"a symlink to {real}, outside the dataset folder")
     try:
+        # stat before open: opening some devices has effects of its own
+        _require_regular(os.stat(path).st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ImageFault("unreadable", f"cannot read file: {exc.strerror or exc}") from exc
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
-            raise ImageFault("not_regular", f"{kind}, not a regular file; it is never read")
+        _require_regular(st.st_mode)  # the name may have been swapped since the stat
+        if root is not None:
+            real_root, real = _real_root(str(root)), _opened_path(fd, path)
+            if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+                detail = f"a symlink to {real}, outside the dataset folder"
+                raise ImageFault("not_regular", detail)
         if max_bytes is not None and st.st_size > max_bytes:
             detail = f"{st.st_size} bytes, more than an image within the pixel limit can need"
             raise ImageFault("too_large", detail)
