@@ -80,6 +80,9 @@ def load_mmad_json(path: Path) -> dict:
     may be read outside the data root.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block, a device never end
+        msg = f"{path}: not a regular file (a FIFO, device or folder); expected MMAD's mmad.json"
+        raise LayoutError(msg)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

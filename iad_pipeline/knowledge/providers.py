@@ -173,6 +173,8 @@ class MmadKnowledge:
         self.path = Path(path)
         self.names = {**KNOWLEDGE_DATASETS, **(names or {})}
         try:
+            if self.path.exists() and not self.path.is_file():  # a FIFO would block
+                raise OSError(f"{self.path} is not a regular file")
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             msg = (

@@ -82,3 +82,29 @@ def test_the_cli_says_it_in_one_line_without_a_traceback(mmad_copy, tmp_path) ->
     data_json = tmp_path / "home" / "data" / "mmad" / "mmad.json"  # the link to root
     assert lines[0].startswith(f"iad: error: {data_json}: key ")
     assert not (tmp_path / "q.parquet").exists()
+
+
+def test_an_mmad_json_fifo_is_refused_without_blocking(tmp_path) -> None:
+    import threading
+
+    fifo = tmp_path / "mmad.json"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_mmad_json(fifo, tmp_path)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    if reader.is_alive():  # the guard: unblock the reader, then fail
+        with open(fifo, "w"):
+            pass
+        reader.join(timeout=5)
+        pytest.fail("reading a FIFO mmad.json blocked")
+    assert isinstance(outcome[0], LayoutError)
+    assert str(outcome[0]).startswith(f"{fifo}: not a regular file")
