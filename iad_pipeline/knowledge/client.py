@@ -40,12 +40,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -320,7 +321,8 @@ class ChatClient:
         model: The model name sent with every request.
         cache_dir: Folder of the response cache.
         concurrency: Requests in flight at most.
-        timeout: Seconds per request attempt.
+        timeout: Seconds to wait for the connection and for each read (a whole attempt is
+            bounded by ``call_deadline``).
         max_retries: Retries after the first attempt.
         max_requests: Requests this run may start (``None``: no limit).
         max_tokens: Prompt plus completion tokens this run may spend (``None``: no limit).
@@ -478,15 +480,23 @@ class ChatClient:
         self._stop.clear()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="chat")
         try:
-            futures = {pool.submit(self._one, r, budget, tally): i for i, r in enumerate(requests)}
-            pending = set(futures)
-            while pending:
-                # Short waits: a signal may land in a worker thread, and Python runs its
-                # handler (KeyboardInterrupt) only when the main thread wakes up.
-                done, pending = wait(pending, timeout=_WAKE, return_when=FIRST_COMPLETED)
-                for future in done:
-                    results[futures[future]] = future.result()
-                    bar.update(1)
+            finished: queue.SimpleQueue[Future[ChatResult]] = queue.SimpleQueue()
+            futures: dict[Future[ChatResult], int] = {}
+            for i, r in enumerate(requests):
+                future = pool.submit(self._one, r, budget, tally)
+                futures[future] = i
+                future.add_done_callback(finished.put)
+            for _ in range(len(futures)):
+                while True:
+                    # Short waits: a signal may land in a worker thread, and Python runs its
+                    # handler (KeyboardInterrupt) only when the main thread wakes up.
+                    try:
+                        future = finished.get(timeout=_WAKE)
+                        break
+                    except queue.Empty:
+                        continue
+                results[futures[future]] = future.result()
+                bar.update(1)
         except BaseException:
             # Ctrl-C (or an error): queued requests never start, sleeping ones wake up, reads
             # in flight give up within a slice; then the interruption goes on up.
