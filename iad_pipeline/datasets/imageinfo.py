@@ -38,8 +38,8 @@ class ImageFault(Exception):
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
-        # "unreadable", "truncated", "not_regular" (FIFO, device, link out of the root)
-        # or "too_large" (more pixels than allowed)
+        # "unreadable", "truncated", "not_regular" (FIFO, device, socket, folder),
+        # "outside" (a link out of the dataset folder) or "too_large" (too many pixels)
         self.kind = kind
         self.detail = detail
 
@@ -91,8 +91,9 @@ def read_regular(path: Path, *, root: Path | None = None, max_bytes: int | None 
     exactly ``st_size`` bytes are read, never more.
 
     Raises:
-        ImageFault: ``not_regular`` for a FIFO, device, socket, folder or a link leaving
-            ``root``; ``too_large`` above ``max_bytes``; ``unreadable`` for OS errors.
+        ImageFault: ``not_regular`` for a FIFO, device, socket or folder; ``outside`` for
+            a link leaving ``root``; ``too_large`` above ``max_bytes``; ``unreadable`` for
+            OS errors.
 
     >>> import tempfile
     >>> d, elsewhere = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
@@ -121,7 +122,7 @@ def read_regular(path: Path, *, root: Path | None = None, max_bytes: int | None 
             real_root, real = _real_root(str(root)), _opened_path(fd, path)
             if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
                 detail = f"a symlink to {real}, outside the dataset folder"
-                raise ImageFault("not_regular", detail)
+                raise ImageFault("outside", detail)
         if max_bytes is not None and st.st_size > max_bytes:
             detail = f"{st.st_size} bytes, more than an image within the pixel limit can need"
             raise ImageFault("too_large", detail)

@@ -22,6 +22,7 @@ class Reason:
 
     UNREADABLE_IMAGE = "unreadable_image"
     NOT_A_REGULAR_FILE = "not_a_regular_file"
+    LINK_OUTSIDE_DATASET = "link_outside_dataset"
     IMAGE_TOO_LARGE = "image_too_large"
     TRUNCATED_IMAGE = "truncated_image"
     MISSING_IMAGE = "missing_image"

@@ -81,6 +81,7 @@ class SamplesResult:
 _FAULT_REASONS = {
     "truncated": Reason.TRUNCATED_IMAGE,
     "not_regular": Reason.NOT_A_REGULAR_FILE,
+    "outside": Reason.LINK_OUTSIDE_DATASET,
     "too_large": Reason.IMAGE_TOO_LARGE,
 }
 
@@ -152,9 +153,9 @@ def build_samples(
     for the GIL and run slower than one thread; batches of candidates go to a process pool
     instead (one process per core by default; ``workers=1`` stays in this process).
 
-    Only regular files inside the dataset folder are read (FIFOs, devices and links out of
-    the folder are quarantined as ``not_a_regular_file``), and images of more than
-    ``max_pixels`` pixels (``None``: ``IAD_MAX_IMAGE_PIXELS``, see
+    Only regular files inside the dataset folder are read (FIFOs and devices are quarantined
+    as ``not_a_regular_file``, links out of the folder as ``link_outside_dataset``), and
+    images of more than ``max_pixels`` pixels (``None``: ``IAD_MAX_IMAGE_PIXELS``, see
     :mod:`iad_pipeline.limits`) as ``image_too_large``.
     """
     workers = workers or os.cpu_count() or 1

@@ -88,7 +88,7 @@ def hostile(synth, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     expected = {
         str(good / "zero.png"): "not_a_regular_file",
         str(good / "pipe.png"): "not_a_regular_file",
-        str(good / "outside.png"): "not_a_regular_file",
+        str(good / "outside.png"): "link_outside_dataset",
         str(good / "wide.png"): "unreadable_image",  # PNG allows at most 2**31 - 1
         str(good / "long.png"): "image_too_large",
         str(good / "bomb.png"): "image_too_large",
