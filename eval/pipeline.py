@@ -8,7 +8,6 @@ restarts where it stopped; the warehouse receives each evaluation in one transac
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,25 +53,9 @@ class Evaluation:
 
 def model_path(checkpoint: Path) -> Path:
     """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it."""
-    if not (checkpoint / "adapter_config.json").is_file():
-        return checkpoint
-    merged = checkpoint.parent / "merged" / checkpoint.name
-    if (merged / "config.json").is_file():
-        return merged
-    from peft import PeftModel
+    from eval.adapters import merged_model_dir
 
-    from training.tiny_model import load_model_and_processor
-
-    base = json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model, processor = load_model_and_processor(base)
-    model = PeftModel.from_pretrained(model, str(checkpoint)).merge_and_unload()
-    from iad_pipeline.fsutil import temp_sibling
-
-    tmp = temp_sibling(merged, ".merging")
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    tmp.rename(merged)
-    return merged
+    return merged_model_dir(checkpoint)
 
 
 def _backend(path: Path, batch_size: int):

@@ -94,8 +94,16 @@ def load_model(recipe: Recipe, model_dir: Path):
         path = model_dir / "tiny-qwen25vl"
         if not path.is_dir():
             build_tiny_qwen25vl(path)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model, processor = load_model_and_processor(path, dtype=dtype)
+    if recipe.peft.method == "qlora":
+        # 4-bit NF4 base or a clear stop at start, never a silent unquantized run
+        from training.quantization import load_qlora_model
+        from training.tiny_model import load_processor
+
+        model = load_qlora_model(path, gradient_checkpointing=torch.cuda.is_available())
+        processor = load_processor(path)
+    else:
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        model, processor = load_model_and_processor(path, dtype=dtype)
     # transformers 5 reads the pixel budget from size (shortest_edge = min pixels,
     # longest_edge = max pixels); the old min_pixels/max_pixels attributes are deprecated
     processor.image_processor.size = {
