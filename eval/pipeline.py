@@ -204,6 +204,7 @@ def evaluate_mmad(
     root = data_dir / "mmad"
     templates = mmad_templates(root / "mmad.json")
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
+    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
     model, sha, answers = _answer(
         questions,
@@ -234,7 +235,7 @@ def evaluate_mmad(
         answers.height,
         scores.headline,
     )
-    Warehouse(warehouse_path).record_run(row, answers, by_type, by_category)
+    warehouse.record_run(row, answers, by_type, by_category)
     folder = reports_dir / checkpoint_key / eval_set
     paths = {
         "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
@@ -295,6 +296,7 @@ def evaluate_cross_dataset(
         & pl.col("reference_image").is_not_null()
     )
     protocol = Protocol(shots=1)
+    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
     model, sha, answers = _answer(
         questions,
@@ -378,9 +380,7 @@ def evaluate_cross_dataset(
         answers.height,
         accuracy,
     )
-    Warehouse(warehouse_path).record_run(
-        row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category
-    )
+    warehouse.record_run(row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category)
     return Evaluation(
         row,
         answers,

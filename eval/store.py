@@ -214,7 +214,7 @@ class AnswerStore:
                     continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
                     msg = (
                         f"{shard}: line {n} is not JSON ({exc}); shards are written whole, so "
                         "the file was changed by hand; delete it to answer its questions again"

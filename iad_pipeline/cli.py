@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -565,10 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except IadError as exc:
-        _c.err.print(f"iad: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
-    except OSError as exc:
+    except (IadError, OSError) as exc:
+        if args.verbose:  # the traceback is for developers: only with -v
+            traceback.print_exc()
         _c.err.print(f"iad: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:

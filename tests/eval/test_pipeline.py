@@ -12,7 +12,7 @@ import pytest
 
 from eval import pipeline
 from eval.pipeline import evaluate_mmad
-from eval.warehouse import Warehouse
+from eval.warehouse import Warehouse, WarehouseError
 from iad_pipeline.fingerprint import checkpoint_fingerprint, file_sha256
 from iad_pipeline.questions.mmad_json import read_mmad_json
 
@@ -141,3 +141,15 @@ def test_the_same_evaluation_launched_twice_asks_each_question_once(
     assert [out.split()[-1] for out, _ in outs] == ["40", "40"]
     asked = log.read_text().split()
     assert len(asked) == len(set(asked)) == 40  # on main: up to 80, each asked twice
+
+
+def test_a_corrupt_results_file_fails_before_any_question_with_one_line(
+    layout, monkeypatch, scripted
+) -> None:
+    results = layout["root"] / "results.duckdb"
+    results.write_bytes(b"\x00garbage" * 512)
+    with pytest.raises(WarehouseError) as info:
+        _evaluate(layout, monkeypatch, scripted)
+    assert str(info.value).startswith(f"{results}: not a usable DuckDB file")
+    assert "\n" not in str(info.value)
+    assert not (layout["root"] / "answers").exists()  # no question was asked
