@@ -246,7 +246,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = signal.Signals(stopped_by).name
         _c.err.print(
             f"iad: training stopped by {name}; the trainer has exited. Continue from the "
-            f"newest complete checkpoint with: iad train --recipe {args.recipe} --resume",
+            f"newest complete checkpoint with: iad train --recipe {args.recipe} "
+            + (f"--output {output} " if args.output else "")
+            + "--resume",
             markup=False,
             soft_wrap=True,
         )
