@@ -160,12 +160,33 @@ def _glob(folder: Path, table: str) -> str:
     return _sql_string(str(folder / "*" / "g*" / f"{table}.parquet"))
 
 
-def _views(folder: Path) -> str:
-    """The view definitions over the parquet files under ``folder`` (an absolute path)."""
-    runs_glob = _glob(folder, "runs")
-    # the newest generation of each run; the frame tables keep only that generation's rows
+def _views(folder: Path, snapshot: bool = False) -> str:
+    """The view definitions over the parquet files under ``folder`` (an absolute path).
+
+    With ``snapshot`` the generation folders are listed once, here, and the views read that
+    fixed list: every view of one connection then sees the same runs (what
+    :meth:`Warehouse.connect` uses). Without it the views glob the folder on every query (the
+    DuckDB file's views, for SQL clients: new runs show up without reconnecting; a query that
+    races with a run being renamed into place may see it in one view and not yet in another).
+    """
+    if snapshot:
+        generations = sorted(p for p in folder.glob("*/g*") if p.is_dir())
+
+        def source(table: str) -> str:
+            files = [
+                _sql_string(str(g / f"{table}.parquet"))
+                for g in generations
+                if (g / f"{table}.parquet").is_file()
+            ]
+            return "[" + ", ".join(files) + "]"
+    else:
+
+        def source(table: str) -> str:
+            return _glob(folder, table)
+
+    # the newest generation of each run; every table keeps only that generation's rows
     newest = (
-        f"SELECT run_id, max(_generation) AS _generation FROM read_parquet({runs_glob}, "
+        f"SELECT run_id, max(_generation) AS _generation FROM read_parquet({source('runs')}, "
         "union_by_name = true) GROUP BY run_id"
     )
     out = []
@@ -173,7 +194,7 @@ def _views(folder: Path) -> str:
         select = ",\n    ".join(f"CAST(t.{c} AS {typ}) AS {c}" for c, typ in columns.items())
         out.append(
             f"CREATE OR REPLACE VIEW {table} AS\nSELECT\n    {select}\n"
-            f"FROM read_parquet({_glob(folder, table)}, union_by_name = true) t\n"
+            f"FROM read_parquet({source(table)}, union_by_name = true) t\n"
             f"SEMI JOIN ({newest}) g ON t.run_id = g.run_id AND t._generation = g._generation;"
         )
     out.append(_LEADERBOARD)
@@ -396,11 +417,13 @@ class Warehouse:
         tmp = self.folder / "_migrated" / f".tmp-{secrets.token_hex(4)}"
         tmp.mkdir(parents=True)
         try:
-            for table in old:
+            for table in TABLES:  # all four, so the generation is complete
                 have = {
                     r[0]
                     for r in con.execute(
-                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
+                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                        "AND schema_name = 'main'",
+                        [table],
                     ).fetchall()
                 }
                 cols = ", ".join(
@@ -408,8 +431,9 @@ class Warehouse:
                     for c, t in SCHEMAS[table].items()
                 )
                 out = _sql_string(str(tmp / f"{table}.parquet"))
+                rows = table if table in old else "(SELECT 1) WHERE false"
                 con.execute(
-                    f"COPY (SELECT {cols}, '{MIGRATED_GENERATION}' AS _generation FROM {table}) "
+                    f"COPY (SELECT {cols}, '{MIGRATED_GENERATION}' AS _generation FROM {rows}) "
                     f"TO {out} (FORMAT parquet)"
                 )
             if not target.exists():
@@ -426,13 +450,15 @@ class Warehouse:
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory connection with the views over the parquet files, closed on exit.
 
-        It never opens the DuckDB file, so it works while another process holds it.
-        Timestamps are read in UTC.
+        It never opens the DuckDB file, so it works while another process holds it. The
+        generation folders are listed once, when it opens, so all its views agree on which
+        runs exist (a run recorded later is seen by the next connection). Timestamps are read
+        in UTC.
         """
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            con.execute(_views(self.folder))
+            con.execute(_views(self.folder, snapshot=True))
             yield con
         finally:
             con.close()

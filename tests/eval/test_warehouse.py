@@ -406,6 +406,16 @@ def test_a_schema_1_file_is_migrated_to_parquet_views(tmp_path: Path) -> None:
     assert wh.query("SELECT checkpoint FROM runs")["checkpoint"].to_list() == ["ckpt-100"]
 
 
+def test_a_connection_sees_one_snapshot_of_runs_in_every_view(wh: Warehouse) -> None:
+    record(wh, "r1", n_answers=2)
+    with wh.connect() as con:
+        record(wh, "r1", n_answers=3)  # replaced and a new run, after the connection opened
+        record(wh, "r2", n_answers=4)
+        seen = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "answers")]
+    assert seen == [1, 2]
+    assert [counts(wh, r)["answers"] for r in ("r1", "r2")] == [3, 4]
+
+
 def test_superseded_generations_are_kept_for_a_while_then_removed(wh, monkeypatch) -> None:
     record(wh, "r1")
     record(wh, "r1")
