@@ -48,6 +48,7 @@ Adding a column is one entry in :data:`SCHEMAS`: older files lack it and read as
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -62,6 +63,7 @@ import duckdb
 import polars as pl
 
 from iad_pipeline.errors import IadError
+from iad_pipeline.fsutil import write_json
 from iad_pipeline.paths import iad_home
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ AVERAGE = "Average"
 SCHEMA_RUN = "_schema"  # the folder of the zero-row type files
 MIGRATED_GENERATION = "g0000-migrated"  # older than every written generation
 KEEP_SUPERSEDED_S = 3600.0
+VIEWS_MARKER = "_views.json"  # the DuckDB file's stat when its views were last seen current
 
 # Every table's columns and DuckDB types, in order; the primary keys below.
 SCHEMAS: dict[str, dict[str, str]] = {
@@ -349,19 +352,73 @@ class Warehouse:
     def refresh_views(self) -> bool:
         """(Re)create the views in the DuckDB file when its tag differs from the current one.
 
-        A file from schema 1 (tables, not views) is migrated first: its rows are copied to
-        parquet, then the tables are replaced by views. Returns ``False`` when another process
-        held the file for longer than ``lock_timeout_s`` (nothing changed then).
+        The file is opened read-only to check the tag, and read-write only to change it; after
+        a check, a small marker (``<folder>/_views.json``: the tag and the file's inode, size
+        and mtime) lets later calls skip opening the file at all while it is unchanged, so
+        evaluations practically never contend with a user's session. A file from schema 1
+        (tables, not views) is migrated first: its rows are copied to parquet, then the
+        tables are replaced by views. Returns ``False`` when another process held the file
+        for longer than ``lock_timeout_s`` (nothing changed then).
         """
         tag = _tag(self.folder)
+        if self._marked(tag):
+            return True
+        if self.path.exists():
+            con = self._open_file(read_only=True)
+            if con is None:
+                return False
+            try:
+                current = self._tag_of(con) == tag
+            except duckdb.Error as exc:
+                raise self._unusable(exc) from exc
+            finally:
+                con.close()
+            if current:
+                self._mark(tag)
+                return True
+        con = self._open_file(read_only=False)
+        if con is None:
+            return False
+        try:
+            if self._tag_of(con) != tag:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN")
+                try:
+                    self._migrate_tables(con)
+                    con.execute(_views(self.folder))
+                    con.execute("COMMIT")
+                except duckdb.TransactionException:
+                    con.execute("ROLLBACK")  # a concurrent refresh won; its views are the same
+                log.info("%s: views over %s created", self.path, self.folder)
+        except duckdb.Error as exc:
+            raise self._unusable(exc) from exc
+        finally:
+            con.close()
+        self._mark(tag)
+        return True
+
+    @staticmethod
+    def _tag_of(con: duckdb.DuckDBPyConnection) -> str | None:
+        found = con.execute(
+            "SELECT comment FROM duckdb_views() WHERE view_name = 'leaderboard'"
+        ).fetchone()
+        return None if found is None else found[0]
+
+    def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection | None:
+        """A connection to the DuckDB file, or ``None`` if another process holds it too long."""
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path))
-                break
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as exc:
-                if not _is_lock_error(exc):
+                # this process has the file open read-write already (DuckDB refuses a second
+                # configuration of one file in one process): use the same configuration
+                same_process = "different configuration" in str(exc)
+                if same_process and read_only:
+                    read_only = False
+                    continue
+                if not (_is_lock_error(exc) or same_process):
                     raise self._unusable(exc) from exc
                 if time.monotonic() + delay > deadline:
                     log.warning(
@@ -370,29 +427,29 @@ class Warehouse:
                         self.path,
                         self.folder,
                     )
-                    return False
+                    return None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+
+    def _file_key(self) -> list[int] | None:
         try:
-            found = con.execute(
-                "SELECT comment FROM duckdb_views() WHERE view_name = 'leaderboard'"
-            ).fetchone()
-            if found is not None and found[0] == tag:
-                return True
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("BEGIN")
-            try:
-                self._migrate_tables(con)
-                con.execute(_views(self.folder))
-                con.execute("COMMIT")
-            except duckdb.TransactionException:
-                con.execute("ROLLBACK")  # a concurrent refresh won; its views are the same
-            log.info("%s: views over %s created", self.path, self.folder)
-            return True
-        except duckdb.Error as exc:
-            raise self._unusable(exc) from exc
-        finally:
-            con.close()
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _marked(self, tag: str) -> bool:
+        try:
+            found = json.loads((self.folder / VIEWS_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        key = self._file_key()
+        return key is not None and found == {"tag": tag, "file": key}
+
+    def _mark(self, tag: str) -> None:
+        key = self._file_key()
+        if key is not None:
+            write_json(self.folder / VIEWS_MARKER, {"tag": tag, "file": key})
 
     def _unusable(self, exc: BaseException) -> WarehouseError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -344,6 +344,7 @@ def test_an_open_session_neither_blocks_nor_is_failed_by_recording(tmp_path, mod
         assert proc.stdout.readline().strip() == "1"  # the reader holds the file open
         # the attack: on main this waited lock_timeout_s and raised WarehouseLockedError
         wh = Warehouse(path, lock_timeout_s=0.2)
+        assert wh.ensure_schema() is True  # known current: the file is not even opened
         result = record(wh, "r2", n_answers=3)
         assert result.replaced is False
         assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
