@@ -250,10 +250,6 @@ class WarehouseError(IadError):
     """A run or a frame that the warehouse cannot record, or a DuckDB file it cannot use."""
 
 
-class WarehouseLockedError(WarehouseError):
-    """Another process held the DuckDB file for longer than the lock timeout."""
-
-
 @dataclass(frozen=True)
 class RecordedRun:
     """What :meth:`Warehouse.record_run` wrote: row counts, and whether it replaced a run."""

@@ -262,7 +262,7 @@ def test_rerecording_a_run_replaces_its_rows_only(wh: Warehouse) -> None:
     }
 
 
-# --- one transaction: a reader sees all of a run or none of it --------------------------------
+# --- a reader sees all of a run or none of it -------------------------------------------------
 
 
 def test_failing_record_run_is_invisible_to_a_concurrent_reader(wh, monkeypatch) -> None:
