@@ -46,6 +46,7 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_rewards.py
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_scoring.py
+	$(BIN)/python bench/bench_warehouse.py
 	$(BIN)/python bench/bench_inference.py
 
 lint: install

@@ -9,8 +9,9 @@ from assets.questions import question_bank
 from assets.training import grpo_run
 from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
 from iad_pipeline.errors import IadError
+from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.resources import IadConfig
-from training.checkpoints import complete_checkpoints, fingerprint
+from training.checkpoints import complete_checkpoints
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 mmad_partitions = dg.MultiPartitionsDefinition(
@@ -129,14 +130,17 @@ EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_SET
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Each complete checkpoint (DONE marker) becomes a partition and is "
-    "evaluated on every MMAD query set and cross-dataset set.",
+    "evaluated on every MMAD query set and cross-dataset set, again whenever its content "
+    "fingerprint (the sha256 of its weights and configs, the answer store's key) changes.",
 )
 def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
     seen = json.loads(context.cursor) if context.cursor else {}
     found = complete_checkpoints(iad.root() / "runs")
     new_keys, requests = [], []
     for key, folder in found.items():
-        print_ = fingerprint(folder)
+        # the same fingerprint keys the answer store, so a request for changed content is
+        # answered anew; digests are cached by file stat, so unchanged GBs are not re-read
+        print_ = checkpoint_fingerprint(folder, iad.root() / "cache" / "fingerprints")
         if seen.get(key) == print_:
             continue
         if not context.instance.has_dynamic_partition("checkpoints", key):

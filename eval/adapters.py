@@ -128,15 +128,17 @@ def merge_adapter(checkpoint: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def merged_model_dir(checkpoint: Path) -> Path:
+def merged_model_dir(checkpoint: Path, digest: str | None = None) -> Path:
     """A loadable model folder for ``checkpoint``: itself, or its adapter merged (cached).
 
-    The cache is ``<run>/merged/<checkpoint-name>-<adapter digest>/``.
+    The cache is ``<run>/merged/<checkpoint-name>-<digest>/``; ``digest`` is the checkpoint's
+    content fingerprint when the caller has it, else :func:`adapter_digest`.
     """
     checkpoint = Path(checkpoint)
     if not is_adapter_checkpoint(checkpoint):
         return checkpoint
-    out_dir = checkpoint.parent / "merged" / f"{checkpoint.name}-{adapter_digest(checkpoint)}"
+    digest = digest or adapter_digest(checkpoint)
+    out_dir = checkpoint.parent / "merged" / f"{checkpoint.name}-{digest}"
     if (out_dir / "config.json").is_file():
         return out_dir
     return merge_adapter(checkpoint, out_dir)

@@ -2,7 +2,13 @@
 
 The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` call these two functions; so can
 a script. Answers are appended to a resumable store first, so an interrupted evaluation
-restarts where it stopped; the warehouse receives each evaluation in one transaction.
+restarts where it stopped; the warehouse receives each evaluation whole (one parquet
+generation, renamed into place).
+
+Every evaluation is keyed by the checkpoint's content fingerprint
+(:func:`iad_pipeline.fingerprint.checkpoint_fingerprint`) as well as its name and protocol: a
+checkpoint re-trained under the same name is a new run that asks every question again and gets
+its own rows (``runs.checkpoint_sha``); an unchanged checkpoint is never asked again.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from eval.warehouse import Warehouse
 from iad_pipeline import __version__
 from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
+from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.fsutil import write_text
 
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
@@ -51,11 +58,16 @@ class Evaluation:
     table_markdown: str = ""
 
 
-def model_path(checkpoint: Path) -> Path:
-    """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it."""
+def model_path(checkpoint: Path, checkpoint_sha: str = "") -> Path:
+    """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it.
+
+    The merged folder's name carries the checkpoint's content fingerprint (``checkpoint_sha``,
+    else a digest of the adapter files), so an adapter re-trained under the same name is
+    merged again instead of reusing the old merge.
+    """
     from eval.adapters import merged_model_dir
 
-    return merged_model_dir(checkpoint)
+    return merged_model_dir(checkpoint, checkpoint_sha[:16] or None)
 
 
 def _backend(path: Path, batch_size: int):
@@ -79,15 +91,20 @@ def _answer(
     batch_size: int,
     progress: bool,
     **prompting,
-) -> tuple[Path, pl.DataFrame]:
-    """Answer with the checkpoint's model; resumable, one run per (checkpoint, set)."""
-    model = model_path(checkpoint)
-    # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
+) -> tuple[Path, str, pl.DataFrame]:
+    """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
+
+    Returns the model folder, the checkpoint's content fingerprint and the answers.
+    """
+    sha = checkpoint_fingerprint(checkpoint, reports_dir.parent / "cache" / "fingerprints")
+    model = model_path(checkpoint, sha)
+    # one run per (checkpoint content, evaluation set): its own id, store folder and rows
     run = RunInfo(
         model=str(model),
         checkpoint=f"{checkpoint_key}/{eval_set}",
         backend="transformers",
         protocol=protocol,
+        checkpoint_sha=sha,
     )
     store = AnswerStore(reports_dir.parent / "answers")
     answers = evaluate(
@@ -99,12 +116,13 @@ def _answer(
         progress=progress,
         **prompting,
     )
-    return model, answers
+    return model, sha, answers
 
 
 def _run_row(
     eval_set: str,
     checkpoint_key: str,
+    checkpoint_sha: str,
     recipe: str,
     model: str,
     protocol: str,
@@ -117,6 +135,7 @@ def _run_row(
         "run_id": run_id,
         "eval_set": eval_set,
         "checkpoint": checkpoint_key,
+        "checkpoint_sha": checkpoint_sha,
         "recipe": recipe,
         "model": model,
         "protocol": protocol,
@@ -168,8 +187,9 @@ def evaluate_mmad(
     root = data_dir / "mmad"
     templates = mmad_templates(root / "mmad.json")
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
+    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, answers = _answer(
+    model, sha, answers = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -189,6 +209,7 @@ def evaluate_mmad(
     row = _run_row(
         eval_set,
         checkpoint_key,
+        sha,
         recipe,
         str(model),
         protocol.name,
@@ -197,7 +218,7 @@ def evaluate_mmad(
         answers.height,
         scores.headline,
     )
-    Warehouse(warehouse_path).record_run(row, answers, by_type, by_category)
+    warehouse.record_run(row, answers, by_type, by_category)
     folder = reports_dir / checkpoint_key / eval_set
     paths = {
         "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
@@ -258,8 +279,9 @@ def evaluate_cross_dataset(
         & pl.col("reference_image").is_not_null()
     )
     protocol = Protocol(shots=1)
+    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, answers = _answer(
+    model, sha, answers = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -332,6 +354,7 @@ def evaluate_cross_dataset(
     row = _run_row(
         eval_set,
         checkpoint_key,
+        sha,
         recipe,
         str(model),
         protocol.name,
@@ -340,9 +363,7 @@ def evaluate_cross_dataset(
         answers.height,
         accuracy,
     )
-    Warehouse(warehouse_path).record_run(
-        row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category
-    )
+    warehouse.record_run(row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category)
     return Evaluation(
         row,
         answers,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,14 @@ def records_frame(rows: Sequence[Mapping[str, Any]], source: str = "<records>") 
     return _finish(pl.DataFrame(columns, schema=ANSWERS_SCHEMA), source)
 
 
+def _too_deep(path: Path, line: int | None = None) -> str:
+    where = f"line {line}" if line is not None else "the file"
+    return (
+        f"{path}: {where} nests JSON arrays or objects too deeply to read (more than about "
+        f"{sys.getrecursionlimit()} levels); an answer record is one flat object"
+    )
+
+
 def _json_rows(path: Path, text: str) -> list[Any]:
     """Records of a JSON list (MMAD's format) or of JSON Lines (ours)."""
     stripped = text.lstrip()
@@ -188,6 +197,8 @@ def _json_rows(path: Path, text: str) -> list[Any]:
         except json.JSONDecodeError as exc:
             msg = f"{path}: not valid JSON ({exc}); expected MMAD's JSON list of answer records"
             raise AnswerRecordsError(msg) from exc
+        except RecursionError as exc:
+            raise AnswerRecordsError(_too_deep(path)) from exc
         return rows
     rows = []
     for n, line in enumerate(text.splitlines(), start=1):
@@ -195,11 +206,13 @@ def _json_rows(path: Path, text: str) -> list[Any]:
             continue
         try:
             rows.append(json.loads(line))
+        except RecursionError as exc:
+            raise AnswerRecordsError(_too_deep(path, n)) from exc
         except json.JSONDecodeError as exc:
             hint = ""
             try:
                 whole = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 whole = None
             if isinstance(whole, dict):
                 hint = " (found one JSON object: is this mmad.json, the benchmark itself?)"

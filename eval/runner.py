@@ -2,8 +2,10 @@
 
 :func:`evaluate` asks every question of the table that the run has not answered yet:
 
-1. the run id comes from :class:`RunInfo` (model, checkpoint, protocol name, backend), so
-   re-running the same evaluation resumes it; questions already in the store are skipped;
+1. the run id comes from :class:`RunInfo` (model, checkpoint and its content fingerprint,
+   protocol name, backend), so re-running the same evaluation resumes it; questions already
+   in the store are skipped; the run's answering lock is held throughout, so the same
+   evaluation started twice at once asks each question once (the second waits);
 2. the rest are ordered so that the questions of one image follow each other (images in
    order of first appearance) and cut into batches of ``batch_size``: a batch holds whole
    images except where a boundary falls inside one (each boundary splits at most one image),
@@ -46,13 +48,16 @@ class RunInfo:
     """What identifies a run: the model, its checkpoint, the backend's name and the protocol.
 
     ``checkpoint`` names the weights beyond ``model`` (a step folder, an adapter); ``""``
-    for the published weights.
+    for the published weights. ``checkpoint_sha`` is the checkpoint's content fingerprint
+    (:func:`iad_pipeline.fingerprint.checkpoint_fingerprint`): a checkpoint re-trained under
+    the same name is another run.
     """
 
     model: str
     checkpoint: str
     backend: str
     protocol: Protocol
+    checkpoint_sha: str = ""
 
     @property
     def protocol_name(self) -> str:
@@ -121,6 +126,7 @@ def evaluate(
     image_root: Path | str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    lock_timeout_s: float | None = None,
 ) -> pl.DataFrame:
     """Answer the questions the run has not answered yet and return the run's records.
 
@@ -135,6 +141,8 @@ def evaluate(
         image_root: the data root of the image and template paths.
         batch_size: questions per backend call and per stored shard.
         progress: show a progress bar.
+        lock_timeout_s: how long to wait while another process answers the same run
+            (``None``: until it finishes or dies).
 
     Returns:
         The records (:data:`~eval.records.ANSWERS_SCHEMA`) of the table's questions, earlier
@@ -144,6 +152,7 @@ def evaluate(
     Raises:
         EvaluationError: a table without ``question_id`` or ``image_path``, a bad batch size,
             or ``run.backend`` that is not ``backend.name``.
+        StoreLockedError: another process held the run past ``lock_timeout_s``.
         ProtocolError: a question the protocol cannot build (missing templates, knowledge).
     """
     missing = [c for c in ("question_id", "image_path") if c not in questions.columns]
@@ -160,8 +169,42 @@ def evaluate(
             "letter-scored, say) would mix in one run: pass RunInfo(backend=backend.name)"
         )
         raise EvaluationError(msg)
-    rid = store.open_run(run.model, run.checkpoint, run.protocol_name, run.backend)
+    rid = store.open_run(
+        run.model, run.checkpoint, run.protocol_name, run.backend, run.checkpoint_sha
+    )
     questions = questions.unique("question_id", keep="first", maintain_order=True)
+    with store.lock(rid, lock_timeout_s):
+        _ask(
+            questions,
+            backend,
+            store,
+            rid,
+            run,
+            templates,
+            knowledge,
+            image_root,
+            batch_size,
+            progress,
+        )
+    answers = store.read(rid)
+    return answers.filter(pl.col("question_id").is_in(questions["question_id"].to_list())).select(
+        list(ANSWERS_SCHEMA)
+    )
+
+
+def _ask(
+    questions: pl.DataFrame,
+    backend: Backend,
+    store: AnswerStore,
+    rid: str,
+    run: RunInfo,
+    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
+    knowledge: Mapping[str, str] | None,
+    image_root: Path | str | None,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Ask the questions of ``questions`` the run has not answered (under the run's lock)."""
     done = store.answered(rid)
     todo = questions.filter(~pl.col("question_id").is_in(list(done)))
     rows = todo.to_dicts()
@@ -205,7 +248,3 @@ def evaluate(
         log.warning(
             "run %s: %d questions got no answer; call evaluate again to ask them", rid, unanswered
         )
-    answers = store.read(rid)
-    return answers.filter(pl.col("question_id").is_in(questions["question_id"].to_list())).select(
-        list(ANSWERS_SCHEMA)
-    )

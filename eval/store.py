@@ -2,7 +2,9 @@
 
 Layout under the store's root::
 
-    <run_id>/run.json            model, checkpoint, protocol and backend (written once)
+    <run_id>/run.json            model, checkpoint (and its content fingerprint), protocol and
+                                 backend (written once)
+    <run_id>/.lock               held (flock) by the process answering the run's questions
     <run_id>/part-00000.jsonl    one answer record per line (columns of ANSWERS_SCHEMA)
     <run_id>/part-00001.jsonl    ...
 
@@ -13,18 +15,28 @@ file, which readers ignore, so the shards that exist are always whole. An evalua
 one shard per finished batch; a restart reads :meth:`AnswerStore.answered` and asks only the
 rest. MMAD's own script rewrites its whole answer file after every image, non-atomically.
 
-The run id is a hash of what makes answers comparable (model, checkpoint, protocol name and
-backend), so the same evaluation started twice resumes into the same folder.
+The run id is a hash of what makes answers comparable (model, checkpoint name, the
+checkpoint's content fingerprint, protocol name and backend), so the same evaluation started
+twice resumes into the same folder, and a checkpoint re-trained under the same name is a new
+run that asks every question again.
+
+:meth:`AnswerStore.lock` serialises answering: the same evaluation launched twice at once
+does not answer every question twice; the second waits, then finds them answered. The lock is
+an ``fcntl.flock`` on ``<run_id>/.lock``, which the kernel releases when its holder exits, so
+a killed evaluation never leaves a stale lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +49,9 @@ from iad_pipeline.fsutil import temp_sibling, write_json
 log = logging.getLogger(__name__)
 
 RUN_FIELDS = ("model", "checkpoint", "protocol", "backend")
+# Optional fields: part of the id only when set, so runs of published weights keep their ids.
+OPTIONAL_RUN_FIELDS = ("checkpoint_sha",)
+LOCK = ".lock"
 RUN_JSON = "run.json"
 _SHARD = re.compile(r"^part-(\d+)\.jsonl$")
 
@@ -45,16 +60,37 @@ class StoreError(IadError, ValueError):
     """An answer store that holds something other than what it wrote."""
 
 
-def run_id(model: str, checkpoint: str, protocol_name: str, backend: str) -> str:
+class StoreLockedError(StoreError):
+    """Another process answered the run's questions for longer than the lock timeout."""
+
+
+def _fields(
+    model: str, checkpoint: str, protocol_name: str, backend: str, checkpoint_sha: str
+) -> dict[str, str]:
+    fields = dict(zip(RUN_FIELDS, (model, checkpoint, protocol_name, backend), strict=True))
+    if checkpoint_sha:
+        fields["checkpoint_sha"] = checkpoint_sha
+    return fields
+
+
+def run_id(
+    model: str, checkpoint: str, protocol_name: str, backend: str, checkpoint_sha: str = ""
+) -> str:
     """A stable id (16 hex digits of sha1) of one evaluation run.
+
+    ``checkpoint_sha`` is the checkpoint's content fingerprint
+    (:func:`iad_pipeline.fingerprint.checkpoint_fingerprint`); other weights, another id.
 
     >>> run_id("Qwen2.5-VL-7B", "", "1shot-random", "transformers")
     '560096147aa9c5ce'
     >>> run_id("Qwen2.5-VL-7B", "", "0shot", "transformers") != run_id(
     ...     "Qwen2.5-VL-7B", "", "1shot-random", "transformers")
     True
+    >>> run_id("m", "demo-4", "0shot", "t", "aa" * 32) != run_id("m", "demo-4", "0shot", "t",
+    ...     "bb" * 32)
+    True
     """
-    fields = dict(zip(RUN_FIELDS, (model, checkpoint, protocol_name, backend), strict=True))
+    fields = _fields(model, checkpoint, protocol_name, backend, checkpoint_sha)
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
 
@@ -85,19 +121,27 @@ class AnswerStore:
             raise StoreError(msg)
         return self.root / run_id
 
-    def open_run(self, model: str, checkpoint: str, protocol_name: str, backend: str) -> str:
+    def open_run(
+        self,
+        model: str,
+        checkpoint: str,
+        protocol_name: str,
+        backend: str,
+        checkpoint_sha: str = "",
+    ) -> str:
         """The run id of these fields; its ``run.json`` is written on the first call only.
 
         Raises:
             StoreError: the folder's ``run.json`` names other fields (a hash collision or a
                 hand-edited file).
         """
-        rid = run_id(model, checkpoint, protocol_name, backend)
-        fields = dict(zip(RUN_FIELDS, (model, checkpoint, protocol_name, backend), strict=True))
+        rid = run_id(model, checkpoint, protocol_name, backend, checkpoint_sha)
+        fields = _fields(model, checkpoint, protocol_name, backend, checkpoint_sha)
         path = self.run_dir(rid) / RUN_JSON
         if path.is_file():
             found = self.run_info(rid)
-            if {k: found.get(k) for k in RUN_FIELDS} != fields:
+            described = {k: found[k] for k in (*RUN_FIELDS, *OPTIONAL_RUN_FIELDS) if k in found}
+            if described != fields:
                 msg = (
                     f"{path}: describes {found}, expected {fields} for run id {rid}; move the "
                     "folder away or restore its run.json"
@@ -106,6 +150,42 @@ class AnswerStore:
         else:
             write_json(path, {"run_id": rid, **fields})
         return rid
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str, timeout_s: float | None = None) -> Iterator[Path]:
+        """Hold the run's answering lock (``<run_id>/.lock``, an exclusive ``flock``).
+
+        Waits while another process holds it (logging once), up to ``timeout_s`` seconds
+        (``None``: as long as it takes; the kernel releases the lock of a process that dies).
+
+        Raises:
+            StoreLockedError: still held after ``timeout_s``.
+        """
+        folder = self.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        msg = (
+                            f"{path}: another process has been answering run {run_id} for more "
+                            f"than {timeout_s:g} s; wait for it to finish"
+                        )
+                        raise StoreLockedError(msg) from None
+                    if not waited:
+                        log.warning("%s: another process is answering this run; waiting", path)
+                        waited = True
+                    time.sleep(0.1)
+            yield path
+        finally:
+            os.close(fd)  # releases the lock
 
     def run_info(self, run_id: str) -> dict[str, Any]:
         """The fields of ``run.json`` (empty when the run was never opened)."""
@@ -134,7 +214,7 @@ class AnswerStore:
                     continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
                     msg = (
                         f"{shard}: line {n} is not JSON ({exc}); shards are written whole, so "
                         "the file was changed by hand; delete it to answer its questions again"

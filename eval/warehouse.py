@@ -1,29 +1,46 @@
-"""The results warehouse: every evaluation's run, answers and scores in one DuckDB file.
+"""The results warehouse: every evaluation's run, answers and scores, readable while written.
 
-Tables (one row per ...):
+Storage: each recorded run is a folder of immutable parquet files beside the DuckDB file,
+written under a hidden temporary name and renamed into place in one step::
 
-- ``runs``: evaluation run (``run_id`` primary key): ``eval_set``, ``checkpoint``, ``recipe``,
-  ``model``, ``protocol``, ``backend``, ``code_version``, ``started_at``, ``finished_at``
-  (UTC timestamps), ``n_questions``, ``headline`` (the run's headline accuracy, %).
+    results/<run_id>/g<generation>/runs.parquet
+    results/<run_id>/g<generation>/answers.parquet
+    results/<run_id>/g<generation>/scores_by_type.parquet
+    results/<run_id>/g<generation>/scores_by_category.parquet
+    results/_schema/g0/*.parquet      zero rows: the column types, so empty globs still read
+
+(``results`` is the DuckDB file's name without its suffix.) ``results.duckdb`` holds only
+views over these files, so a SQL client (``duckdb results.duckdb``) reads every evaluation
+recorded so far, including those recorded after it connected. Writers never open the DuckDB
+file except to create or refresh the views, so a user's open session (read-only or even
+read-write) never blocks an evaluation, and an evaluation never locks out a reader.
+
+Views (one row per ...):
+
+- ``runs``: evaluation run (``run_id``): ``eval_set``, ``checkpoint``, ``checkpoint_sha``
+  (content fingerprint of the checkpoint's weights and config), ``recipe``, ``model``,
+  ``protocol``, ``backend``, ``code_version``, ``started_at``, ``finished_at`` (UTC
+  timestamps), ``n_questions``, ``headline`` (the run's headline accuracy, %).
 - ``answers``: question of a run (``run_id, question_id``): the answer record (image, dataset,
   category, question, type, correct answer, raw response, parsed letters, latency).
 - ``scores_by_type``: (``run_id, dataset, type``) accuracy % and question count; ``dataset``
   and ``type`` include the ``Average`` row and column of MMAD's table.
 - ``scores_by_category``: (``run_id, dataset, category, type``) correct, total, accuracy %.
-- view ``leaderboard``: per ``eval_set``, the best run of each (checkpoint, recipe, protocol)
-  by headline, ranked (``rank`` 1 = best; ties share a rank).
+- ``leaderboard``: per ``eval_set``, the best run of each (checkpoint, checkpoint_sha, recipe,
+  protocol) by headline, ranked (``rank`` 1 = best; ties share a rank).
 
-A run is written in one transaction (:meth:`Warehouse.record_run`), so a reader sees all of it
-or none of it; recording a ``run_id`` again replaces its rows in that same transaction.
+A run appears whole or not at all: its generation folder is renamed into place in one step.
+Recording a ``run_id`` again writes a newer generation; the views show only the newest
+generation of each run (superseded ones are deleted after :data:`KEEP_SUPERSEDED_S`, long
+after any query that listed them has read them). Rows are type- and key-checked in an
+in-memory DuckDB with the tables' primary keys before anything is written.
 
-DuckDB lets one process write a file at a time, so every operation opens its own connection
-and closes it; a connection refused because another process holds the file is retried until
-``lock_timeout_s``. Any SQL client reads the file too (``duckdb results.duckdb``).
+Adding a column is one entry in :data:`SCHEMAS`: older files lack it and read as NULL.
 
 >>> import tempfile
 >>> wh = Warehouse(Path(tempfile.mkdtemp()) / "results.duckdb")
->>> sorted(wh.query("SELECT table_name FROM duckdb_tables()")["table_name"])
-['answers', 'runs', 'scores_by_category', 'scores_by_type']
+>>> sorted(wh.query("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"])
+['answers', 'leaderboard', 'runs', 'scores_by_category', 'scores_by_type']
 >>> wh.query("SELECT count(*) AS n FROM leaderboard")["n"].to_list()
 [0]
 """
@@ -31,7 +48,11 @@ and closes it; a connection refused because another process holds the file is re
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import secrets
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,134 +63,176 @@ import duckdb
 import polars as pl
 
 from iad_pipeline.errors import IadError
+from iad_pipeline.fsutil import write_json
 from iad_pipeline.paths import iad_home
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILENAME = "results.duckdb"
-# Stored as the view's comment: a file whose tag differs gets the current view definition.
-SCHEMA_TAG = "iad-pipeline results warehouse, schema 1"
+# Stored as the leaderboard view's comment (with the parquet folder): a file whose tag
+# differs gets the current view definitions.
+SCHEMA_TAG = "iad-pipeline results warehouse, schema 2 (parquet views)"
 TABLES = ("runs", "answers", "scores_by_type", "scores_by_category")
 AVERAGE = "Average"
+SCHEMA_RUN = "_schema"  # the folder of the zero-row type files
+MIGRATED_GENERATION = "g0000-migrated"  # older than every written generation
+KEEP_SUPERSEDED_S = 3600.0
+VIEWS_MARKER = "_views.json"  # the DuckDB file's stat when its views were last seen current
 
-RUN_COLUMNS = (
-    "run_id",
-    "eval_set",
-    "checkpoint",
-    "recipe",
-    "model",
-    "protocol",
-    "backend",
-    "code_version",
-    "started_at",
-    "finished_at",
-    "n_questions",
-    "headline",
-)
-REQUIRED_RUN_KEYS = ("run_id", "eval_set")
-
-# Column order of each frame table; the DDL below spells out the types.
-FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
-    "answers": (
-        "run_id",
-        "question_id",
-        "image",
-        "dataset",
-        "category",
-        "question",
-        "question_type",
-        "correct_answer",
-        "response",
-        "gpt_answer",
-        "parsed_mmad",
-        "parsed_think",
-        "latency_s",
-    ),
-    "scores_by_type": ("run_id", "dataset", "type", "accuracy", "n"),
-    "scores_by_category": (
-        "run_id",
-        "dataset",
-        "category",
-        "type",
-        "correct",
-        "total",
-        "accuracy",
-    ),
+# Every table's columns and DuckDB types, in order; the primary keys below.
+SCHEMAS: dict[str, dict[str, str]] = {
+    "runs": {
+        "run_id": "VARCHAR",
+        "eval_set": "VARCHAR",
+        "checkpoint": "VARCHAR",
+        "checkpoint_sha": "VARCHAR",
+        "recipe": "VARCHAR",
+        "model": "VARCHAR",
+        "protocol": "VARCHAR",
+        "backend": "VARCHAR",
+        "code_version": "VARCHAR",
+        "started_at": "TIMESTAMPTZ",
+        "finished_at": "TIMESTAMPTZ",
+        "n_questions": "BIGINT",
+        "headline": "DOUBLE",
+    },
+    "answers": {
+        "run_id": "VARCHAR",
+        "question_id": "VARCHAR",
+        "image": "VARCHAR",
+        "dataset": "VARCHAR",
+        "category": "VARCHAR",
+        "question": "VARCHAR",
+        "question_type": "VARCHAR",
+        "correct_answer": "VARCHAR",
+        "response": "VARCHAR",
+        "gpt_answer": "VARCHAR",
+        "parsed_mmad": "VARCHAR",
+        "parsed_think": "VARCHAR",
+        "latency_s": "DOUBLE",
+    },
+    "scores_by_type": {
+        "run_id": "VARCHAR",
+        "dataset": "VARCHAR",
+        "type": "VARCHAR",
+        "accuracy": "DOUBLE",
+        "n": "BIGINT",
+    },
+    "scores_by_category": {
+        "run_id": "VARCHAR",
+        "dataset": "VARCHAR",
+        "category": "VARCHAR",
+        "type": "VARCHAR",
+        "correct": "BIGINT",
+        "total": "BIGINT",
+        "accuracy": "DOUBLE",
+    },
 }
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "answers": ("run_id", "question_id"),
+    "scores_by_type": ("run_id", "dataset", "type"),
+    "scores_by_category": ("run_id", "dataset", "category", "type"),
+}
+NOT_NULL = {"runs": ("eval_set",)}
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id       VARCHAR PRIMARY KEY,
-    eval_set     VARCHAR NOT NULL,
-    checkpoint   VARCHAR,
-    recipe       VARCHAR,
-    model        VARCHAR,
-    protocol     VARCHAR,
-    backend      VARCHAR,
-    code_version VARCHAR,
-    started_at   TIMESTAMPTZ,
-    finished_at  TIMESTAMPTZ,
-    n_questions  BIGINT,
-    headline     DOUBLE
-);
-CREATE TABLE IF NOT EXISTS answers (
-    run_id         VARCHAR NOT NULL,
-    question_id    VARCHAR NOT NULL,
-    image          VARCHAR,
-    dataset        VARCHAR,
-    category       VARCHAR,
-    question       VARCHAR,
-    question_type  VARCHAR,
-    correct_answer VARCHAR,
-    response       VARCHAR,
-    gpt_answer     VARCHAR,
-    parsed_mmad    VARCHAR,
-    parsed_think   VARCHAR,
-    latency_s      DOUBLE,
-    PRIMARY KEY (run_id, question_id)
-);
-CREATE TABLE IF NOT EXISTS scores_by_type (
-    run_id   VARCHAR NOT NULL,
-    dataset  VARCHAR NOT NULL,
-    type     VARCHAR NOT NULL,
-    accuracy DOUBLE,
-    n        BIGINT,
-    PRIMARY KEY (run_id, dataset, type)
-);
-CREATE TABLE IF NOT EXISTS scores_by_category (
-    run_id   VARCHAR NOT NULL,
-    dataset  VARCHAR NOT NULL,
-    category VARCHAR NOT NULL,
-    type     VARCHAR NOT NULL,
-    correct  BIGINT,
-    total    BIGINT,
-    accuracy DOUBLE,
-    PRIMARY KEY (run_id, dataset, category, type)
-);
-"""
+RUN_COLUMNS = tuple(SCHEMAS["runs"])
+REQUIRED_RUN_KEYS = ("run_id", "eval_set")
+# Column order of each frame table.
+FRAME_COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(SCHEMAS[t]) for t in TABLES[1:]}
 
-# Per eval set: each (checkpoint, recipe, protocol)'s best run by headline (the latest
-# finished on a tie), ranked. Runs without a headline are left out.
-_VIEW = f"""
+
+def _ddl() -> str:
+    """CREATE TABLE statements of the in-memory staging tables (types and keys checked)."""
+    out = []
+    for table, columns in SCHEMAS.items():
+        lines = [
+            f"    {c} {t}{' NOT NULL' if c in NOT_NULL.get(table, ()) else ''}"
+            for c, t in columns.items()
+        ]
+        lines.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
+        out.append(f"CREATE TABLE {table} (\n" + ",\n".join(lines) + "\n);")
+    return "\n".join(out)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _glob(folder: Path, table: str) -> str:
+    return _sql_string(str(folder / "*" / "g*" / f"{table}.parquet"))
+
+
+def _views(folder: Path, snapshot: bool = False) -> str:
+    """The view definitions over the parquet files under ``folder`` (an absolute path).
+
+    With ``snapshot`` the generation folders are listed once, here, and the views read that
+    fixed list: every view of one connection then sees the same runs (what
+    :meth:`Warehouse.connect` uses). Without it the views glob the folder on every query (the
+    DuckDB file's views, for SQL clients: new runs show up without reconnecting; a query that
+    races with a run being renamed into place may see it in one view and not yet in another).
+    """
+    if snapshot:
+        generations = sorted(p for p in folder.glob("*/g*") if p.is_dir())
+
+        def source(table: str) -> str:
+            files = [
+                _sql_string(str(g / f"{table}.parquet"))
+                for g in generations
+                if (g / f"{table}.parquet").is_file()
+            ]
+            return "[" + ", ".join(files) + "]"
+    else:
+
+        def source(table: str) -> str:
+            return _glob(folder, table)
+
+    # the newest generation of each run; every table keeps only that generation's rows
+    newest = (
+        f"SELECT run_id, max(_generation) AS _generation FROM read_parquet({source('runs')}, "
+        "union_by_name = true) GROUP BY run_id"
+    )
+    out = []
+    for table, columns in SCHEMAS.items():
+        select = ",\n    ".join(f"CAST(t.{c} AS {typ}) AS {c}" for c, typ in columns.items())
+        out.append(
+            f"CREATE OR REPLACE VIEW {table} AS\nSELECT\n    {select}\n"
+            f"FROM read_parquet({source(table)}, union_by_name = true) t\n"
+            f"SEMI JOIN ({newest}) g ON t.run_id = g.run_id AND t._generation = g._generation;"
+        )
+    out.append(_LEADERBOARD)
+    out.append(f"COMMENT ON VIEW leaderboard IS {_sql_string(_tag(folder))};")
+    return "\n".join(out)
+
+
+def _tag(folder: Path) -> str:
+    return f"{SCHEMA_TAG}; {folder}; {sorted((t, tuple(c)) for t, c in SCHEMAS.items())}"
+
+
+# Per eval set: each (checkpoint, checkpoint_sha, recipe, protocol)'s best run by headline
+# (the latest finished on a tie), ranked. Runs without a headline are left out.
+_LEADERBOARD = """
 CREATE OR REPLACE VIEW leaderboard AS
 WITH best AS (
     SELECT *,
         row_number() OVER (
-            PARTITION BY eval_set, checkpoint, recipe, protocol
+            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol
             ORDER BY headline DESC, finished_at DESC NULLS LAST, run_id
         ) AS pick,
-        count(*) OVER (PARTITION BY eval_set, checkpoint, recipe, protocol) AS n_runs
+        count(*) OVER (
+            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol
+        ) AS n_runs
     FROM runs
     WHERE headline IS NOT NULL
 )
 SELECT
     eval_set,
     rank() OVER (PARTITION BY eval_set ORDER BY headline DESC) AS rank,
-    checkpoint, recipe, protocol, model, headline, run_id, finished_at, n_questions, n_runs
+    checkpoint, recipe, protocol, model, headline, run_id, finished_at, n_questions, n_runs,
+    checkpoint_sha
 FROM best
 WHERE pick = 1
 ORDER BY eval_set, rank, checkpoint, recipe, protocol;
-COMMENT ON VIEW leaderboard IS '{SCHEMA_TAG}';
 """
 
 # A category's accuracy in one run: the mean over its types (MMAD's row "Average" is the same
@@ -184,11 +247,7 @@ GROUP BY c.run_id, c.dataset, c.category
 
 
 class WarehouseError(IadError):
-    """A run or a frame that the warehouse cannot record."""
-
-
-class WarehouseLockedError(WarehouseError):
-    """Another process held the DuckDB file for longer than the lock timeout."""
+    """A run or a frame that the warehouse cannot record, or a DuckDB file it cannot use."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +259,7 @@ class RecordedRun:
     scores_by_type: int
     scores_by_category: int
     replaced: bool
+    folder: Path | None = None
 
 
 def default_path() -> Path:
@@ -216,82 +276,258 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
         con.unregister("_frame")
 
 
+def _generation() -> str:
+    """A new generation name: sorts by creation time, unique across processes."""
+    return f"g{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
 class Warehouse:
-    """The DuckDB results file at ``path``; the schema is created on first use.
+    """The results of ``path`` (a DuckDB file of views) and its parquet folder.
 
     Args:
-        path: the DuckDB file (created with its folder if missing).
-        lock_timeout_s: how long to retry while another process holds the file.
+        path: the DuckDB file; the parquet files live in the folder of the same name without
+            the suffix (``results.duckdb`` -> ``results/``). Both are created if missing.
+        lock_timeout_s: how long to wait for the DuckDB file when the views must be created
+            or refreshed; past it, recording goes on without them (they are made next time).
     """
 
-    def __init__(self, path: Path | str, *, lock_timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str, *, lock_timeout_s: float = 2.0) -> None:
+        self.path = Path(path).absolute()
+        self.folder = self.path.with_suffix("")
+        if self.folder == self.path:
+            self.folder = self.path.with_name(self.path.name + ".parquet")
         self.lock_timeout_s = lock_timeout_s
         self.ensure_schema()
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation, closed on exit; timestamps are read in UTC."""
-        con = self._open()
+    # --- schema and views -------------------------------------------------------------------
+
+    def ensure_schema(self) -> bool:
+        """Write the zero-row type files and refresh the DuckDB file's views if stale.
+
+        Returns whether the DuckDB file holds the current views (``False``: another process
+        held it past ``lock_timeout_s``; the parquet files are complete all the same).
+
+        Raises:
+            WarehouseError: the DuckDB file is not a DuckDB database (the message names it).
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_schema_files()
+        return self.refresh_views()
+
+    def _write_schema_files(self) -> None:
+        folder = self.folder / SCHEMA_RUN / "g0"
+        wanted = _tag(self.folder)
+        marker = folder / "TAG"
+        if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
+            return
+        tmp = self.folder / SCHEMA_RUN / f".tmp-{secrets.token_hex(4)}"
+        tmp.mkdir(parents=True)
         try:
-            con.execute("SET TimeZone = 'UTC'")
-            yield con
+            with self._staging() as con:
+                for table in TABLES:
+                    _copy_out(con, table, tmp / f"{table}.parquet", "g0")
+            (tmp / "TAG").write_text(wanted, encoding="utf-8")
+            old = self.folder / SCHEMA_RUN / f".old-{secrets.token_hex(4)}"
+            with contextlib.suppress(FileNotFoundError):
+                folder.rename(old)
+            try:
+                tmp.rename(folder)
+            except OSError:  # a concurrent writer put the same files in place first
+                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def refresh_views(self) -> bool:
+        """(Re)create the views in the DuckDB file when its tag differs from the current one.
+
+        The file is opened read-only to check the tag, and read-write only to change it; after
+        a check, a small marker (``<folder>/_views.json``: the tag and the file's inode, size
+        and mtime) lets later calls skip opening the file at all while it is unchanged, so
+        evaluations practically never contend with a user's session. A file from schema 1
+        (tables, not views) is migrated first: its rows are copied to parquet, then the
+        tables are replaced by views. Returns ``False`` when another process held the file
+        for longer than ``lock_timeout_s`` (nothing changed then).
+        """
+        tag = _tag(self.folder)
+        if self._marked(tag):
+            return True
+        if self.path.exists():
+            con = self._open_file(read_only=True)
+            if con is None:
+                return False
+            try:
+                current = self._tag_of(con) == tag
+            except duckdb.Error as exc:
+                raise self._unusable(exc) from exc
+            finally:
+                con.close()
+            if current:
+                self._mark(tag)
+                return True
+        con = self._open_file(read_only=False)
+        if con is None:
+            return False
+        try:
+            if self._tag_of(con) != tag:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN")
+                try:
+                    self._migrate_tables(con)
+                    con.execute(_views(self.folder))
+                    con.execute("COMMIT")
+                except duckdb.TransactionException:
+                    con.execute("ROLLBACK")  # a concurrent refresh won; its views are the same
+                log.info("%s: views over %s created", self.path, self.folder)
+        except duckdb.Error as exc:
+            raise self._unusable(exc) from exc
         finally:
             con.close()
+        self._mark(tag)
+        return True
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def _tag_of(con: duckdb.DuckDBPyConnection) -> str | None:
+        found = con.execute(
+            "SELECT comment FROM duckdb_views() WHERE view_name = 'leaderboard'"
+        ).fetchone()
+        return None if found is None else found[0]
+
+    def _open_file(self, *, read_only: bool) -> duckdb.DuckDBPyConnection | None:
+        """A connection to the DuckDB file, or ``None`` if another process holds it too long."""
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:
             try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                # this process has the file open read-write already (DuckDB refuses a second
+                # configuration of one file in one process): use the same configuration
+                same_process = "different configuration" in str(exc)
+                if same_process and read_only:
+                    read_only = False
+                    continue
+                if not (_is_lock_error(exc) or same_process):
+                    raise self._unusable(exc) from exc
                 if time.monotonic() + delay > deadline:
-                    msg = (
-                        f"{self.path}: another process has held the DuckDB file for more than "
-                        f"{self.lock_timeout_s:g} s ({exc}); wait for it to finish, or raise "
-                        "lock_timeout_s"
+                    log.warning(
+                        "%s: held by another process; its views are refreshed by the next "
+                        "evaluation (the results are in %s already)",
+                        self.path,
+                        self.folder,
                     )
-                    raise WarehouseLockedError(msg) from exc
-                log.debug("%s is locked, retrying in %.2f s", self.path, delay)
+                    return None
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.5)
 
-    def ensure_schema(self) -> None:
-        """Create the tables and the view if missing (safe to call any number of times).
+    def _file_key(self) -> list[int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
 
-        A file that already has them is left untouched, so concurrent callers do not write;
-        a catalog conflict with a concurrent creator is retried.
+    def _marked(self, tag: str) -> bool:
+        try:
+            found = json.loads((self.folder / VIEWS_MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        key = self._file_key()
+        return key is not None and found == {"tag": tag, "file": key}
+
+    def _mark(self, tag: str) -> None:
+        key = self._file_key()
+        if key is not None:
+            write_json(self.folder / VIEWS_MARKER, {"tag": tag, "file": key})
+
+    def _unusable(self, exc: BaseException) -> WarehouseError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return WarehouseError(
+            f"{self.path}: not a usable DuckDB file ({first}); it holds only views, so move "
+            f"it away and the next evaluation recreates it over {self.folder}"
+        )
+
+    def _migrate_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Copy a schema-1 file's tables to one parquet generation, then drop them."""
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+        }
+        old = [t for t in TABLES if t in tables]
+        if not old:
+            return
+        con.execute("DROP VIEW IF EXISTS leaderboard")
+        target = self.folder / "_migrated" / MIGRATED_GENERATION
+        tmp = self.folder / "_migrated" / f".tmp-{secrets.token_hex(4)}"
+        tmp.mkdir(parents=True)
+        try:
+            for table in TABLES:  # all four, so the generation is complete
+                have = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                        "AND schema_name = 'main'",
+                        [table],
+                    ).fetchall()
+                }
+                cols = ", ".join(
+                    f"{c}" if c in have else f"CAST(NULL AS {t}) AS {c}"
+                    for c, t in SCHEMAS[table].items()
+                )
+                out = _sql_string(str(tmp / f"{table}.parquet"))
+                rows = table if table in old else "(SELECT 1) WHERE false"
+                con.execute(
+                    f"COPY (SELECT {cols}, '{MIGRATED_GENERATION}' AS _generation FROM {rows}) "
+                    f"TO {out} (FORMAT parquet)"
+                )
+            if not target.exists():
+                tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for table in old:
+            con.execute(f"DROP TABLE {table}")
+        log.warning("%s: migrated tables %s to %s", self.path, old, target)
+
+    # --- connections ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory connection with the views over the parquet files, closed on exit.
+
+        It never opens the DuckDB file, so it works while another process holds it. The
+        generation folders are listed once, when it opens, so all its views agree on which
+        runs exist (a run recorded later is seen by the next connection). Timestamps are read
+        in UTC.
         """
-        for attempt in range(5):
-            with self.connect() as con:
-                if self._schema_present(con):
-                    return
-                try:
-                    con.execute("BEGIN")
-                    con.execute(_DDL)
-                    con.execute(_VIEW)
-                    con.execute("COMMIT")
-                    return
-                except duckdb.TransactionException:
-                    con.execute("ROLLBACK")
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(_views(self.folder, snapshot=True))
+            yield con
+        finally:
+            con.close()
 
     @staticmethod
-    def _schema_present(con: duckdb.DuckDBPyConnection) -> bool:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        view = con.execute(
-            "SELECT comment FROM duckdb_views() WHERE view_name = 'leaderboard'"
-        ).fetchone()
-        return tables >= set(TABLES) and view is not None and view[0] == SCHEMA_TAG
+    @contextlib.contextmanager
+    def _staging() -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(_ddl())
+            yield con
+        finally:
+            con.close()
+
+    # --- writing ----------------------------------------------------------------------------
 
     def record_run(
         self,
@@ -300,11 +536,12 @@ class Warehouse:
         scores_by_type: pl.DataFrame,
         scores_by_category: pl.DataFrame,
     ) -> RecordedRun:
-        """Write one evaluation (its run row, answers and scores) in a single transaction.
+        """Write one evaluation (its run row, answers and scores) as a new generation.
 
-        On any error the transaction is rolled back and the error re-raised, so readers never
-        see part of a run; a ``run_id`` recorded before is replaced in the same transaction
-        (its old rows stay visible until the commit).
+        The rows are checked against the types and primary keys first (in memory); on any
+        error nothing is written. The generation's folder is renamed into place in one step,
+        so readers see all of the run or none of it; a ``run_id`` recorded before is replaced
+        (readers see its old rows until the rename).
 
         Args:
             run: the run's fields (:data:`RUN_COLUMNS`); ``run_id`` and ``eval_set`` are
@@ -314,7 +551,7 @@ class Warehouse:
                 column is filled with the run's id.
 
         Returns:
-            The row counts written and whether an earlier recording was replaced.
+            The row counts written, whether an earlier recording was replaced, the folder.
 
         Raises:
             WarehouseError: the run or a frame does not fit the schema (the message names
@@ -322,45 +559,85 @@ class Warehouse:
         """
         row = _run_row(run)
         run_id = row["run_id"]
+        if "/" in run_id or run_id.startswith((".", "_")):
+            msg = f"run id {run_id!r}: expected a plain name (no '/', not starting '.' or '_')"
+            raise WarehouseError(msg)
         frames = {
             "answers": answers,
             "scores_by_type": scores_by_type,
             "scores_by_category": scores_by_category,
         }
         frames = {name: _conform(name, frame, run_id) for name, frame in frames.items()}
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                existing = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
-                for table in (*frames, "runs"):
-                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                placeholders = ", ".join("?" for _ in RUN_COLUMNS)
-                con.execute(
-                    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders})",
-                    [row[c] for c in RUN_COLUMNS],
-                )
-                for table, frame in frames.items():
-                    _insert_frame(con, table, frame)
-                con.execute("COMMIT")
-            except BaseException as exc:
-                con.execute("ROLLBACK")
-                if isinstance(exc, duckdb.Error):
+        run_folder = self.folder / run_id
+        existing = sorted(p for p in run_folder.glob("g*") if p.is_dir())
+        generation = _generation()
+        run_folder.mkdir(parents=True, exist_ok=True)
+        tmp = run_folder / f".tmp-{generation}"
+        tmp.mkdir()
+        try:
+            with self._staging() as con:
+                try:
+                    placeholders = ", ".join("?" for _ in RUN_COLUMNS)
+                    con.execute(
+                        f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders})",
+                        [row[c] for c in RUN_COLUMNS],
+                    )
+                    for table, frame in frames.items():
+                        _insert_frame(con, table, frame)
+                    for table in TABLES:
+                        _copy_out(con, table, tmp / f"{table}.parquet", generation)
+                except duckdb.Error as exc:
                     msg = f"{self.path}: recording run {run_id!r} failed, nothing written: {exc}"
                     raise WarehouseError(msg) from exc
-                raise
-        log.info("recorded run %s in %s", run_id, self.path)
+            for path in tmp.iterdir():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+            tmp.rename(run_folder / generation)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._prune(run_folder, generation)
+        log.info("recorded run %s in %s", run_id, run_folder / generation)
         return RecordedRun(
             run_id=run_id,
             answers=frames["answers"].height,
             scores_by_type=frames["scores_by_type"].height,
             scores_by_category=frames["scores_by_category"].height,
-            replaced=existing is not None,
+            replaced=bool(existing) or self._in_migrated(run_id),
+            folder=run_folder / generation,
         )
+
+    def _in_migrated(self, run_id: str) -> bool:
+        path = self.folder / "_migrated" / MIGRATED_GENERATION / "runs.parquet"
+        if not path.is_file():
+            return False
+        found = pl.scan_parquet(path).filter(pl.col("run_id") == run_id).select(pl.len())
+        return bool(found.collect().item())
+
+    def _prune(self, run_folder: Path, newest: str) -> None:
+        """Delete generations superseded more than :data:`KEEP_SUPERSEDED_S` ago.
+
+        A folder is first renamed to a hidden name (it leaves the views' globs in one step),
+        then removed.
+        """
+        now = time.time()
+        for old in run_folder.glob("g*"):
+            if old.name >= newest or not old.is_dir():
+                continue
+            try:
+                if now - old.stat().st_mtime < KEEP_SUPERSEDED_S:
+                    continue
+                hidden = run_folder / f".old-{old.name}"
+                old.rename(hidden)
+            except OSError:
+                continue
+            shutil.rmtree(hidden, ignore_errors=True)
+
+    # --- reading ----------------------------------------------------------------------------
 
     def query(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
     ) -> pl.DataFrame:
-        """Run one SQL statement and return its result as a polars frame.
+        """Run one SQL statement over the views and return its result as a polars frame.
 
         >>> import tempfile
         >>> wh = Warehouse(Path(tempfile.mkdtemp()) / "w.duckdb")
@@ -488,3 +765,11 @@ def _conform(table: str, frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
         )
         raise WarehouseError(msg)
     return frame.select(columns)
+
+
+def _copy_out(con: duckdb.DuckDBPyConnection, table: str, path: Path, generation: str) -> None:
+    """Write a staging table to parquet with its generation column."""
+    con.execute(
+        f"COPY (SELECT *, {_sql_string(generation)} AS _generation FROM {table}) "
+        f"TO {_sql_string(str(path))} (FORMAT parquet)"
+    )

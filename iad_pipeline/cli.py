@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -212,9 +213,10 @@ def cmd_questions(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import subprocess
+    import signal
 
     from iad_pipeline.paths import profile_root
+    from iad_pipeline.supervise import LOCK_ENV, LOCK_NAME, run_folder_lock, run_supervised
 
     # Training runs as its own process (training/grpo.py, as under accelerate or Dagster),
     # so the core never imports the training package.
@@ -236,7 +238,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.training_set:
         command += ["--training-set", args.training_set]
     _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
-    code = subprocess.run(command, check=False).returncode
+    # one trainer per run folder; the child inherits the lock and dies with this process
+    with run_folder_lock(output) as fd:
+        env = {**os.environ, LOCK_ENV: f"{fd}:{output / LOCK_NAME}"}
+        code, stopped_by = run_supervised(command, env=env, pass_fds=[fd])
+    if stopped_by is not None:
+        name = signal.Signals(stopped_by).name
+        _c.err.print(
+            f"iad: training stopped by {name}; the trainer has exited. Continue from the "
+            f"newest complete checkpoint with: iad train --recipe {args.recipe} "
+            + (f"--output {output} " if args.output else "")
+            + "--resume",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 128 + stopped_by
     if code != 0:
         msg = f"training {args.recipe} failed (exit {code}); see the log above"
         raise IadError(msg)
@@ -555,10 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except IadError as exc:
-        _c.err.print(f"iad: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
-    except OSError as exc:
+    except (IadError, OSError) as exc:
+        if args.verbose:  # the traceback is for developers: only with -v
+            traceback.print_exc()
         _c.err.print(f"iad: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:

@@ -21,9 +21,9 @@ from training.checkpoints import DONE
 from training.tiny_model import build_tiny_qwen25vl
 
 
-def make_checkpoint(runs, recipe: str, step: int, reward: float = 0.0):
+def make_checkpoint(runs, recipe: str, step: int, reward: float = 0.0, seed: int = 0):
     folder = runs / recipe / f"checkpoint-{step}"
-    build_tiny_qwen25vl(folder)
+    build_tiny_qwen25vl(folder, seed=seed)
     (folder / "trainer_state.json").write_text(
         json.dumps({"global_step": step, "log_history": [{"step": step, "reward": reward}]})
     )
@@ -52,10 +52,13 @@ def test_sensor_adds_new_checkpoints_once_and_again_when_they_change(tmp_path) -
         assert keys == set(MMAD_SETS) | set(CROSS_SETS)
         instance.add_dynamic_partitions("checkpoints", ["emit-2"])
         assert isinstance(tick(instance, iad, first.cursor), dg.SkipReason)  # same content
-        # re-trained with the same name: new content, evaluated again with new run keys
+        # training state rewritten, weights the same: the answers would be the same
         (runs / "emit" / "checkpoint-2" / "trainer_state.json").write_text(
             json.dumps({"global_step": 2, "log_history": [{"step": 2, "reward": 0.5}]})
         )
+        assert isinstance(tick(instance, iad, first.cursor), dg.SkipReason)
+        # re-trained with the same name: new weights, evaluated again with new run keys
+        make_checkpoint(runs, "emit", 2, seed=1)
         again = tick(instance, iad, first.cursor)
         assert not again.dynamic_partitions_requests  # the partition exists already
         old = {r.run_key for r in first.run_requests}
@@ -109,3 +112,21 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     assert n_answers == meta["questions"].value > 0
     assert board == 1
     assert (iad.root() / "reports" / "demo-4" / "VisA" / "heatmap.png").is_file()
+
+    # re-trained into the same name (same DONE marker and trainer state, new weights): a new
+    # evaluation asks every question again; DuckDB holds both, told apart by checkpoint_sha
+    make_checkpoint(iad.root() / "runs", "demo", 4, seed=1)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        again = dg.materialize(
+            [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
+        )
+    assert again.success
+    new_meta = again.asset_materializations_for_node("mmad_eval")[0].metadata
+    assert new_meta["run_id"].value != meta["run_id"].value
+    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+        shas = con.execute(
+            "SELECT r.checkpoint_sha, count(a.question_id) FROM runs r "
+            "JOIN answers a USING (run_id) WHERE r.checkpoint = 'demo-4' GROUP BY ALL"
+        ).fetchall()
+    assert len(shas) == 2 and {n for _, n in shas} == {meta["questions"].value}

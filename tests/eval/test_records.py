@@ -231,3 +231,25 @@ def test_load_errors_missing_and_binary(tmp_path):
 def test_write_mmad_answers_needs_its_columns(tmp_path):
     with pytest.raises(AnswerRecordsError, match="gpt_answer"):
         write_mmad_answers(pl.DataFrame({"image": ["a/b"]}), tmp_path / "x.json")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        ("deep.json", "[" * 200_000 + "]" * 200_000, "the file"),
+        ("deep_record.json", '[{"image": ' + "[" * 200_000 + "]" * 200_000 + "}]", "the file"),
+        ("deep.jsonl", '{"image": ' + "[" * 200_000 + "]" * 200_000 + "}\n", "line 1"),
+    ],
+)
+def test_iad_score_of_a_200000_level_deep_file_is_a_one_line_error(
+    tmp_path, capsys, name, content, where
+):
+    from iad_pipeline.cli import main
+
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["score", str(path)]) == 1  # on main: a RecursionError traceback
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"iad: error: {path}: {where} nests JSON") and "\n" not in err
+    assert main(["-v", "score", str(path)]) == 1
+    assert "Traceback" in capsys.readouterr().err  # with -v only

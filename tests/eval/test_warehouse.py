@@ -1,4 +1,5 @@
-"""The results warehouse: schema, one-transaction runs, the leaderboard and named queries."""
+"""The results warehouse: parquet generations under DuckDB views, readers never blocking
+writers, the leaderboard and named queries."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import datetime as dt
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from eval.warehouse import (
     SCHEMA_TAG,
     Warehouse,
     WarehouseError,
-    WarehouseLockedError,
 )
 
 UTC = dt.UTC
@@ -112,10 +111,19 @@ def test_schema_creation_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     record(first)
     first.ensure_schema()
     again = Warehouse(path)
-    tables = again.query("SELECT table_name FROM duckdb_tables() ORDER BY 1")["table_name"]
-    assert tables.to_list() == ["answers", "runs", "scores_by_category", "scores_by_type"]
-    views = again.query("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal")
-    assert views.rows() == [("leaderboard", SCHEMA_TAG)]
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.sql("SELECT table_name FROM duckdb_tables()").fetchall() == []
+        views = con.sql(
+            "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        ).fetchall()
+    assert [v for v, _ in views] == [
+        "answers",
+        "leaderboard",
+        "runs",
+        "scores_by_category",
+        "scores_by_type",
+    ]
+    assert dict(views)["leaderboard"].startswith(SCHEMA_TAG)
     assert counts(again, "r1") == {
         "runs": 1,
         "answers": 2,
@@ -124,17 +132,11 @@ def test_schema_creation_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     }
 
 
-def test_schema_has_primary_keys(wh: Warehouse) -> None:
-    keys = wh.query(
-        "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
-        "WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name"
-    )
-    assert dict(keys.rows()) == {
-        "answers": ["run_id", "question_id"],
-        "runs": ["run_id"],
-        "scores_by_category": ["run_id", "dataset", "category", "type"],
-        "scores_by_type": ["run_id", "dataset", "type"],
-    }
+def test_primary_keys_are_checked_before_writing(wh: Warehouse) -> None:
+    twice = pl.concat([make_by_type()] * 2)
+    with pytest.raises(WarehouseError, match="nothing written"):
+        wh.record_run(make_run(), make_answers(), twice, make_by_category())
+    assert not any(p.name.startswith("g") for p in (wh.folder / "r1").glob("*"))
 
 
 def test_concurrent_first_use_creates_the_schema_once(tmp_path: Path) -> None:
@@ -171,7 +173,7 @@ def test_record_run_round_trip(wh: Warehouse) -> None:
     assert (result.answers, result.scores_by_type, result.scores_by_category) == (2, 3, 2)
     assert result.replaced is False
     run = wh.query("SELECT * FROM runs").row(0, named=True)
-    assert run == make_run()
+    assert run == make_run() | {"checkpoint_sha": None}
     answers = wh.query("SELECT * FROM answers ORDER BY question_id")
     assert answers.equals(make_answers())
     by_category = wh.query("SELECT * FROM scores_by_category ORDER BY dataset")
@@ -260,7 +262,7 @@ def test_rerecording_a_run_replaces_its_rows_only(wh: Warehouse) -> None:
     }
 
 
-# --- one transaction: a reader sees all of a run or none of it --------------------------------
+# --- a reader sees all of a run or none of it -------------------------------------------------
 
 
 def test_failing_record_run_is_invisible_to_a_concurrent_reader(wh, monkeypatch) -> None:
@@ -310,44 +312,119 @@ def test_failing_first_record_leaves_nothing_for_another_process(wh: Warehouse) 
     assert out.stdout.strip() == "0"
 
 
-# --- locking ----------------------------------------------------------------------------------
+# --- readers never block writers, writers never fail readers --------------------------------
 
-HOLD = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+HOLD = (
+    "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+    "print(c.execute('SELECT count(*) FROM runs').fetchone()[0], flush=True); "
+    "sys.stdin.readline(); "
+    "print(c.execute('SELECT count(*) FROM runs').fetchone()[0], flush=True); "
+    "print(c.execute('SELECT count(*) FROM answers').fetchone()[0], flush=True)"
+)
 
 
-def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+def _hold(path: Path, mode: str) -> subprocess.Popen[str]:
+    """A second process with an open connection to ``path`` (``rw`` or ``ro``)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD + f"time.sleep({seconds}); c.close()", str(path)],
+        [sys.executable, "-c", HOLD, str(path), mode],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    assert proc.stdout is not None
     return proc
 
 
-def test_a_file_held_by_another_process_is_retried_then_reported(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    Warehouse(path)
-    proc = _hold(path, 30)
+@pytest.mark.parametrize("mode", ["rw", "ro"])
+def test_an_open_session_neither_blocks_nor_is_failed_by_recording(tmp_path, mode) -> None:
+    path = tmp_path / "results.duckdb"
+    record(Warehouse(path), "r1")
+    proc = _hold(path, mode)
     try:
-        started = time.monotonic()
-        with pytest.raises(WarehouseLockedError, match="raise lock_timeout_s"):
-            Warehouse(path, lock_timeout_s=0.3)
-        assert time.monotonic() - started < 5
+        assert proc.stdout.readline().strip() == "1"  # the reader holds the file open
+        # the attack: on main this waited lock_timeout_s and raised WarehouseLockedError
+        wh = Warehouse(path, lock_timeout_s=0.2)
+        assert wh.ensure_schema() is True  # known current: the file is not even opened
+        result = record(wh, "r2", n_answers=3)
+        assert result.replaced is False
+        assert wh.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
+        out, _ = proc.communicate("go\n", timeout=60)
     finally:
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # the reader's next queries, in its still-open session, see the new run
+    assert proc.returncode == 0 and out.split() == ["2", "5"]
 
 
-def test_a_lock_released_within_the_timeout_is_waited_for(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    Warehouse(path)
-    proc = _hold(path, 0.5)
+def test_views_missed_while_the_file_was_held_are_made_next_time(tmp_path: Path) -> None:
+    path = tmp_path / "results.duckdb"
+    code = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+    code += "sys.stdin.readline()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
-        wh = Warehouse(path, lock_timeout_s=20)
-        assert wh.query("SELECT 1 AS one")["one"].to_list() == [1]
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"held"
+        wh = Warehouse(path, lock_timeout_s=0.1)  # a session created the file and holds it
+        record(wh)
+        assert wh.ensure_schema() is False
+        assert counts(wh, "r1")["answers"] == 2  # recorded all the same
     finally:
-        proc.wait()
+        proc.communicate(b"\n", timeout=60)
+    assert Warehouse(path).ensure_schema() is True
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM leaderboard").fetchone()[0] == 1
+
+
+def test_a_corrupt_duckdb_file_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "results.duckdb"
+    path.write_bytes(b"this is not a duckdb file" * 200)
+    with pytest.raises(WarehouseError) as info:
+        Warehouse(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a usable DuckDB file") and "\n" not in message
+    path.unlink()  # what the message says to do
+    assert Warehouse(path).query("SELECT count(*) AS n FROM runs")["n"][0] == 0
+
+
+def test_a_schema_1_file_is_migrated_to_parquet_views(tmp_path: Path) -> None:
+    path = tmp_path / "results.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, eval_set VARCHAR NOT NULL, "
+            "checkpoint VARCHAR, headline DOUBLE);"
+            "CREATE TABLE answers (run_id VARCHAR, question_id VARCHAR, gpt_answer VARCHAR);"
+            "INSERT INTO runs VALUES ('old', 'mmad', 'ckpt-1', 50.0);"
+            "INSERT INTO answers VALUES ('old', 'q1', 'A');"
+        )
+    wh = Warehouse(path)
+    assert wh.query("SELECT run_id, checkpoint, checkpoint_sha FROM runs").rows() == [
+        ("old", "ckpt-1", None)
+    ]
+    assert wh.query("SELECT gpt_answer FROM answers")["gpt_answer"].to_list() == ["A"]
+    assert record(wh, "old").replaced is True
+    assert wh.query("SELECT checkpoint FROM runs")["checkpoint"].to_list() == ["ckpt-100"]
+
+
+def test_a_connection_sees_one_snapshot_of_runs_in_every_view(wh: Warehouse) -> None:
+    record(wh, "r1", n_answers=2)
+    with wh.connect() as con:
+        record(wh, "r1", n_answers=3)  # replaced and a new run, after the connection opened
+        record(wh, "r2", n_answers=4)
+        seen = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "answers")]
+    assert seen == [1, 2]
+    assert [counts(wh, r)["answers"] for r in ("r1", "r2")] == [3, 4]
+
+
+def test_superseded_generations_are_kept_for_a_while_then_removed(wh, monkeypatch) -> None:
+    record(wh, "r1")
+    record(wh, "r1")
+    assert len(list((wh.folder / "r1").glob("g*"))) == 2  # a reader may still be listing it
+    monkeypatch.setattr(warehouse, "KEEP_SUPERSEDED_S", 0.0)
+    record(wh, "r1")
+    assert len(list((wh.folder / "r1").glob("g*"))) == 1
+    assert counts(wh, "r1")["answers"] == 2
 
 
 # --- leaderboard and named queries ------------------------------------------------------------
@@ -447,3 +524,25 @@ def test_query_returns_polars_with_positional_and_named_parameters(wh: Warehouse
     assert isinstance(by_position, pl.DataFrame)
     assert by_position.equals(by_name) and by_name["run_id"].to_list() == ["r1"]
     assert tuple(wh.query("SELECT * FROM runs").columns) == RUN_COLUMNS
+
+
+# --- the README's SQL -------------------------------------------------------------------------
+
+
+def _readme_sql() -> list[str]:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Querying the results", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```sql")[1:]]
+    statements = [s.strip() for b in blocks for s in b.split(";")]
+    return [
+        s for s in statements if s and not all(line.startswith("--") for line in s.splitlines())
+    ]
+
+
+def test_every_readme_query_runs_on_the_duckdb_file(history: Warehouse) -> None:
+    statements = _readme_sql()
+    assert len(statements) >= 4
+    with duckdb.connect(str(history.path), read_only=True) as con:
+        results = [con.execute(sql).fetchall() for sql in statements]
+    # the history's eval sets are not MMAD's query sets, so only that query finds nothing
+    assert [bool(rows) for rows in results] == ["'DS-MVTec'" not in s for s in statements]

@@ -1,0 +1,155 @@
+"""evaluate_mmad keyed by checkpoint content; answering locked per run across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from eval import pipeline
+from eval.pipeline import evaluate_mmad
+from eval.warehouse import Warehouse, WarehouseError
+from iad_pipeline.fingerprint import checkpoint_fingerprint, file_sha256
+from iad_pipeline.questions.mmad_json import read_mmad_json
+
+
+@pytest.fixture
+def layout(tmp_path: Path, mini_mmad: Path) -> dict[str, Path]:
+    """A profile root with the mini MMAD as data/mmad and its question table."""
+    root = tmp_path / "profile"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "mmad").symlink_to(mini_mmad)
+    tables = root / "tables"
+    (tables / "questions").mkdir(parents=True)
+    data = root / "data" / "mmad"
+    read_mmad_json(data / "mmad.json", data).write_parquet(tables / "questions" / "mmad.parquet")
+    checkpoint = root / "runs" / "demo" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"old weights" * 1000)
+    (checkpoint / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    return {"root": root, "tables": tables, "checkpoint": checkpoint}
+
+
+def _evaluate(layout: dict[str, Path], monkeypatch, scripted) -> list[str]:
+    """Evaluate checkpoint-4 on VisA with a scripted backend; the question ids it was asked."""
+    backend = scripted(name="transformers")
+    monkeypatch.setattr(pipeline, "_backend", lambda path, batch_size: backend)
+    evaluate_mmad(
+        layout["checkpoint"],
+        "VisA",
+        checkpoint_key="demo-4",
+        recipe="demo",
+        tables_dir=layout["tables"],
+        data_dir=layout["root"] / "data",
+        warehouse_path=layout["root"] / "results.duckdb",
+        reports_dir=layout["root"] / "reports",
+    )
+    return backend.asked
+
+
+def test_a_retrained_checkpoint_is_asked_again_and_recorded_beside_the_old(
+    layout, monkeypatch, scripted
+) -> None:
+    first = _evaluate(layout, monkeypatch, scripted)
+    assert first  # every VisA question asked once
+    old_sha = checkpoint_fingerprint(layout["checkpoint"])
+    # unchanged content (training state rewritten, files touched): nothing is asked again
+    (layout["checkpoint"] / "trainer_state.json").write_text('{"global_step": 4}')
+    assert _evaluate(layout, monkeypatch, scripted) == []
+    # the attack: re-train into the same name. On main, 0 questions were asked and the old
+    # weights' answers were recorded as the new checkpoint's scores.
+    (layout["checkpoint"] / "model.safetensors").write_bytes(b"new weights" * 1000)
+    again = _evaluate(layout, monkeypatch, scripted)
+    assert sorted(again) == sorted(first)
+    new_sha = checkpoint_fingerprint(layout["checkpoint"])
+    runs = Warehouse(layout["root"] / "results.duckdb").query(
+        "SELECT checkpoint, checkpoint_sha, n_questions FROM runs ORDER BY started_at"
+    )
+    assert runs.rows() == [
+        ("demo-4", old_sha, len(first)),
+        ("demo-4", new_sha, len(first)),
+    ]
+    board = Warehouse(layout["root"] / "results.duckdb").query(
+        "SELECT count(*) AS n FROM answers a JOIN runs r USING (run_id) WHERE r.checkpoint_sha = ?",
+        [new_sha],
+    )
+    assert board["n"][0] == len(first)
+
+
+def test_the_fingerprint_cache_is_keyed_by_file_stat(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"a" * 100)
+    first = file_sha256(path, cache)
+    assert len(list(cache.glob("*.json"))) == 1
+    path.write_bytes(b"b" * 100)  # same size, new content
+    assert file_sha256(path, cache) != first
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import polars as pl
+    from eval.protocols import Protocol, mmad_templates
+    from eval.runner import RunInfo, evaluate
+    from eval.store import AnswerStore
+
+    questions, root, store, log = sys.argv[1:5]
+
+    class Slow:
+        name = "slow"
+        model = "slow-model"
+        def answer(self, prompts, max_new_tokens=None):
+            with open(log, "a") as fh:
+                fh.writelines(f"{p.question_id}\\n" for p in prompts)
+            time.sleep(0.05)
+            return ["A" for _ in prompts]
+
+    run = RunInfo(model="slow-model", checkpoint="c", backend="slow", protocol=Protocol())
+    print("started", flush=True)
+    out = evaluate(pl.read_parquet(questions), Slow(), AnswerStore(store), run=run,
+        templates=mmad_templates(Path(root) / "mmad.json"), image_root=root, batch_size=4,
+        progress=False)
+    print(out.height, flush=True)
+    """
+)
+
+
+def test_the_same_evaluation_launched_twice_asks_each_question_once(
+    tmp_path: Path, mini_mmad: Path, mmad_questions: pl.DataFrame
+) -> None:
+    questions = tmp_path / "q.parquet"
+    mmad_questions.head(40).write_parquet(questions)
+    log = tmp_path / "asked.log"
+    args = [str(questions), str(mini_mmad), str(tmp_path / "answers"), str(log)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert [out.split()[-1] for out, _ in outs] == ["40", "40"]
+    asked = log.read_text().split()
+    assert len(asked) == len(set(asked)) == 40  # on main: up to 80, each asked twice
+
+
+def test_a_corrupt_results_file_fails_before_any_question_with_one_line(
+    layout, monkeypatch, scripted
+) -> None:
+    results = layout["root"] / "results.duckdb"
+    results.write_bytes(b"\x00garbage" * 512)
+    with pytest.raises(WarehouseError) as info:
+        _evaluate(layout, monkeypatch, scripted)
+    assert str(info.value).startswith(f"{results}: not a usable DuckDB file")
+    assert "\n" not in str(info.value)
+    assert not (layout["root"] / "answers").exists()  # no question was asked
