@@ -321,17 +321,21 @@ def answer_letter(text: Any) -> str | None:
 def emit_normalise(value: Any) -> str:
     """EMIT's normalisation of answers and solutions (``CLSAccuracyORM_choice``).
 
-    Strip, remove spaces, underscores, full stops and newlines, lower-case.
+    In EMIT's order (``plugin.py``, guanwei49/EMIT ``01dc319``): strip surrounding whitespace
+    first, then remove spaces, underscores, full stops and newlines, then lower-case. The
+    order matters: ``"A\\t."`` strips nothing (it ends in a dot), loses the dot and keeps the
+    tab, so it is ``"a\\t"``, not a valid option.
 
     Example:
-        >>> emit_normalise(" B. "), emit_normalise("(A)")
-        ('b', '(a)')
+        >>> emit_normalise(" B. "), emit_normalise("(A)"), emit_normalise("A\\t.")
+        ('b', '(a)', 'a\\t')
     """
     if not isinstance(value, str):
         return ""
+    value = value.strip()
     for ch in (" ", "_", ".", "\n"):
         value = value.replace(ch, "")
-    return value.strip().lower()
+    return value.lower()
 
 
 def emit_choice(text: Any) -> str:

@@ -25,7 +25,7 @@ def test_the_five_recipes_ship_and_validate() -> None:
                 "num_generations": 8,
                 "max_steps": 1000,
                 "deepspeed": "zero3",
-                "rewards": ["choice_accuracy", "roam"],
+                "rewards": ["anomalyr1_choice", "roam"],
             },
         ),
         (
@@ -36,7 +36,7 @@ def test_the_five_recipes_ship_and_validate() -> None:
                 "num_train_epochs": 15,
                 "temperature": 0.9,
                 "max_completion_length": 512,
-                "rewards": ["multi_stage_format", "choice_accuracy", "localization"],
+                "rewards": ["multi_stage_format", "adfm_classification", "localization"],
             },
         ),
         (
