@@ -47,6 +47,7 @@ def test_the_five_recipes_ship_and_validate() -> None:
                 "learning_rate": 1e-5,
                 "lr_scheduler_type": "cosine",
                 "warmup_steps": 0.01,  # Stage2.sh (paper: 0.05)
+                "num_train_epochs": 2,  # Stage2.sh (paper: 1)
                 "rewards": ["choice_accuracy", "cosine_length", "format", "repetition"],
             },
         ),
@@ -54,7 +55,7 @@ def test_the_five_recipes_ship_and_validate() -> None:
             "lriad",
             {
                 "model": "Qwen/Qwen2-VL-7B-Instruct",
-                "num_train_epochs": 2,  # Stage2.sh (paper: 1)
+                "num_train_epochs": 1,
                 "per_device_train_batch_size": 8,
                 "rewards": ["format", "focal"],
             },
