@@ -78,11 +78,25 @@ class Protocol:
         template: ``"random"`` (``random_templates``, the published numbers) or ``"similar"``
             (``similar_templates``, EMIT's evaluation).
         knowledge: add the category's domain knowledge.
-        knowledge_skip_types: question types (raw or merged) asked without knowledge.
+        knowledge_skip_types: question types (raw or merged) asked without knowledge; MMAD
+            gives it to every type (``()``), EMIT skips the Object ones (:data:`OBJECT_TYPES`).
         shuffle_options: re-letter the options in a seeded random order.
         seed: seed of the shuffle.
         answer_rule: how ``gpt_answer`` is read: ``"mmad"`` (last standalone letter) or
             ``"think"`` (the letter inside the last ``<answer>`` block).
+        style: ``"mmad"`` (MMAD's Qwen2.5-VL payload) or ``"emit"`` (EMIT's evaluation
+            prompt; ``think`` picks its think or direct instruction).
+        min_pixels, max_pixels: the image processor's pixel bounds (MMAD's 64 and 1280 x 28 x
+            28 by default; ``None`` keeps the processor's own).
+        add_vision_id: render with ``add_vision_id`` ("Picture 1: " before each image; MMAD).
+        system_prompt: a system message (``None``: the chat template's default, as MMAD).
+        mmad_version: ``"original"`` or ``"corrected"`` (the errata applied, see
+            :mod:`eval.errata`).
+        template_shortfall: an image with fewer templates than ``shots`` is asked with those
+            it has (``"fewer"``, MMAD's ``templates[:k]``) or refused (``"error"``).
+
+    Each default is the authors' behaviour for the ``mmad`` style; :data:`PROTOCOLS` names
+    the presets (``mmad``, ``emit_think``, ``emit_direct``).
 
     Example:
         >>> Protocol().name, Protocol(shots=0).name
@@ -107,6 +121,7 @@ class Protocol:
     add_vision_id: bool = True
     system_prompt: str | None = None
     mmad_version: MmadVersion = "original"
+    template_shortfall: Literal["fewer", "error"] = "fewer"
 
     def __post_init__(self) -> None:
         if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
@@ -117,6 +132,12 @@ class Protocol:
             raise ProtocolError(msg)
         if self.answer_rule not in ANSWER_RULES:
             msg = f"Protocol: answer_rule={self.answer_rule!r}; expected one of {ANSWER_RULES}"
+            raise ProtocolError(msg)
+        if self.template_shortfall not in ("fewer", "error"):
+            msg = (
+                f"Protocol: template_shortfall={self.template_shortfall!r}; expected 'fewer' "
+                "(MMAD: ask with the templates there are) or 'error'"
+            )
             raise ProtocolError(msg)
         if self.style not in STYLES:
             msg = f"Protocol: style={self.style!r}; expected one of {STYLES}"
@@ -159,6 +180,8 @@ class Protocol:
             name += "+vision_id" if self.add_vision_id else "+no_vision_id"
         if self.system_prompt != base.system_prompt:
             name += "+system" + _short_hash(self.system_prompt or "")
+        if self.template_shortfall != "fewer" and self.style == "mmad" and self.shots:
+            name += "+all_shots"
         if self.mmad_version != "original":
             name += f"+mmad_{self.mmad_version}"
         return name
@@ -193,6 +216,8 @@ class Protocol:
             template_rule = f"{self.template}_templates[0], Anomaly Detection and Defect only"
         elif self.shots:
             template_rule = f"{self.template}_templates[:{self.shots}]"
+            if self.template_shortfall == "error":
+                template_rule += f", exactly {self.shots}"
         else:
             template_rule = "none"
         return {
@@ -492,7 +517,10 @@ def _templates_of(
         )
         raise ProtocolError(msg)
     found = list(entry.get(protocol.template) or [])
-    if len(found) < protocol.shots:
+    # MMAD slices templates[:k]: an image with fewer templates is asked with those it has
+    # (none: as a 0-shot question); EMIT indexes similar_templates[0], which must exist.
+    fewer_ok = protocol.style == "mmad" and protocol.template_shortfall == "fewer"
+    if len(found) < protocol.shots and not fewer_ok:
         msg = (
             f"image {key!r}: {len(found)} {protocol.template} templates, {protocol.name} needs "
             f"{protocol.shots}; use fewer shots or another template list"

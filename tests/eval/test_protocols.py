@@ -233,11 +233,19 @@ def test_missing_templates_and_knowledge_raise_clear_errors():
     with pytest.raises(ProtocolError, match="no templates for it"):
         build_prompt(row(), Protocol(), {}, None, ROOT)
     with pytest.raises(ProtocolError, match="needs 4"):
-        build_prompt(row(), Protocol(shots=4), TEMPLATES, None, ROOT)
+        build_prompt(row(), Protocol(shots=4, template_shortfall="error"), TEMPLATES, None, ROOT)
     with pytest.raises(ProtocolError, match="needs domain knowledge"):
         build_prompt(row(), Protocol(knowledge=True), TEMPLATES, {}, ROOT)
     with pytest.raises(ProtocolError, match="needs 2 template"):
         build_prompt(row(), Protocol(shots=2), None, None, ROOT)
+
+
+def test_fewer_templates_than_shots_ask_with_those_there_are_as_mmad_does():
+    # qwen2_5_vl_query.py: few_shot = random_templates[:k], and the sentence says len(few_shot).
+    spec = build_prompt(row(), Protocol(shots=4), TEMPLATES, None, ROOT)
+    assert spec.shots == 3 and MMAD_TEMPLATE_INTRO.format(k=3) in spec.text
+    assert spec.images == [ROOT / p for p in RANDOM] + [ROOT / KEY]
+    assert Protocol(shots=4, template_shortfall="error").name == "4shot-random+all_shots"
 
 
 def test_without_a_template_map_one_shot_uses_the_rows_reference_image():
