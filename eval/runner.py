@@ -2,8 +2,9 @@
 
 :func:`evaluate` asks every question of the table that the run has not answered yet:
 
-1. the run id comes from :class:`RunInfo` (model, checkpoint, protocol name, backend), so
+1. the run id comes from :class:`RunInfo` (model, checkpoint, protocol key, backend), so
    re-running the same evaluation resumes it; questions already in the store are skipped;
+   the protocol's record is written beside the run's ``run.json`` (``protocol.json``);
 2. the rest are ordered so that the questions of one image follow each other (images in
    order of first appearance) and cut into batches of ``batch_size``: a batch holds whole
    images except where a boundary falls inside one (each boundary splits at most one image),
@@ -33,8 +34,12 @@ from eval.protocols import PromptSpec, Protocol, build_prompt
 from eval.records import ANSWERS_SCHEMA, parse_response
 from eval.store import AnswerStore
 from iad_pipeline.errors import IadError
+from iad_pipeline.fsutil import write_json
 
 log = logging.getLogger(__name__)
+
+# Beside a run's run.json: every setting of its protocol (Protocol.record).
+PROTOCOL_JSON = "protocol.json"
 
 
 class EvaluationError(IadError, ValueError):
@@ -46,17 +51,25 @@ class RunInfo:
     """What identifies a run: the model, its checkpoint, the backend's name and the protocol.
 
     ``checkpoint`` names the weights beyond ``model`` (a step folder, an adapter); ``""``
-    for the published weights.
+    for the published weights. ``model_revision`` (a hub commit or a content hash) is
+    recorded with the protocol (:meth:`~eval.protocols.Protocol.record`).
     """
 
     model: str
     checkpoint: str
     backend: str
     protocol: Protocol
+    model_revision: str | None = None
 
     @property
     def protocol_name(self) -> str:
-        return self.protocol.name
+        """The protocol as the run id sees it: its name and the hash of its whole record, so
+        a changed prompt text or pixel bound is a new run, never resumed from the old one."""
+        return self.protocol.key
+
+    def protocol_record(self) -> dict[str, Any]:
+        """The protocol record stored with the run (``protocol.json``, the ``runs`` row)."""
+        return self.protocol.record(self.model_revision) | {"protocol_key": self.protocol.key}
 
 
 def image_batches(image_paths: Sequence[str], batch_size: int) -> list[list[int]]:
@@ -161,6 +174,7 @@ def evaluate(
         )
         raise EvaluationError(msg)
     rid = store.open_run(run.model, run.checkpoint, run.protocol_name, run.backend)
+    write_json(store.run_dir(rid) / PROTOCOL_JSON, run.protocol_record())
     questions = questions.unique("question_id", keep="first", maintain_order=True)
     done = store.answered(rid)
     todo = questions.filter(~pl.col("question_id").is_in(list(done)))
@@ -180,7 +194,7 @@ def evaluate(
     with tqdm(
         total=questions.height,
         initial=questions.height - todo.height,
-        desc=f"eval {run.protocol_name}",
+        desc=f"eval {run.protocol.name}",
         unit="q",
         disable=not progress,
     ) as bar:

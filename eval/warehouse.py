@@ -10,8 +10,10 @@ Tables (one row per ...):
 - ``scores_by_type``: (``run_id, dataset, type``) accuracy % and question count; ``dataset``
   and ``type`` include the ``Average`` row and column of MMAD's table.
 - ``scores_by_category``: (``run_id, dataset, category, type``) correct, total, accuracy %.
-- view ``leaderboard``: per ``eval_set``, the best run of each (checkpoint, recipe, protocol)
-  by headline, ranked (``rank`` 1 = best; ties share a rank).
+- view ``leaderboard``: per ``eval_set`` and protocol key, the best run of each (checkpoint,
+  recipe) by headline, ranked (``rank`` 1 = best; ties share a rank); runs of different
+  protocols are ranked apart. ``runs`` also holds ``protocol_key``, ``mmad_version`` and
+  ``protocol_record`` (JSON of :meth:`eval.protocols.Protocol.record`).
 
 A run is written in one transaction (:meth:`Warehouse.record_run`), so a reader sees all of it
 or none of it; recording a ``run_id`` again replaces its rows in that same transaction.
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FILENAME = "results.duckdb"
 # Stored as the view's comment: a file whose tag differs gets the current view definition.
-SCHEMA_TAG = "iad-pipeline results warehouse, schema 1"
+SCHEMA_TAG = "iad-pipeline results warehouse, schema 2"
 TABLES = ("runs", "answers", "scores_by_type", "scores_by_category")
 AVERAGE = "Average"
 
@@ -65,6 +67,10 @@ RUN_COLUMNS = (
     "finished_at",
     "n_questions",
     "headline",
+    # --- the protocol recorded with every result (eval.protocols.Protocol.record) ---
+    "protocol_key",  # name@hash of the whole record: the leaderboard ranks within one key
+    "mmad_version",  # "original" or "corrected" (eval.errata)
+    "protocol_record",  # the record as JSON: shots, template and knowledge rules, pixels, ...
 )
 REQUIRED_RUN_KEYS = ("run_id", "eval_set")
 
@@ -110,8 +116,15 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at   TIMESTAMPTZ,
     finished_at  TIMESTAMPTZ,
     n_questions  BIGINT,
-    headline     DOUBLE
+    headline     DOUBLE,
+    protocol_key VARCHAR,
+    mmad_version VARCHAR,
+    protocol_record VARCHAR
 );
+-- files written before the protocol was recorded get the columns (NULL for their runs)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS protocol_key VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS mmad_version VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS protocol_record VARCHAR;
 CREATE TABLE IF NOT EXISTS answers (
     run_id         VARCHAR NOT NULL,
     question_id    VARCHAR NOT NULL,
@@ -148,27 +161,33 @@ CREATE TABLE IF NOT EXISTS scores_by_category (
 );
 """
 
-# Per eval set: each (checkpoint, recipe, protocol)'s best run by headline (the latest
-# finished on a tie), ranked. Runs without a headline are left out.
+# Per eval set and protocol (its key: every setting, so numbers made under different
+# protocols, or on the original and the corrected MMAD, are never ranked together): each
+# (checkpoint, recipe)'s best run by headline (the latest finished on a tie), ranked. Runs
+# without a headline are left out; runs recorded before the key existed group by name.
 _VIEW = f"""
 CREATE OR REPLACE VIEW leaderboard AS
-WITH best AS (
+WITH keyed AS (
+    SELECT *, coalesce(protocol_key, protocol) AS protocol_group FROM runs
+),
+best AS (
     SELECT *,
         row_number() OVER (
-            PARTITION BY eval_set, checkpoint, recipe, protocol
+            PARTITION BY eval_set, checkpoint, recipe, protocol_group
             ORDER BY headline DESC, finished_at DESC NULLS LAST, run_id
         ) AS pick,
-        count(*) OVER (PARTITION BY eval_set, checkpoint, recipe, protocol) AS n_runs
-    FROM runs
+        count(*) OVER (PARTITION BY eval_set, checkpoint, recipe, protocol_group) AS n_runs
+    FROM keyed
     WHERE headline IS NOT NULL
 )
 SELECT
     eval_set,
-    rank() OVER (PARTITION BY eval_set ORDER BY headline DESC) AS rank,
-    checkpoint, recipe, protocol, model, headline, run_id, finished_at, n_questions, n_runs
+    rank() OVER (PARTITION BY eval_set, protocol_group ORDER BY headline DESC) AS rank,
+    checkpoint, recipe, protocol, model, headline, run_id, finished_at, n_questions, n_runs,
+    protocol_group AS protocol_key, mmad_version
 FROM best
 WHERE pick = 1
-ORDER BY eval_set, rank, checkpoint, recipe, protocol;
+ORDER BY eval_set, protocol_key, rank, checkpoint, recipe;
 COMMENT ON VIEW leaderboard IS '{SCHEMA_TAG}';
 """
 
@@ -374,9 +393,12 @@ class Warehouse:
     def leaderboard(self, eval_set: str | None = None) -> pl.DataFrame:
         """The ``leaderboard`` view, for one eval set or all."""
         if eval_set is None:
-            return self.query("SELECT * FROM leaderboard ORDER BY eval_set, rank, run_id")
+            return self.query(
+                "SELECT * FROM leaderboard ORDER BY eval_set, protocol_key, rank, run_id"
+            )
         return self.query(
-            "SELECT * FROM leaderboard WHERE eval_set = ? ORDER BY rank, run_id", [eval_set]
+            "SELECT * FROM leaderboard WHERE eval_set = ? ORDER BY protocol_key, rank, run_id",
+            [eval_set],
         )
 
     def best_checkpoint_per_category(self, eval_set: str, type: str | None = None) -> pl.DataFrame:
