@@ -235,7 +235,14 @@ class Protocol:
             "system": self.system_prompt,
             "model_revision": model_revision,
             "mmad_version": self.mmad_version,
+            "errata_version": _errata_version() if self.mmad_version == "corrected" else None,
         }
+
+
+def _errata_version() -> int:
+    from eval.errata import load_errata  # eval.errata builds on this module
+
+    return load_errata()[0]
 
 
 def _short_hash(text: str) -> str:
