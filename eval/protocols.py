@@ -1,26 +1,37 @@
-"""Evaluation protocols: which templates, knowledge and option order a question is asked with.
+"""Evaluation protocols: which templates, knowledge, wording and rendering a question gets.
 
 A :class:`Protocol` names one way of asking MMAD's questions; :func:`build_prompt` turns a
-question row into the :class:`PromptSpec` a backend answers. The text itself comes from the
-one prompt renderer, :func:`iad_pipeline.questions.prompts.render_prompt` (style ``mmad``),
-so evaluation asks exactly what training shows. MMAD's payload, in order (see
-``jam-cc/MMAD evaluation/examples/Transformers/qwen2_5_vl_query.py``):
+question row into the :class:`PromptSpec` a backend answers, and :func:`chat_text` renders
+it for a local model (the transformers and vLLM backends and ``iad prompt`` all go through
+it). Each named protocol (:data:`PROTOCOLS`) reproduces its authors' released code, read at
+jam-cc/MMAD ``bad03b44c30fdb4d0e1774e07e0f245fbaae3b6c`` and guanwei49/EMIT
+``01dc319236eda9be13e14918cf9a5bf0d5c7a030``; every deliberate difference is a field whose
+default is the authors' behaviour.
+
+``mmad`` (``evaluation/examples/Transformers/qwen2_5_vl_query.py``): the text comes from the
+one prompt renderer, :func:`iad_pipeline.questions.prompts.render_prompt` (style ``mmad``), so
+evaluation asks exactly what training shows. MMAD's payload, in order:
 
 1. the instruction, 2. ``"Answer with the option's letter from the given choices directly! "``,
-3. the domain knowledge (``knowledge=True``, not for the types in ``knowledge_skip_types``),
+3. the domain knowledge (``knowledge=True``; MMAD gives it to every type),
 4. ``"Following is/are {k} image of normal sample, ..."`` and the ``k`` template images
-   (``shots=k``; none for 0-shot), 5. ``"Following is the query image: "`` and the query image,
-6. ``"Following is the question list: "``, 7. ``"Question {i}: {question} \\nA. ...\\n"``.
+   (``shots=k``; none for 0-shot; an image with fewer templates gets those it has, as
+   MMAD's ``templates[:k]``), 5. ``"Following is the query image: "`` and the query image,
+6. ``"Following is the question list: "``, 7. ``"Question {i}: {question} \\nA. ...\\n"``,
 
+rendered with ``add_vision_id=True`` and images within 64-1280 x 28 x 28 pixels.
 ``render_prompt`` writes the 1-shot sentence; for ``k > 1`` the sentence is rewritten from
 :data:`~iad_pipeline.questions.prompts.MMAD_TEMPLATE_INTRO` with MMAD's ``k`` and followed by
-``k`` image markers, as MMAD's loop over ``few_shot`` does.
+``k`` image markers, as MMAD's loop over ``few_shot`` does. The published 1-shot numbers most
+likely used ``random_templates[0]`` (``Protocol()``).
 
-The published 1-shot numbers most likely used ``random_templates[0]`` (``Protocol()``); EMIT's
-evaluation uses ``similar_templates[0]`` and leaves knowledge out of Object questions
-(``Protocol(template="similar", knowledge=True)``). Options keep MMAD's order unless
-``shuffle_options``, which re-letters them with an RNG seeded by ``seed`` and the question id,
-so a resumed run shuffles every question exactly as the first attempt did.
+``emit_think`` / ``emit_direct`` (``evaluate_batch_mmad_choice.py``): EMIT's own prompt
+(:data:`~iad_pipeline.questions.prompts.EMIT_EVAL_TWO_IMAGE` and ``..._ONE_IMAGE``), see
+:func:`_emit_preset`.
+
+Options keep their order unless ``shuffle_options``, which re-letters them with an RNG seeded
+by ``seed`` and the question id, so a resumed run shuffles every question exactly as the first
+attempt did. :meth:`Protocol.record` lists every setting; it is stored with every result.
 """
 
 from __future__ import annotations
