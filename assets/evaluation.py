@@ -8,6 +8,7 @@ import dagster as dg
 from assets.questions import question_bank
 from assets.training import grpo_run
 from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
+from eval.protocols import protocol_named
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.resources import IadConfig
@@ -40,11 +41,29 @@ def _checkpoint(iad: IadConfig, key: str):
     return found[key]
 
 
-def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg.MaterializeResult:
+class ProtocolConfig(dg.Config):
+    """The evaluation protocol of a run (eval.protocols.PROTOCOLS) and MMAD's version."""
+
+    protocol: str = "mmad"
+    knowledge: bool = False
+    mmad_version: str = "original"
+
+
+def _evaluate(
+    context: dg.AssetExecutionContext,
+    iad: IadConfig,
+    evaluate,
+    config: ProtocolConfig | None = None,
+) -> dg.MaterializeResult:
     """Shared body of the evaluation assets: the partition's checkpoint on its set."""
     keys = context.partition_key.keys_by_dimension
     checkpoint = _checkpoint(iad, keys["checkpoint"])
     try:
+        config = config or ProtocolConfig()
+        changes = {"mmad_version": config.mmad_version}
+        if config.knowledge:
+            changes["knowledge"] = True
+        protocol = protocol_named(config.protocol, **changes)
         result = evaluate(
             checkpoint,
             keys["eval_set"],
@@ -54,6 +73,7 @@ def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg
             data_dir=iad.data_dir(),
             warehouse_path=iad.root() / "results.duckdb",
             reports_dir=iad.root() / "reports",
+            protocol=protocol,
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
@@ -82,12 +102,15 @@ def _metadata(result) -> dict:
     group_name="evaluation",
     kinds={"duckdb", "transformers"},
     pool="gpu",
-    description="MMAD (1-shot, random template, MMAD's prompt and scorer) on one query set with "
-    "one checkpoint: answers (resumable), scores by type and category into DuckDB, plots, CSV.",
+    description="MMAD on one query set with one checkpoint under a named protocol (config: "
+    "mmad, the default, or emit_think/emit_direct; mmad_version original or corrected): "
+    "answers (resumable), scores by type and category into DuckDB, plots, CSV.",
     code_version="1",
 )
-def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
-    return _evaluate(context, iad, evaluate_mmad)
+def mmad_eval(
+    context: dg.AssetExecutionContext, iad: IadConfig, config: ProtocolConfig
+) -> dg.MaterializeResult:
+    return _evaluate(context, iad, evaluate_mmad, config)
 
 
 @dg.asset(
@@ -101,6 +124,7 @@ def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materiali
     code_version="1",
 )
 def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
+    # AD-FM's cross-dataset protocol asks its binary questions 1-shot under MMAD's rendering
     return _evaluate(context, iad, evaluate_cross_dataset)
 
 

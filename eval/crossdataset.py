@@ -21,11 +21,14 @@ Input rows: ``eval_set``, ``category``, ``is_anomalous`` (bool), ``predicted_ano
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from iad_pipeline.answers import chosen_option
 from iad_pipeline.errors import IadError
+from iad_pipeline.questions.prompts import EMIT_NO, EMIT_YES
 
 INPUT_COLUMNS = ("eval_set", "category", "is_anomalous", "predicted_anomalous")
 
@@ -76,6 +79,76 @@ def _metrics(df: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
         n=pl.col("n").cast(pl.Int64),
         normal_acc=pl.when(pl.col("normals") > 0).then(pl.col("tn") / pl.col("normals") * 100),
         anomaly_acc=pl.when(pl.col("anomalous") > 0).then(pl.col("tp") / pl.col("anomalous") * 100),
+        correct=pl.col("correct").cast(pl.Int64),
+    )
+
+
+def binary_prediction(letter: Any, options: Sequence[str]) -> bool | None:
+    """Whether a parsed answer letter calls the image anomalous, ``None`` when unreadable.
+
+    The letter comes from the shared parser (:mod:`iad_pipeline.answers`, the protocol's
+    rule) and names an option (:func:`~iad_pipeline.answers.chosen_option`); EMIT's binary
+    options are ``"Yes."`` (anomalous) and ``"No."`` (normal). Any other option text, or no
+    letter, is unreadable.
+
+    >>> binary_prediction("A", ["Yes.", "No."]), binary_prediction("A", ["No.", "Yes."])
+    (True, False)
+    >>> binary_prediction(None, ["Yes.", "No."]) is None, binary_prediction("C", ["Yes.", "No."])
+    (True, None)
+    """
+    chosen = chosen_option(letter, options)
+    if chosen == EMIT_YES:
+        return True
+    if chosen == EMIT_NO:
+        return False
+    return None
+
+
+def predictions_frame(
+    answers: pl.DataFrame, questions: pl.DataFrame, eval_set: str, rule: str = "mmad"
+) -> pl.DataFrame:
+    """The binary predictions of a run's answers (:data:`INPUT_COLUMNS`).
+
+    Args:
+        answers: the run's answer records (``question_id``, ``parsed_mmad``, ``parsed_think``).
+        questions: the questions asked (``question_id``, ``options``, ``answer``,
+            ``category``); the truth is the option the answer names (``Yes.``: anomalous).
+        eval_set: the set's name.
+        rule: the protocol's answer rule: ``mmad`` reads ``parsed_mmad``, ``think``
+            ``parsed_think``.
+    """
+    column = "parsed_mmad" if rule == "mmad" else "parsed_think"
+    joined = answers.select("question_id", column).join(
+        questions.select("question_id", "options", "answer", "category"),
+        on="question_id",
+        how="inner",
+    )
+    rows = []
+    for row in joined.iter_rows(named=True):
+        truth = binary_prediction(row["answer"], row["options"])
+        if truth is None:
+            msg = (
+                f"question {row['question_id']}: answer {row['answer']!r} of options "
+                f"{row['options']} is neither {EMIT_YES!r} nor {EMIT_NO!r}; expected a binary "
+                "anomaly question (EMIT's anomaly_detection task)"
+            )
+            raise CrossDatasetError(msg)
+        rows.append(
+            {
+                "eval_set": eval_set,
+                "category": row["category"],
+                "is_anomalous": truth,
+                "predicted_anomalous": binary_prediction(row[column], row["options"]),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "eval_set": pl.String,
+            "category": pl.String,
+            "is_anomalous": pl.Boolean,
+            "predicted_anomalous": pl.Boolean,
+        },
     )
 
 
@@ -86,8 +159,8 @@ def binary_metrics(df: pl.DataFrame) -> pl.DataFrame:
         df: rows ``eval_set, category, is_anomalous, predicted_anomalous`` (see module doc).
 
     Returns:
-        ``eval_set, accuracy, f1_macro, n, normal_acc, anomaly_acc``, sets in first-appearance
-        order, metrics in percent.
+        ``eval_set, accuracy, f1_macro, n, normal_acc, anomaly_acc, correct``, sets in
+        first-appearance order, metrics in percent, ``correct`` the exact count.
 
     Raises:
         CrossDatasetError: missing columns or a null label.
@@ -98,7 +171,7 @@ def binary_metrics(df: pl.DataFrame) -> pl.DataFrame:
         ...     "predicted_anomalous": [True, None, False, True]})
         >>> # anomalous: TP 1, FP 1, FN 1 -> F1 2/4 = 50; normal: TP 1, FP 0, FN 1 -> F1 2/3
         >>> [round(v, 2) for v in binary_metrics(df).row(0)[1:]]  # (50 + 66.67) / 2
-        [50.0, 58.33, 4, 50.0, 50.0]
+        [50.0, 58.33, 4, 50.0, 50.0, 2]
     """
     return _metrics(df, ["eval_set"])
 
@@ -107,7 +180,7 @@ def per_category(df: pl.DataFrame) -> pl.DataFrame:
     """:func:`binary_metrics` per ``(eval_set, category)``: LR-IAD's Tables V and VI.
 
     Returns:
-        ``eval_set, category, accuracy, f1_macro, n, normal_acc, anomaly_acc``.
+        ``eval_set, category, accuracy, f1_macro, n, normal_acc, anomaly_acc, correct``.
     """
     return _metrics(df, ["eval_set", "category"])
 

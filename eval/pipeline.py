@@ -14,12 +14,15 @@ its own rows (``runs.checkpoint_sha``); an unchanged checkpoint is never asked a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from eval.crossdataset import binary_metrics, per_category
+from eval.crossdataset import binary_metrics, per_category, predictions_frame
+from eval.errata import apply_errata
 from eval.protocols import Protocol, mmad_knowledge, mmad_templates
 from eval.records import ANSWERS_SCHEMA
 from eval.runner import RunInfo, evaluate
@@ -70,6 +73,23 @@ def model_path(checkpoint: Path, checkpoint_sha: str = "") -> Path:
     return merged_model_dir(checkpoint, checkpoint_sha[:16] or None)
 
 
+def model_revision(path: Path) -> str | None:
+    """A short content hash of a model folder: its config and its weight files' names and
+    sizes (hashing gigabytes of weights per evaluation would cost more than the answers).
+
+    A hub snapshot folder (``.../snapshots/<commit>``) is named by its commit instead.
+    """
+    if path.parent.name == "snapshots" and len(path.name) == 40:
+        return path.name
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    digest = hashlib.sha256(config.read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
 def _backend(path: Path, batch_size: int):
     from eval.backends.transformers_backend import TransformersBackend
 
@@ -91,10 +111,10 @@ def _answer(
     batch_size: int,
     progress: bool,
     **prompting,
-) -> tuple[Path, str, pl.DataFrame]:
+) -> tuple[Path, str, pl.DataFrame, RunInfo]:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
 
-    Returns the model folder, the checkpoint's content fingerprint and the answers.
+    Returns the model folder, the checkpoint's content fingerprint, the answers and the run.
     """
     sha = checkpoint_fingerprint(checkpoint, reports_dir.parent / "cache" / "fingerprints")
     model = model_path(checkpoint, sha)
@@ -105,6 +125,7 @@ def _answer(
         backend="transformers",
         protocol=protocol,
         checkpoint_sha=sha,
+        model_revision=model_revision(model),
     )
     store = AnswerStore(reports_dir.parent / "answers")
     answers = evaluate(
@@ -116,7 +137,7 @@ def _answer(
         progress=progress,
         **prompting,
     )
-    return model, sha, answers
+    return model, sha, answers, run
 
 
 def _run_row(
@@ -125,12 +146,13 @@ def _run_row(
     checkpoint_sha: str,
     recipe: str,
     model: str,
-    protocol: str,
+    run: RunInfo,
     run_id: str,
     started: dt.datetime,
     n: int,
     headline: float | None,
 ) -> dict:
+    record = run.protocol_record()
     return {
         "run_id": run_id,
         "eval_set": eval_set,
@@ -138,7 +160,10 @@ def _run_row(
         "checkpoint_sha": checkpoint_sha,
         "recipe": recipe,
         "model": model,
-        "protocol": protocol,
+        "protocol": run.protocol.name,
+        "protocol_key": record["protocol_key"],
+        "mmad_version": record["mmad_version"],
+        "protocol_record": json.dumps(record, sort_keys=True),
         "backend": "transformers",
         "code_version": __version__,
         "started_at": started,
@@ -155,6 +180,11 @@ def _long_table(table: pl.DataFrame, run_id: str) -> pl.DataFrame:
         .with_columns(pl.lit(run_id).alias("run_id"), pl.lit(None, pl.Int64).alias("n"))
         .select("run_id", "dataset", "type", "accuracy", "n")
     )
+
+
+def _report_name(eval_set: str, protocol: Protocol) -> str:
+    """The report folder of a set: ``VisA``, or ``VisA+mmad_corrected`` for the errata."""
+    return eval_set if protocol.mmad_version == "original" else f"{eval_set}+mmad_corrected"
 
 
 def evaluate_mmad(
@@ -186,10 +216,13 @@ def evaluate_mmad(
     questions = pl.read_parquet(path).filter(pl.col("source") == eval_set)
     root = data_dir / "mmad"
     templates = mmad_templates(root / "mmad.json")
+    if protocol.mmad_version == "corrected":
+        corrected = apply_errata(questions, templates, root)
+        questions, templates = corrected.questions, corrected.templates
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
     warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, sha, answers = _answer(
+    model, sha, answers, run = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -212,14 +245,15 @@ def evaluate_mmad(
         sha,
         recipe,
         str(model),
-        protocol.name,
+        run,
         run_id,
         started,
         answers.height,
         scores.headline,
     )
     warehouse.record_run(row, answers, by_type, by_category)
-    folder = reports_dir / checkpoint_key / eval_set
+    # the corrected MMAD's reports sit beside the original's, never over them
+    folder = reports_dir / checkpoint_key / _report_name(eval_set, protocol)
     paths = {
         "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
         "heatmap": heatmap(
@@ -232,7 +266,7 @@ def evaluate_mmad(
     paths["bars"] = type_bars(
         by_type,
         folder / "types.png",
-        f"{checkpoint_key} on MMAD {eval_set}",
+        f"{checkpoint_key} on MMAD {eval_set} ({protocol.mmad_version})",
         compare=as_compare([mmad_row("Qwen2.5-VL-7B")]),
         ours_label=checkpoint_key,
     )
@@ -262,9 +296,15 @@ def evaluate_cross_dataset(
     batch_size: int = 8,
     progress: bool = False,
     reports_dir: Path,
+    protocol: Protocol | None = None,
 ) -> Evaluation:
     """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
-    normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too)."""
+    normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too).
+
+    Answers are read by the shared parser (:mod:`iad_pipeline.answers`, the protocol's
+    answer rule) and counted exactly (:func:`~eval.crossdataset.predictions_frame`); an
+    unreadable answer counts as wrong.
+    """
     if eval_set not in CROSS_SETS:
         msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
         raise IadError(msg)
@@ -278,10 +318,10 @@ def evaluate_cross_dataset(
         & pl.col("sample_id").str.contains("/test/")
         & pl.col("reference_image").is_not_null()
     )
-    protocol = Protocol(shots=1)
+    protocol = protocol or Protocol(shots=1)
     warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, sha, answers = _answer(
+    model, sha, answers, run = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -294,38 +334,9 @@ def evaluate_cross_dataset(
         image_root=data_dir,
     )
     run_id = answers["run_id"][0] if answers.height else "empty"
-    # the predicted side: the letter of the "Yes." option (EMIT's wording) means anomalous
-    joined = answers.join(
-        questions.select("question_id", "options", "sample_id", "category"),
-        on="question_id",
-        how="left",
-        suffix="_q",
-    )
-    rows = []
-    for row in joined.iter_rows(named=True):
-        letter = row["gpt_answer"] if row["gpt_answer"] in ("A", "B", "C", "D") else None
-        chosen = (
-            row["options"][ord(letter) - 65]
-            if letter and ord(letter) - 65 < len(row["options"])
-            else None
-        )
-        rows.append(
-            {
-                "eval_set": eval_set,
-                "category": row["category"],
-                "is_anomalous": "/good/" not in row["sample_id"],
-                "predicted_anomalous": None if chosen is None else chosen.startswith("Yes"),
-            }
-        )
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "eval_set": pl.String,
-            "category": pl.String,
-            "is_anomalous": pl.Boolean,
-            "predicted_anomalous": pl.Boolean,
-        },
-    )
+    # the letters come from the shared parser (the protocol's rule), the truth from the
+    # question's own answer; counts are exact, percentages derive from them
+    frame = predictions_frame(answers, questions, eval_set, protocol.answer_rule)
     metrics = binary_metrics(frame) if frame.height else pl.DataFrame()
     cats = per_category(frame) if frame.height else pl.DataFrame()
     accuracy = float(metrics["accuracy"][0]) if metrics.height else None
@@ -344,7 +355,7 @@ def evaluate_cross_dataset(
             pl.lit(eval_set).alias("dataset"),
             "category",
             pl.lit("Anomaly Detection").alias("type"),
-            (pl.col("accuracy") * pl.col("n") / 100).round().cast(pl.Int64).alias("correct"),
+            "correct",
             pl.col("n").alias("total"),
             "accuracy",
         )
@@ -357,7 +368,7 @@ def evaluate_cross_dataset(
         sha,
         recipe,
         str(model),
-        protocol.name,
+        run,
         run_id,
         started,
         answers.height,

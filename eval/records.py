@@ -35,6 +35,7 @@ import polars as pl
 from iad_pipeline.answers import mmad_letter, think_letter
 from iad_pipeline.errors import IadError
 from iad_pipeline.fsutil import write_text
+from iad_pipeline.questions.mmad_json import answer_file_question
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _finish(df: pl.DataFrame, source: str) -> pl.DataFrame:
 def _cell(source: str, i: int, column: str, value: Any) -> Any:
     """One value of record ``i``, checked against its column's type."""
     if column == "question" and isinstance(value, Mapping):
-        value = value.get("Question")  # MMAD stores the conversation item
+        value = answer_file_question(value)  # MMAD stores the content part it asked
     if value is None:
         return None
     if column == "latency_s":

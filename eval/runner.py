@@ -3,8 +3,9 @@
 :func:`evaluate` asks every question of the table that the run has not answered yet:
 
 1. the run id comes from :class:`RunInfo` (model, checkpoint and its content fingerprint,
-   protocol name, backend), so re-running the same evaluation resumes it; questions already
-   in the store are skipped; the run's answering lock is held throughout, so the same
+   protocol key, backend), so re-running the same evaluation resumes it; questions already
+   in the store are skipped; the protocol's record is written beside the run's ``run.json``
+   (``protocol.json``); the run's answering lock is held throughout, so the same
    evaluation started twice at once asks each question once (the second waits);
 2. the rest are ordered so that the questions of one image follow each other (images in
    order of first appearance) and cut into batches of ``batch_size``: a batch holds whole
@@ -35,8 +36,12 @@ from eval.protocols import PromptSpec, Protocol, build_prompt
 from eval.records import ANSWERS_SCHEMA, parse_response
 from eval.store import AnswerStore
 from iad_pipeline.errors import IadError
+from iad_pipeline.fsutil import write_json
 
 log = logging.getLogger(__name__)
+
+# Beside a run's run.json: every setting of its protocol (Protocol.record).
+PROTOCOL_JSON = "protocol.json"
 
 
 class EvaluationError(IadError, ValueError):
@@ -50,7 +55,8 @@ class RunInfo:
     ``checkpoint`` names the weights beyond ``model`` (a step folder, an adapter); ``""``
     for the published weights. ``checkpoint_sha`` is the checkpoint's content fingerprint
     (:func:`iad_pipeline.fingerprint.checkpoint_fingerprint`): a checkpoint re-trained under
-    the same name is another run.
+    the same name is another run. ``model_revision`` (a hub commit or a content hash) is
+    recorded with the protocol (:meth:`~eval.protocols.Protocol.record`).
     """
 
     model: str
@@ -58,10 +64,17 @@ class RunInfo:
     backend: str
     protocol: Protocol
     checkpoint_sha: str = ""
+    model_revision: str | None = None
 
     @property
     def protocol_name(self) -> str:
-        return self.protocol.name
+        """The protocol as the run id sees it: its name and the hash of its whole record, so
+        a changed prompt text or pixel bound is a new run, never resumed from the old one."""
+        return self.protocol.key
+
+    def protocol_record(self) -> dict[str, Any]:
+        """The protocol record stored with the run (``protocol.json``, the ``runs`` row)."""
+        return self.protocol.record(self.model_revision) | {"protocol_key": self.protocol.key}
 
 
 def image_batches(image_paths: Sequence[str], batch_size: int) -> list[list[int]]:
@@ -172,6 +185,7 @@ def evaluate(
     rid = store.open_run(
         run.model, run.checkpoint, run.protocol_name, run.backend, run.checkpoint_sha
     )
+    write_json(store.run_dir(rid) / PROTOCOL_JSON, run.protocol_record())
     questions = questions.unique("question_id", keep="first", maintain_order=True)
     with store.lock(rid, lock_timeout_s):
         _ask(
@@ -223,7 +237,7 @@ def _ask(
     with tqdm(
         total=questions.height,
         initial=questions.height - todo.height,
-        desc=f"eval {run.protocol_name}",
+        desc=f"eval {run.protocol.name}",
         unit="q",
         disable=not progress,
     ) as bar:

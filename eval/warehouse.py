@@ -26,8 +26,10 @@ Views (one row per ...):
 - ``scores_by_type``: (``run_id, dataset, type``) accuracy % and question count; ``dataset``
   and ``type`` include the ``Average`` row and column of MMAD's table.
 - ``scores_by_category``: (``run_id, dataset, category, type``) correct, total, accuracy %.
-- ``leaderboard``: per ``eval_set``, the best run of each (checkpoint, checkpoint_sha, recipe,
-  protocol) by headline, ranked (``rank`` 1 = best; ties share a rank).
+- ``leaderboard``: per ``eval_set`` and protocol key, the best run of each (checkpoint,
+  checkpoint_sha, recipe) by headline, ranked (``rank`` 1 = best; ties share a rank); runs of
+  different protocols are ranked apart. ``runs`` also holds ``protocol_key``,
+  ``mmad_version`` and ``protocol_record`` (JSON of :meth:`eval.protocols.Protocol.record`).
 
 A run appears whole or not at all: its generation folder is renamed into place in one step.
 Recording a ``run_id`` again writes a newer generation; the views show only the newest
@@ -71,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FILENAME = "results.duckdb"
 # Stored as the leaderboard view's comment (with the parquet folder): a file whose tag
 # differs gets the current view definitions.
-SCHEMA_TAG = "iad-pipeline results warehouse, schema 2 (parquet views)"
+SCHEMA_TAG = "iad-pipeline results warehouse, schema 3 (parquet views, protocol record)"
 TABLES = ("runs", "answers", "scores_by_type", "scores_by_category")
 AVERAGE = "Average"
 SCHEMA_RUN = "_schema"  # the folder of the zero-row type files
@@ -95,6 +97,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "finished_at": "TIMESTAMPTZ",
         "n_questions": "BIGINT",
         "headline": "DOUBLE",
+        # the protocol recorded with every result (eval.protocols.Protocol.record)
+        "protocol_key": "VARCHAR",  # name@hash of the record: the leaderboard ranks within one
+        "mmad_version": "VARCHAR",  # "original" or "corrected" (eval.errata)
+        "protocol_record": "VARCHAR",  # the record as JSON: shots, rules, pixels, ...
     },
     "answers": {
         "run_id": "VARCHAR",
@@ -209,30 +215,35 @@ def _tag(folder: Path) -> str:
     return f"{SCHEMA_TAG}; {folder}; {sorted((t, tuple(c)) for t, c in SCHEMAS.items())}"
 
 
-# Per eval set: each (checkpoint, checkpoint_sha, recipe, protocol)'s best run by headline
-# (the latest finished on a tie), ranked. Runs without a headline are left out.
+# Per eval set and protocol key (every setting, so numbers made under different protocols, or
+# on the original and the corrected MMAD, are never ranked together): each (checkpoint,
+# checkpoint_sha, recipe)'s best run by headline (the latest finished on a tie), ranked. Runs
+# without a headline are left out; runs recorded before the key existed group by name.
 _LEADERBOARD = """
 CREATE OR REPLACE VIEW leaderboard AS
-WITH best AS (
+WITH keyed AS (
+    SELECT *, coalesce(protocol_key, protocol) AS protocol_group FROM runs
+),
+best AS (
     SELECT *,
         row_number() OVER (
-            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol
+            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol_group
             ORDER BY headline DESC, finished_at DESC NULLS LAST, run_id
         ) AS pick,
         count(*) OVER (
-            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol
+            PARTITION BY eval_set, checkpoint, checkpoint_sha, recipe, protocol_group
         ) AS n_runs
-    FROM runs
+    FROM keyed
     WHERE headline IS NOT NULL
 )
 SELECT
     eval_set,
-    rank() OVER (PARTITION BY eval_set ORDER BY headline DESC) AS rank,
+    rank() OVER (PARTITION BY eval_set, protocol_group ORDER BY headline DESC) AS rank,
     checkpoint, recipe, protocol, model, headline, run_id, finished_at, n_questions, n_runs,
-    checkpoint_sha
+    checkpoint_sha, protocol_group AS protocol_key, mmad_version
 FROM best
 WHERE pick = 1
-ORDER BY eval_set, rank, checkpoint, recipe, protocol;
+ORDER BY eval_set, protocol_key, rank, checkpoint, recipe;
 """
 
 # A category's accuracy in one run: the mean over its types (MMAD's row "Average" is the same
@@ -651,9 +662,12 @@ class Warehouse:
     def leaderboard(self, eval_set: str | None = None) -> pl.DataFrame:
         """The ``leaderboard`` view, for one eval set or all."""
         if eval_set is None:
-            return self.query("SELECT * FROM leaderboard ORDER BY eval_set, rank, run_id")
+            return self.query(
+                "SELECT * FROM leaderboard ORDER BY eval_set, protocol_key, rank, run_id"
+            )
         return self.query(
-            "SELECT * FROM leaderboard WHERE eval_set = ? ORDER BY rank, run_id", [eval_set]
+            "SELECT * FROM leaderboard WHERE eval_set = ? ORDER BY protocol_key, rank, run_id",
+            [eval_set],
         )
 
     def best_checkpoint_per_category(self, eval_set: str, type: str | None = None) -> pl.DataFrame:

@@ -321,17 +321,21 @@ def answer_letter(text: Any) -> str | None:
 def emit_normalise(value: Any) -> str:
     """EMIT's normalisation of answers and solutions (``CLSAccuracyORM_choice``).
 
-    Strip, remove spaces, underscores, full stops and newlines, lower-case.
+    In EMIT's order (``plugin.py``, guanwei49/EMIT ``01dc319``): strip surrounding whitespace
+    first, then remove spaces, underscores, full stops and newlines, then lower-case. The
+    order matters: ``"A\\t."`` strips nothing (it ends in a dot), loses the dot and keeps the
+    tab, so it is ``"a\\t"``, not a valid option.
 
     Example:
-        >>> emit_normalise(" B. "), emit_normalise("(A)")
-        ('b', '(a)')
+        >>> emit_normalise(" B. "), emit_normalise("(A)"), emit_normalise("A\\t.")
+        ('b', '(a)', 'a\\t')
     """
     if not isinstance(value, str):
         return ""
+    value = value.strip()
     for ch in (" ", "_", ".", "\n"):
         value = value.replace(ch, "")
-    return value.strip().lower()
+    return value.lower()
 
 
 def emit_choice(text: Any) -> str:
@@ -475,3 +479,23 @@ def boxes_from_text(text: Any, *, strict: bool = False) -> list[list[float]]:
                     found.append((match.start(1) - 1, box))
         found.sort(key=lambda pair: pair[0])
     return [box for _, box in found]
+
+
+def chosen_option(letter: Any, options: Any) -> str | None:
+    """The text of the option a parsed letter names, or ``None`` (no letter, or out of range).
+
+    The one place a letter becomes an option: ``options`` in the order they were lettered
+    (``A`` the first).
+
+    Example:
+        >>> chosen_option("B", ["Yes.", "No."]), chosen_option("C", ["Yes.", "No."])
+        ('No.', None)
+        >>> chosen_option(None, ["Yes."]) is None, chosen_option("b", ["Yes.", "No."]) is None
+        (True, True)
+    """
+    if not isinstance(letter, str) or len(letter) != 1 or not "A" <= letter <= "Z":
+        return None
+    if not isinstance(options, Sequence) or isinstance(options, str | bytes):
+        return None
+    index = ord(letter) - ord("A")
+    return str(options[index]) if index < len(options) else None

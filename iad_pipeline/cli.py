@@ -6,6 +6,7 @@ Every verb has ``--help``; every failure exits non-zero with a one-line reason o
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -342,6 +343,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from eval.prompt_view import show_prompt
+
+    shown = show_prompt(
+        Path(args.mmad_json),
+        args.key,
+        args.question,
+        protocol=args.protocol,
+        shots=args.shots,
+        template=args.template,
+        knowledge=args.knowledge,
+        model=args.model,
+    )
+    print(json.dumps(shown, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _key(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
 
@@ -496,6 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("official", "strict"), default="official")
     p.add_argument("--out", metavar="FILE.csv", help="write MMAD's *_accuracy.csv layout")
     p.set_defaults(func=cmd_score)
+
+    p = verbs.add_parser(
+        "prompt",
+        help="what a model receives for one MMAD question (JSON)",
+        description="Print {images, text} of one question of an mmad.json exactly as the "
+        "evaluation builds it: images relative to the file's folder in the order the model "
+        "receives them; text rendered with the model's chat template (mmad), EMIT's prompt "
+        "string (emit_think, emit_direct) or the request's message content (openai:NAME).",
+    )
+    p.add_argument("mmad_json", metavar="MMAD_JSON", help="MMAD's mmad.json")
+    p.add_argument("--key", required=True, help="query image key in the file")
+    p.add_argument("--question", type=int, required=True, metavar="N", help="1-based number")
+    p.add_argument("--protocol", choices=("mmad", "emit_think", "emit_direct"), default="mmad")
+    p.add_argument("--shots", type=int, metavar="K", help="template images (protocol's)")
+    p.add_argument("--template", choices=("random", "similar"), help="template list")
+    p.add_argument("--knowledge", metavar="DOMAIN_KNOWLEDGE_JSON", help="add MMAD's knowledge")
+    p.add_argument(
+        "--model", metavar="DIR|openai:NAME", help="default: the offline tiny Qwen2.5-VL"
+    )
+    p.set_defaults(func=cmd_prompt)
 
     kn = verbs.add_parser(
         "knowledge",

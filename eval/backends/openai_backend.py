@@ -4,19 +4,23 @@ Requests go through :class:`~iad_pipeline.knowledge.client.ChatClient`, so evalu
 its disk cache (a re-run asks nothing it asked before), bounded concurrency, retries with
 backoff and ``Retry-After``, and secret scrubbing. One request per prompt.
 
-Limitations of going through ``ChatClient`` (its public API is a text and image paths):
+What is sent (MMAD's order, ``gpt4v.py`` of jam-cc/MMAD ``bad03b4`` builds its payload the
+same way): the prompt's text and images interleaved at its ``<image>`` markers (template
+sentence, template image, query sentence, query image, question), the protocol's system
+prompt first when it has one. ``iad prompt --model openai:NAME`` prints this content.
 
-- **Image placement**: the client sends every image first (the templates, then the query, in
-  the prompt's order) and then the text, the prompt's text parts joined as they are. MMAD's
-  payload interleaves them (template sentence, template image, query sentence, query image),
-  so the sentences "Following is/are 1 image of normal sample ..." and "Following is the
-  query image: " are followed by no image here; the order of the images still says which is
-  which. Numbers of this backend are comparable with each other, not exactly with MMAD's
-  GPT-4o numbers.
+Differences from MMAD's GPT-4o script that remain (the rows it produced):
+
+- **Wording**: the prompt is the protocol's (the Qwen script's for ``mmad``: instruction and
+  "Answer ... directly! " in the user message); ``gpt4v.py`` sends the instruction as a
+  system message, words the template sentence differently
+  (:data:`~iad_pipeline.questions.prompts.MMAD_GPT4_TEMPLATE_INTRO`) and sends question ``i``
+  together with questions 1..i.
 - **Decoding**: the client sends neither ``max_tokens`` nor ``temperature``, so the server's
   defaults apply (MMAD's GPT-4o script leaves them at the defaults too).
-- **Image size**: images are downscaled to ``max_side`` pixels on the long side (the client's
-  default, EMIT's 512, unless given).
+- **Image size**: images are PNG, downscaled to ``max_side`` pixels on the long side (the
+  client's default 512, unless given); ``gpt4v.py`` sends JPEG within 512 x 512 with
+  ``detail: "low"``.
 
 A request that fails after its retries gives ``None``: the runner stores nothing for it and
 the next run asks it again (a cached answer costs nothing then).
@@ -31,27 +35,44 @@ from typing import Any
 
 from eval.backends import BackendError
 from eval.protocols import PromptSpec
-from iad_pipeline.knowledge.client import ChatClient, ChatConfigError, ChatRequest
+from iad_pipeline.knowledge.client import IMAGE_MARKER, ChatClient, ChatConfigError, ChatRequest
 
 log = logging.getLogger(__name__)
 
 
 def request_of(prompt: PromptSpec) -> ChatRequest:
-    """The chat request of a prompt: its images in order, its text parts joined.
+    """The chat request of a prompt: its text with image markers, interleaved, its images.
 
     >>> from pathlib import Path
     >>> spec = PromptSpec("q1", "V/c/1.png", "Q?", "Anomaly Detection",
     ...     [{"type": "text", "text": "a "}, {"type": "image"}, {"type": "text", "text": "b"}],
     ...     [Path("/d/V/c/1.png")], {"A": "Yes"}, "A", "a <image>b")
-    >>> request_of(spec)
-    ChatRequest(key=('q1',), text='a b', images=('/d/V/c/1.png',), masks=())
+    >>> request_of(spec)  # doctest: +NORMALIZE_WHITESPACE
+    ChatRequest(key=('q1',), text='a <image>b', images=('/d/V/c/1.png',), masks=(),
+                interleaved=True, system=None)
     """
-    text = "".join(b.get("text", "") for b in prompt.content_blocks if b.get("type") == "text")
+    text = "".join(
+        b.get("text", "") if b.get("type") == "text" else IMAGE_MARKER
+        for b in prompt.content_blocks
+    )
     return ChatRequest(
         key=(prompt.question_id or prompt.image,),
         text=text,
         images=tuple(str(p) for p in prompt.images),
+        interleaved=True,
+        system=prompt.system,
     )
+
+
+def request_content(prompt: PromptSpec) -> list[dict[str, Any]]:
+    """The messages' content as sent, images named by path (what ``iad prompt`` shows)."""
+    request = request_of(prompt)
+    messages: list[dict[str, Any]] = []
+    if request.system is not None:
+        messages.append({"role": "system", "content": request.system})
+    urls = [f"<{p}>" for p in request.images]
+    messages.append({"role": "user", "content": request.content(urls)})
+    return messages
 
 
 class OpenAIBackend:

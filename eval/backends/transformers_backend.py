@@ -1,10 +1,13 @@
 """A local Hugging Face VLM: batched greedy generation, or one forward pass scoring letters.
 
 MMAD's own script asks one question per ``generate`` call. Here a batch of prompts goes
-through the processor's chat template (the content blocks in MMAD's order, ``{"type":
-"image"}`` where an image goes), is left-padded and generated together; only the new tokens
-are decoded. The runner puts the questions of one image next to each other, so a batch
-usually holds a few images many times over, and each distinct image is used once:
+through the processor's chat template as the protocol renders it
+(:func:`eval.protocols.chat_text`: the content blocks in the protocol's order, ``{"type":
+"image"}`` where an image goes, MMAD's ``add_vision_id``, the protocol's system prompt) with
+the protocol's image pixel bounds (:func:`eval.protocols.image_size_kwargs`, MMAD's
+64-1280 x 28 x 28), is left-padded and generated together; only the new tokens are decoded.
+The runner puts the questions of one image next to each other, so a batch usually holds a
+few images many times over, and each distinct image is used once:
 
 - **preprocessing**: the processor's image processor sees each distinct image of a batch
   once (:class:`SharedImageProcessor`); its patches are repeated for every occurrence;
@@ -47,16 +50,13 @@ from eval.backends import (
     DEFAULT_MAX_NEW_TOKENS,
     BackendError,
 )
-from eval.protocols import PromptSpec
+from eval.protocols import PromptSpec, chat_text, image_size_kwargs
 from training.tiny_model import load_processor
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["generate", "letter_logits"]
 MODES = ("generate", "letter_logits")
-# MMAD's Qwen2.5-VL script caps images at 1280 * 28 * 28 pixels (pass it as max_pixels to
-# match the published setting; the processor's own default is used otherwise).
-MMAD_MAX_PIXELS = 1280 * 28 * 28
 
 
 class SharedImageProcessor:
@@ -151,8 +151,6 @@ class TransformersBackend:
         mode: ``"generate"`` (greedy decoding) or ``"letter_logits"`` (see the module doc).
         dtype: torch dtype or its name; default bfloat16 on CUDA, float32 on CPU.
         device: default CUDA when available.
-        max_pixels: cap on image pixels (``MMAD_MAX_PIXELS`` reproduces MMAD's setting);
-            ``None`` keeps the processor's.
         share_images: preprocess and encode each distinct image of a batch once.
         attn_implementation: passed to ``from_pretrained`` (e.g. ``"flash_attention_2"``).
     """
@@ -166,7 +164,6 @@ class TransformersBackend:
         mode: Mode = "generate",
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
-        max_pixels: int | None = None,
         share_images: bool = True,
         attn_implementation: str | None = None,
     ) -> None:
@@ -185,7 +182,6 @@ class TransformersBackend:
             )
             raise BackendError(msg) from exc
         self._setup(model, processor, str(model_path), batch_size, max_new_tokens, mode)
-        self.max_pixels = max_pixels
         self.share_images = share_images
 
     @classmethod
@@ -198,7 +194,6 @@ class TransformersBackend:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         mode: Mode = "generate",
-        max_pixels: int | None = None,
         share_images: bool = True,
     ) -> TransformersBackend:
         """A backend over a model and processor already in memory.
@@ -208,7 +203,6 @@ class TransformersBackend:
         """
         self = cls.__new__(cls)
         self._setup(model, processor, model_name, batch_size, max_new_tokens, mode)
-        self.max_pixels = max_pixels
         self.share_images = share_images
         return self
 
@@ -269,20 +263,12 @@ class TransformersBackend:
 
     def _inputs(self, prompts: Sequence[PromptSpec]) -> dict[str, Any]:
         """Model inputs of a batch, with shared images where the model allows it."""
-        texts = [
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": p.content_blocks}],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            for p in prompts
-        ]
+        texts = [chat_text(self.processor, p) for p in prompts]
         keys = [str(path) for p in prompts for path in p.images]
         loaded = {key: _open_rgb(key) for key in dict.fromkeys(keys)}
         kwargs: dict[str, Any] = {"padding": True, "return_tensors": "pt"}
-        if self.max_pixels is not None:
-            size = dict(getattr(self.images.inner, "size", None) or {})
-            kwargs["size"] = size | {"longest_edge": self.max_pixels}
+        if keys:
+            kwargs |= image_size_kwargs(self.images.inner, prompts)
         if keys:
             self.images.occurrences = keys if self.share_images else None
             kwargs["images"] = [loaded[k] for k in keys]

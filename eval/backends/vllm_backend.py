@@ -3,10 +3,11 @@
 An optional extra (``pip install -e '.[gpu]'``); vLLM is imported only when the backend is
 built, and building it without vLLM raises :class:`~eval.backends.BackendError` saying so.
 
-Prompts are rendered with the model's own processor (its chat template over the content
-blocks in MMAD's order, as :class:`~eval.backends.transformers_backend.TransformersBackend`
-does), so both backends send the same tokens; the images go in ``multi_modal_data`` in
-prompt order. Generation is greedy (temperature 0) with ``max_new_tokens`` tokens.
+Prompts are rendered with the model's own processor through :func:`eval.protocols.chat_text`
+(as :class:`~eval.backends.transformers_backend.TransformersBackend` does: the protocol's
+content order, vision ids and system prompt), so both backends send the same tokens; the
+images go in ``multi_modal_data`` in prompt order, with the protocol's pixel bounds as
+``mm_processor_kwargs``. Generation is greedy (temperature 0) with ``max_new_tokens`` tokens.
 
 - **Prefix caching** is on: the questions of one image share everything up to the question
   list (instruction, templates, query image), and the runner asks them together, so that
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eval.backends import DEFAULT_MAX_NEW_TOKENS, BackendError
-from eval.protocols import PromptSpec
+from eval.protocols import PromptSpec, chat_text
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _require_vllm() -> None:
 
 
 # One request crossing to a replica: (prompt text, image paths, allowed token ids or None).
-Request = tuple[str, list[str], list[int] | None]
+Request = tuple[str, list[str], list[int] | None, dict[str, int]]
 
 
 def _engine(options: dict[str, Any]) -> Any:
@@ -68,10 +69,12 @@ def _generate(llm: Any, requests: Sequence[Request], max_tokens: int) -> list[st
     from vllm import SamplingParams
 
     inputs, params = [], []
-    for text, images, allowed in requests:
+    for text, images, allowed, pixels in requests:
         item: dict[str, Any] = {"prompt": text}
         if images:
             item["multi_modal_data"] = {"image": [Image.open(p).convert("RGB") for p in images]}
+            if pixels:  # the protocol's bounds (MMAD: 64-1280 x 28 x 28), per request
+                item["mm_processor_kwargs"] = pixels
         inputs.append(item)
         if allowed is None:
             params.append(SamplingParams(temperature=0.0, max_tokens=max_tokens))
@@ -190,17 +193,18 @@ class VllmBackend:
         self._replicas = []
 
     def _request(self, prompt: PromptSpec) -> Request:
-        text = self.processor.apply_chat_template(
-            [{"role": "user", "content": prompt.content_blocks}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+        text = chat_text(self.processor, prompt)
         allowed = None
         if self.mode == "letter_logits":
             allowed = [
                 self.tokenizer.encode(k, add_special_tokens=False)[0] for k in prompt.options
             ]
-        return text, [str(p) for p in prompt.images], allowed
+        pixels = {
+            k: v
+            for k, v in (("min_pixels", prompt.min_pixels), ("max_pixels", prompt.max_pixels))
+            if v is not None
+        }
+        return text, [str(p) for p in prompt.images], allowed, pixels
 
     def answer(
         self, prompts: Sequence[PromptSpec], max_new_tokens: int | None = None

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 # Bump when images.py changes the bytes it produces for the same file and settings.
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 
 
 def image_digest(png: bytes) -> str:

@@ -16,7 +16,9 @@ real ``openai.OpenAI`` client and returns one :class:`ChatResult` per request, i
   Ctrl-C stops the run within about a second: backoff sleeps wait on an event, reads are
   sliced (:mod:`~iad_pipeline.knowledge.transport`), queued requests are cancelled.
 - **Messages**: one user message, the images as ``image_url`` parts (PNG data URLs, long side
-  at most ``max_side``, see :mod:`~iad_pipeline.knowledge.images`) followed by the text.
+  at most ``max_side``, see :mod:`~iad_pipeline.knowledge.images`) followed by the text; or,
+  for a request with ``interleaved=True``, text and images in the order of the text's
+  ``<image>`` markers (an evaluation protocol's order); a ``system`` prompt goes first.
 - **Concurrency**: a pool of ``concurrency`` threads, so never more requests in flight.
 - **Retries** (the openai client's own are disabled, so these are the only ones): on 429
   (``Retry-After`` honoured, up to :data:`MAX_RETRY_AFTER` seconds), 408, 409, 5xx, timeouts
@@ -71,6 +73,9 @@ from iad_pipeline.knowledge.transport import call_limits, deadline_http_client
 
 log = logging.getLogger(__name__)
 
+# The image marker of interleaved requests (prompts.IMAGE_PLACEHOLDER).
+IMAGE_MARKER = "<image>"
+
 Status = Literal["ok", "failed", "skipped_budget"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "skipped_budget")
 # Placeholder key for servers that need none (the openai client refuses to construct without).
@@ -106,6 +111,42 @@ class ChatRequest:
     text: str
     images: tuple[str, ...] = ()
     masks: tuple[str, ...] = ()
+    interleaved: bool = False
+    system: str | None = None
+
+    def content(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        """The user message's parts, given one data URL per image.
+
+        Without ``interleaved``: every image, then the text. With it: the text is cut at its
+        ``<image>`` markers and image ``i`` goes where marker ``i`` was.
+
+        >>> ChatRequest(("k",), "a <image> b", ("x.png",), interleaved=True).content(["u"])
+        [{'type': 'text', 'text': 'a '}, {'type': 'image_url', 'image_url': {'url': 'u'}}, \
+{'type': 'text', 'text': ' b'}]
+        """
+        images = [{"type": "image_url", "image_url": {"url": url}} for url in urls]
+        if not self.interleaved:
+            return [*images, {"type": "text", "text": self.text}]
+        pieces = self.text.split(IMAGE_MARKER)
+        if len(pieces) != len(images) + 1:
+            msg = (
+                f"request {self.key}: {len(pieces) - 1} {IMAGE_MARKER!r} markers for "
+                f"{len(images)} images; expected one marker per image"
+            )
+            raise ChatConfigError(msg)
+        parts: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces):
+            if i:
+                parts.append(images[i - 1])
+            if piece:
+                parts.append({"type": "text", "text": piece})
+        return parts
+
+    def cache_text(self) -> str:
+        """The text the cache key is made of: the text, and the layout and system if set."""
+        if not self.interleaved and self.system is None:
+            return self.text
+        return f"{self.text}\x00interleaved={self.interleaved}\x00system={self.system}"
 
 
 @dataclass(frozen=True)
@@ -567,6 +608,9 @@ class ChatClient:
         return digest
 
     def _one(self, request: ChatRequest, budget: _Budget, tally: _Tally) -> ChatResult:
+        if request.interleaved and request.text.count(IMAGE_MARKER) != len(request.images):
+            why = f"{request.text.count(IMAGE_MARKER)} {IMAGE_MARKER!r} markers"
+            return failed(request, f"{why} for {len(request.images)} images; expected one each")
         masks = [p in request.masks for p in request.images]
         images = [
             (p, m, source_stamp(p, self.max_side, m))
@@ -576,7 +620,7 @@ class ChatClient:
             digests = [self._digest(*image) for image in images]
         except (ImageEncodeError, MaskError) as exc:
             return failed(request, f"image not sent: {exc}")
-        key = cache_key(self.provider_name, self.model, request.text, digests)
+        key = cache_key(self.provider_name, self.model, request.cache_text(), digests)
         hit = self.cache.get(key)
         if hit is not None:  # scrubbed again: the entry may predate a secret's scrubbing
             return ChatResult(
@@ -598,13 +642,14 @@ class ChatClient:
             return failed(request, f"image not sent: {exc}")
         sent = [image_digest(png) for png in pngs]
         if sent != digests:  # the file changed under us: key the answer by what was sent
-            key = cache_key(self.provider_name, self.model, request.text, sent)
+            key = cache_key(self.provider_name, self.model, request.cache_text(), sent)
         tally.add(requests=1)
-        content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": to_data_url(png)}} for png in pngs
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": request.content([to_data_url(png) for png in pngs])}
         ]
-        content.append({"type": "text", "text": request.text})
-        result = self._ask(request, [{"role": "user", "content": content}], budget, tally)
+        if request.system is not None:
+            messages.insert(0, {"role": "system", "content": request.system})
+        result = self._ask(request, messages, budget, tally)
         if result.status == "ok" and result.text is not None:
             answer = CachedAnswer(result.text, result.prompt_tokens, result.completion_tokens)
             try:

@@ -32,16 +32,26 @@ class ImageEncodeError(IadError):
 def scaled_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
     """``(width, height)`` with the long side at most ``max_side``, aspect kept, no upscale.
 
+    EMIT's arithmetic (``encode_image`` in ``traindata_gen/utils.py``, guanwei49/EMIT
+    ``01dc319``): the long side becomes ``max_side`` (the height when the image is square) and
+    the short side ``int(max_side / long * short)``, truncated, not rounded. Unlike EMIT, a
+    short side that truncates to 0 is kept at 1 pixel (PIL cannot make an empty image).
+
     >>> scaled_size(1024, 768), scaled_size(300, 200), scaled_size(2000, 10)
-    ((512, 384), (300, 200), (512, 3))
+    ((512, 384), (300, 200), (512, 2))
+    >>> scaled_size(1000, 999)  # 511.488: EMIT truncates to 511 (rounding gave 511 too)
+    (512, 511)
+    >>> scaled_size(700, 1000)  # 358.4 -> 358
+    (358, 512)
     """
     if max_side < 1:
         msg = f"max_side={max_side}: expected a positive number of pixels"
         raise ImageEncodeError(msg)
-    scale = max_side / max(width, height)
-    if scale >= 1:
+    if max(width, height) <= max_side:
         return width, height
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    if width > height:
+        return max_side, max(1, int((max_side / width) * height))
+    return max(1, int((max_side / height) * width)), max_side
 
 
 def _to_8bit(array: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -56,6 +57,49 @@ TASK_OF_TYPE = {
 
 class MmadJsonError(QuestionError):
     """An mmad.json that is missing, not json, or not in MMAD's layout."""
+
+
+# MMAD's answer files: "Question {i}: " before the question text (gpt4v.py parse_conversation).
+_NUMBER_PREFIX = re.compile(r"^Question \d+: ")
+_OPTION_LINE = re.compile(r"^[A-E]\. ")
+
+
+def answer_file_question(value: Any) -> str | None:
+    """The bare question of an answer record's ``question`` field, whatever its shape.
+
+    MMAD's answer files (``result/answers_{k}_shot_{model}.json``, written by
+    ``qwen2_5_vl_query.py`` and ``gpt4v.py``, jam-cc/MMAD ``bad03b4``) store the content part
+    that was asked: ``{"type": "text", "text": "Question 1: {Q} \\nA. ...\\n", "options":
+    {"A": ...}}``; EMIT's store ``{"type": "text", "text": "{Q} \\nA. ...\\n"}`` with the
+    options beside it; a conversation item has ``Question``; our files store the string. The
+    number prefix and the option lines are removed.
+
+    Example:
+        >>> answer_file_question({"type": "text", "options": {"A": "Yes.", "B": "No."},
+        ...     "text": "Question 1: Is there any defect in the object? \\nA. Yes.\\nB. No.\\n"})
+        'Is there any defect in the object?'
+        >>> answer_file_question({"type": "text", "text": "Where is it? \\nA. Top.\\nB. Left.\\n"})
+        'Where is it?'
+        >>> answer_file_question({"Question": "Is it broken?"}), answer_file_question("Q?")
+        ('Is it broken?', 'Q?')
+    """
+    if isinstance(value, str) or value is None:
+        return value
+    if not isinstance(value, Mapping):
+        return None
+    if isinstance(value.get("Question"), str):
+        return value["Question"]
+    text = value.get("text")
+    if not isinstance(text, str):
+        return None
+    text = _NUMBER_PREFIX.sub("", text, count=1)
+    options = value.get("options")
+    if isinstance(options, Mapping):
+        return bare_question(text, [str(v) for v in options.values()])
+    lines = text.split("\n")
+    while lines and (not lines[-1] or _OPTION_LINE.match(lines[-1])):
+        lines.pop()
+    return "\n".join(lines).removesuffix(" ")
 
 
 def task_of_type(raw_type: str) -> str:

@@ -3,7 +3,8 @@
 This is the only module that holds protocol text. Every constant names the repository and
 file it was reproduced from; the strings are data (a protocol is only comparable when its
 words are the same), the code around them is ours. :data:`ADFM_PROMPT` is the exception: the
-AD-FM release has no prompt text, so that one is our own wording.
+AD-FM release has a system prompt (:data:`ADFM_SYSTEM_PROMPT`) but no user prompt, so that one
+is our own wording.
 
 Images are marked in the rendered text by :data:`IMAGE_PLACEHOLDER` (``<image>``, the marker
 EMIT's templates use and ms-swift expands), once per image and at the place the protocol puts
@@ -20,7 +21,21 @@ from typing import Any
 IMAGE_PLACEHOLDER = "<image>"
 LETTERS = "ABCDEFGH"
 
-# --- MMAD (jam-cc/MMAD) ---------------------------------------------------------------------
+# --- MMAD (jam-cc/MMAD, read at commit bad03b44c30fdb4d0e1774e07e0f245fbaae3b6c) -------------
+# Ambiguities of the release, and which reading we follow:
+# - qwen2_5_vl_query.py imports `GPT4V.gpt4v` (the folder is GPT4) and calls
+#   parse_conversation(text_gt, add_question_id=False), which the released gpt4v.py does not
+#   accept (TypeError). We follow the code that runs, gpt4v.py: questions numbered
+#   "Question {i}: " by their place in the image's conversation.
+# - Qwen's content parts: apply_chat_template(..., add_vision_id=True), so every image is
+#   preceded by "Picture {n}: "; min_pixels 64*28*28, max_pixels 1280*28*28; the processor's
+#   default system prompt ("You are a helpful assistant.") stays; max_new_tokens 128, greedy.
+# - `--domain_knowledge` gives the knowledge to every question type (EMIT skips Object ones).
+# - The published 1-shot rows have no "_Similar_template" suffix: random_templates[0].
+# - gpt4v.py (the GPT-4o rows) asks differently from the Qwen script: the instruction is a
+#   system message, the template sentence is MMAD_GPT4_TEMPLATE_INTRO, there is no "Answer
+#   ... directly! " part and no knowledge, question i is sent with questions 1..i (the last
+#   letter of the answer is kept), images are JPEG <= 512x512 with detail "low", max_tokens 600.
 # evaluation/examples/GPT4/gpt4v.py: `instruction`. The source is a triple-quoted literal, so
 # the text the model sees starts and ends with a newline (MMAD_INSTRUCTION_TEXT).
 MMAD_INSTRUCTION = (
@@ -45,6 +60,14 @@ MMAD_QUESTION_LIST = "Following is the question list: "
 # "A. opt\n" line per option).
 MMAD_QUESTION = "Question {i}: {question} \n"
 MMAD_OPTION = "{letter}. {text}\n"
+# evaluation/examples/GPT4/gpt4v.py: GPT4Query.get_query, the template sentence of the GPT-4o
+# script (the Qwen script's MMAD_TEMPLATE_INTRO differs).
+MMAD_GPT4_TEMPLATE_INTRO = (
+    "Following is {k} image of normal sample, which can be used as a template to compare."
+)
+# evaluation/examples/Transformers/qwen2_5_vl_query.py: image size bounds of the processor.
+MMAD_MIN_PIXELS = 64 * 28 * 28
+MMAD_MAX_PIXELS = 1280 * 28 * 28
 
 # evaluation/examples/helper/summary.py: the raw `type` strings of mmad.json and the seven
 # reported columns (Object Structure and Object Details merged into Object Analysis).
@@ -119,8 +142,46 @@ EMIT_LOCATION_WORDS: dict[str, tuple[str, ...]] = {
     "bottom right": ("Bottom right.", "Right bottom.", "Lower right.", "Right lower."),
 }
 GRID_REGIONS = tuple(EMIT_LOCATION_WORDS)
-# Stage2.sh (--system): the system prompt of EMIT's GRPO stage.
+# Stage2.sh (--system sysprompt.txt): the system prompt of EMIT's GRPO stage and evaluation
+# (sysprompt.txt, no trailing newline).
 EMIT_SYSTEM_PROMPT = "You are an industrial inspector who checks products by images."
+
+# evaluate_batch_mmad_choice.py (guanwei49/EMIT 01dc319236eda9be13e14918cf9a5bf0d5c7a030),
+# EMIT's MMAD evaluation. MMADDataset.instruct, the think and the direct variants:
+EMIT_EVAL_THINK = (
+    "Begin by documenting your analysis process within <think> </think> tags. Conclude with "
+    "your final answer enclosed in <answer> </answer> tags. The final answer should be either "
+    "'A' or 'B' or 'C' or 'D'. The output format should be as follows: "
+    "<think>...</think><answer>...</answer>. Please adhere strictly to the prescribed format."
+)
+EMIT_EVAL_DIRECT = "Do not include any text in your response."
+# MMADDataset.__getitem__: `rag` for Anomaly Detection and Defect* questions: this prefix and
+# the category's knowledge values joined by "\n", with nothing between (MMAD's values start
+# with a space, hence one space after "defects:"); "" for the other types.
+EMIT_EVAL_KNOWLEDGE = (
+    "The following provides domain knowledge regarding the characteristics of a normal "
+    "product, as well as the various possible types of defects:"
+)
+# The one-shot prompt (Anomaly Detection and Defect*, similar_templates[0] then the query);
+# {rag}, {instruct}, {question} = "{Question} \n" + "A. opt\n" per option (original keys).
+EMIT_EVAL_TWO_IMAGE = (
+    "Image-1: <image>\nImage-2: <image>\nI have uploaded two images for review, each featuring "
+    "a product. The product shown in the first image appears to be in perfect condition, free "
+    "of any defects. To answer a multiple-choice question, please inspect the product in the "
+    "second image. There is only one correct option.\n{rag}\nSelect your answer by responding "
+    "with the letter corresponding to the correct option, such as 'A'. {instruct}\n\n"
+    "Question: {question}"
+)
+# The query-only prompt (Object questions); "Question:" has no space after it in the original.
+EMIT_EVAL_ONE_IMAGE = (
+    "Query image: <image>\nTo answer a multiple-choice question, please inspect the product in "
+    "the given image. There is only one correct option.\n{rag}\nSelect your answer by "
+    "responding with the letter corresponding to the correct option, such as 'A'. "
+    "{instruct}\n\nQuestion:{question}"
+)
+# eval_benchmark/evaluate_batch_mmad_choice_QWEN.py: EMIT's Qwen2.5-VL harness bounds.
+EMIT_QWEN_MIN_PIXELS = 256 * 28 * 28
+EMIT_QWEN_MAX_PIXELS = 1280 * 28 * 28
 
 # --- AnomalyR1 (chaoyuhao/AnomalyR1) --------------------------------------------------------
 # open-r1-multimodal/src/open_r1/grpo_rec.py: the question template. "answer.Respond" (no
@@ -142,8 +203,18 @@ LR_IAD_TEMPLATE = (
 )
 LR_IAD_OPTIONS = ("defect", "normal")  # (A) defect, (B) normal
 
-# --- AD-FM: OUR OWN WORDING, not protocol ----------------------------------------------------
-# hanawall/AD-FM ships reward code only. This prompt asks for what its rewards read: boxes
+# --- AD-FM (hanawall/AD-FM cd5416b1d144b7a69438011f2d02ce5e09d8e273) -------------------------
+# scripts/grpo/prompt.txt (its final newline left out): the system prompt shipped with the
+# reward plugin, R1's wording.
+ADFM_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+    "provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
+    "process here </think><answer> answer here </answer>"
+)
+# OUR OWN WORDING, not protocol: AD-FM releases no user prompt (only the system prompt
+# above). This prompt asks for what its rewards read: boxes
 # [x1, y1, x2, y2] inside the first <think> block (pixels of the resized model input), a
 # <rethink> block, and "a" (anomalous) or "b" (normal) in <answer>.
 ADFM_PROMPT = (

@@ -40,14 +40,18 @@ def manual_letter(model_dir: Path, spec) -> str:
     from training.tiny_model import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir)
+    # As MMAD renders it: vision ids, the processor built with MMAD's pixel bounds.
     text = processor.apply_chat_template(
         [{"role": "user", "content": spec.content_blocks}],
         tokenize=False,
         add_generation_prompt=True,
+        add_vision_id=True,
     )
     assert text.endswith("<|im_start|>assistant\n")  # the answer position is the next token
+    assert "Picture 1: <|vision_start|>" in text
     images = [Image.open(p).convert("RGB") for p in spec.images]
-    inputs = processor(text=[text], images=images, return_tensors="pt")
+    size = {"shortest_edge": 64 * 28 * 28, "longest_edge": 1280 * 28 * 28}
+    inputs = processor(text=[text], images=images, size=size, return_tensors="pt")
     with torch.inference_mode():
         logits = model(**inputs).logits[0, -1]
     ids = {k: processor.tokenizer.encode(k, add_special_tokens=False) for k in spec.options}
@@ -114,13 +118,17 @@ def test_max_pixels_shrinks_the_image_tokens(tiny_model_dir, specs, tmp_path):
 
     big = tmp_path / "big.png"
     Image.new("RGB", (256, 256), (120, 80, 40)).save(big)
+    backend = TransformersBackend(tiny_model_dir, mode="letter_logits")
+    # MMAD's bounds (the protocol's default): 256 x 256 = 65,536 px lies within 64-1280 x 28
+    # x 28, so it stays 252 x 252 after rounding to 28: 18 x 18 patches of 14.
     spec = dataclasses.replace(specs[0], images=[big, big])
-    small = TransformersBackend(tiny_model_dir, mode="letter_logits", max_pixels=28 * 28 * 4)
-    default = TransformersBackend(tiny_model_dir, mode="letter_logits")
-    # The tiny processor caps images at 28 * 28 * 16 pixels: an 8 x 8 patch grid per image.
-    assert default._inputs([spec])["image_grid_thw"].tolist() == [[1, 8, 8]] * 2
-    assert small._inputs([spec])["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
-    assert small.answer([spec])[0] in spec.options
+    assert backend._inputs([spec])["image_grid_thw"].tolist() == [[1, 18, 18]] * 2
+    # The processor's own defaults (no bounds): the tiny processor caps at 28 * 28 * 16.
+    plain = dataclasses.replace(spec, min_pixels=None, max_pixels=None)
+    assert backend._inputs([plain])["image_grid_thw"].tolist() == [[1, 8, 8]] * 2
+    small = dataclasses.replace(spec, min_pixels=28 * 28, max_pixels=28 * 28 * 4)
+    assert backend._inputs([small])["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
+    assert backend.answer([small])[0] in spec.options
 
 
 @pytest.mark.parametrize(
@@ -156,11 +164,18 @@ def server():
         yield srv
 
 
-def test_request_keeps_the_image_order_and_joins_the_text(specs):
+def test_request_keeps_mmads_interleaving(specs):
     request = request_of(specs[0])
     assert request.images == tuple(str(p) for p in specs[0].images)  # template, then query
-    assert request.text == specs[0].text.replace("<image>", "")
+    assert request.text == specs[0].text and request.interleaved
     assert request.key == (specs[0].question_id,)
+    parts = request.content(["url-template", "url-query"])
+    kinds = [p["type"] for p in parts]
+    assert kinds == ["text", "image_url", "text", "image_url", "text"]
+    assert parts[0]["text"].endswith("as a template to compare the image being queried.")
+    assert parts[1]["image_url"]["url"] == "url-template"
+    assert parts[2]["text"] == "Following is the query image: "
+    assert parts[4]["text"].startswith("Following is the question list: Question ")
 
 
 def test_openai_backend_returns_parsed_answers(
@@ -185,6 +200,7 @@ def test_openai_backend_returns_parsed_answers(
     assert set(answers["response"]) == {"Looking at 2 images: the answer is B."}
     assert server.rejected() == [] and server.requests_seen == 12
     assert all(len(s.image_sizes) == 2 for s in server.seen)
+    assert {tuple(s.layout) for s in server.seen} == {("text", "image", "text", "image", "text")}
     assert server.seen[0].prompt.startswith("\nYou are an industrial inspector")
     # Another run of the same questions is served from the client's cache: no request.
     again = OpenAIBackend(MODEL, base_url=server.base_url, cache_dir=tmp_path / "cache")

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eval.crossdataset import CrossDatasetError, binary_metrics, per_category, youden_threshold
+from eval.crossdataset import (
+    CrossDatasetError,
+    binary_metrics,
+    per_category,
+    predictions_frame,
+    youden_threshold,
+)
 
 T, F, N = True, False, None
 approx = pytest.approx
@@ -52,8 +58,19 @@ def frame(labels, preds, eval_set="mpdd", categories=None) -> pl.DataFrame:
 )
 def test_binary_metrics(labels, preds, expected):
     out = binary_metrics(frame(labels, preds))
-    assert out.columns == ["eval_set", "accuracy", "f1_macro", "n", "normal_acc", "anomaly_acc"]
-    assert out.row(0)[1:] == expected
+    assert out.columns == [
+        "eval_set",
+        "accuracy",
+        "f1_macro",
+        "n",
+        "normal_acc",
+        "anomaly_acc",
+        "correct",
+    ]
+    assert out.row(0)[1:6] == expected
+    assert out["correct"][0] == sum(
+        p is not None and p == t for t, p in zip(labels, preds, strict=True)
+    )
 
 
 def test_sets_keep_first_appearance_and_per_category_splits():
@@ -140,3 +157,59 @@ def test_youden_matches_brute_force(pairs):
     threshold, j = youden_threshold(scores, labels)
     assert threshold == best[0]
     assert j == approx(float(best[1]), abs=1e-12)
+
+
+# --- predictions through the shared parser ---------------------------------------------------
+
+
+def test_predictions_come_from_the_parsed_letter_and_the_options():
+    questions = pl.DataFrame(
+        {
+            "question_id": ["q1", "q2", "q3", "q4", "q5"],
+            "options": [
+                ["Yes.", "No."],
+                ["No.", "Yes."],
+                ["Yes.", "No."],
+                ["No.", "Yes."],
+                ["Yes.", "No."],
+            ],
+            "answer": [
+                "A",
+                "A",
+                "B",
+                "B",
+                "A",
+            ],  # truth: anomalous, normal, normal, anomalous, anomalous
+            "category": ["pcb1"] * 5,
+        }
+    )
+    answers = pl.DataFrame(
+        {
+            "question_id": ["q1", "q2", "q3", "q4", "q5"],
+            # q2: "A" names "No." in its order (normal): right although A means Yes elsewhere;
+            # q5: no letter was read: unreadable, counted wrong
+            "parsed_mmad": ["A", "A", "A", "B", None],
+            "parsed_think": ["B", "B", "B", "A", "A"],
+        }
+    )
+    out = predictions_frame(answers, questions, "visa")
+    assert out.select("is_anomalous", "predicted_anomalous").rows() == [
+        (True, True),
+        (False, False),
+        (False, True),
+        (True, True),
+        (True, None),
+    ]
+    m = binary_metrics(out)
+    assert (m["correct"][0], m["n"][0], m["accuracy"][0]) == (3, 5, 60.0)
+    think = predictions_frame(answers, questions, "visa", rule="think")
+    assert think["predicted_anomalous"].to_list() == [False, True, False, False, True]
+
+
+def test_a_question_that_is_not_yes_or_no_is_refused():
+    questions = pl.DataFrame(
+        {"question_id": ["q"], "options": [["Top.", "Left."]], "answer": ["A"], "category": ["c"]}
+    )
+    answers = pl.DataFrame({"question_id": ["q"], "parsed_mmad": ["A"], "parsed_think": ["A"]})
+    with pytest.raises(CrossDatasetError, match=r"neither 'Yes\.' nor 'No\.'"):
+        predictions_frame(answers, questions, "visa")

@@ -13,6 +13,7 @@ from eval.protocols import (
     ProtocolError,
     build_prompt,
     image_key,
+    protocol_named,
     question_type,
     shuffled_options,
 )
@@ -90,37 +91,49 @@ def test_prompt_has_mmads_part_order(protocol, templates, knowledge):
     assert spec.shots == len(templates) and spec.image == KEY and spec.answer == "A"
 
 
-@pytest.mark.parametrize(
-    ("raw_type", "merged", "gets_knowledge"),
-    [
-        ("Anomaly Detection", None, True),
-        ("Defect Classification", None, True),
-        ("Defect Localization", None, True),
-        ("Defect Description", None, True),
-        ("Defect Analysis", None, True),
-        ("Object Classification", None, False),
-        ("Object Structure", "Object Analysis", False),
-        ("Object Details", "Object Analysis", False),
-    ],
-)
-def test_knowledge_is_left_out_of_object_questions(raw_type, merged, gets_knowledge):
+RAW_TYPES = [
+    ("Anomaly Detection", None, True),
+    ("Defect Classification", None, True),
+    ("Defect Localization", None, True),
+    ("Defect Description", None, True),
+    ("Defect Analysis", None, True),
+    ("Object Classification", None, False),
+    ("Object Structure", "Object Analysis", False),
+    ("Object Details", "Object Analysis", False),
+]
+
+
+@pytest.mark.parametrize(("raw_type", "merged", "_emit"), RAW_TYPES)
+def test_mmad_gives_knowledge_to_every_question_type(raw_type, merged, _emit):
+    # qwen2_5_vl_query.py --domain_knowledge: the knowledge part precedes every question.
     spec = build_prompt(row(raw_type, merged), Protocol(knowledge=True), TEMPLATES, KNOWLEDGE, ROOT)
-    assert (DK in spec.text) is gets_knowledge
+    assert DK in spec.text
     assert spec.question_type == raw_type
+
+
+@pytest.mark.parametrize(("raw_type", "merged", "gets_knowledge"), RAW_TYPES)
+def test_emits_rule_leaves_knowledge_out_of_object_questions(raw_type, merged, gets_knowledge):
+    protocol = Protocol(knowledge=True, knowledge_skip_types=OBJECT_TYPES)
+    spec = build_prompt(row(raw_type, merged), protocol, TEMPLATES, KNOWLEDGE, ROOT)
+    assert (DK in spec.text) is gets_knowledge
+    emit = build_prompt(
+        row(raw_type, merged), protocol_named("emit_think"), TEMPLATES, KNOWLEDGE, ROOT
+    )
+    assert (DK in emit.text) is gets_knowledge
 
 
 def test_object_question_without_raw_tag_is_skipped_by_its_merged_type():
     r = row("Object Details", "Object Analysis", recipe_tags=[])
-    spec = build_prompt(r, Protocol(knowledge=True), TEMPLATES, KNOWLEDGE, ROOT)
+    protocol = Protocol(knowledge=True, knowledge_skip_types=OBJECT_TYPES)
+    spec = build_prompt(r, protocol, TEMPLATES, KNOWLEDGE, ROOT)
     assert DK not in spec.text and spec.question_type == "Object Analysis"
 
 
-def test_knowledge_for_every_type_when_nothing_is_skipped():
-    protocol = Protocol(knowledge=True, knowledge_skip_types=())
-    spec = build_prompt(row("Object Structure"), protocol, TEMPLATES, KNOWLEDGE, ROOT)
-    assert DK in spec.text
+def test_a_skip_rule_is_part_of_the_name():
+    protocol = Protocol(knowledge=True, knowledge_skip_types=OBJECT_TYPES)
     assert protocol.name.startswith("1shot-random+knowledge-skip")
     assert protocol.name != Protocol(knowledge=True).name
+    assert protocol_named("emit_think").name == "emit_think-1shot-similar+knowledge"
 
 
 @pytest.mark.parametrize(
@@ -130,10 +143,11 @@ def test_knowledge_for_every_type_when_nothing_is_skipped():
         (Protocol(shots=0), "0shot"),
         (Protocol(shots=0, template="similar"), "0shot"),  # no template, same questions
         (Protocol(template="similar", knowledge=True), "1shot-similar+knowledge"),
-        (
-            Protocol(knowledge_skip_types=list(OBJECT_TYPES), knowledge=True),
-            "1shot-random+knowledge",
-        ),
+        (Protocol(knowledge_skip_types=[], knowledge=True), "1shot-random+knowledge"),
+        (Protocol(max_pixels=None), "1shot-random+px50176-default"),
+        (Protocol(add_vision_id=False), "1shot-random+no_vision_id"),
+        (Protocol(mmad_version="corrected"), "1shot-random+mmad_corrected"),
+        (protocol_named("emit_direct", shots=0), "emit_direct-0shot+knowledge"),
         (Protocol(shuffle_options=True, seed=7), "1shot-random+shuffle7"),
         (Protocol(seed=7), "1shot-random"),  # the seed only matters when shuffling
         (Protocol(shots=4, answer_rule="think"), "4shot-random+think"),
@@ -145,7 +159,17 @@ def test_protocol_names_are_stable(protocol, name):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"shots": -1}, {"shots": 1.5}, {"shots": True}, {"template": "best"}, {"answer_rule": "x"}],
+    [
+        {"shots": -1},
+        {"shots": 1.5},
+        {"shots": True},
+        {"template": "best"},
+        {"answer_rule": "x"},
+        {"style": "gpt4"},
+        {"mmad_version": "v2"},
+        {"style": "emit", "shots": 2},
+        {"max_pixels": "1280"},
+    ],
 )
 def test_invalid_protocols_are_rejected(kwargs):
     with pytest.raises(ProtocolError):
@@ -209,11 +233,19 @@ def test_missing_templates_and_knowledge_raise_clear_errors():
     with pytest.raises(ProtocolError, match="no templates for it"):
         build_prompt(row(), Protocol(), {}, None, ROOT)
     with pytest.raises(ProtocolError, match="needs 4"):
-        build_prompt(row(), Protocol(shots=4), TEMPLATES, None, ROOT)
+        build_prompt(row(), Protocol(shots=4, template_shortfall="error"), TEMPLATES, None, ROOT)
     with pytest.raises(ProtocolError, match="needs domain knowledge"):
         build_prompt(row(), Protocol(knowledge=True), TEMPLATES, {}, ROOT)
     with pytest.raises(ProtocolError, match="needs 2 template"):
         build_prompt(row(), Protocol(shots=2), None, None, ROOT)
+
+
+def test_fewer_templates_than_shots_ask_with_those_there_are_as_mmad_does():
+    # qwen2_5_vl_query.py: few_shot = random_templates[:k], and the sentence says len(few_shot).
+    spec = build_prompt(row(), Protocol(shots=4), TEMPLATES, None, ROOT)
+    assert spec.shots == 3 and MMAD_TEMPLATE_INTRO.format(k=3) in spec.text
+    assert spec.images == [ROOT / p for p in RANDOM] + [ROOT / KEY]
+    assert Protocol(shots=4, template_shortfall="error").name == "4shot-random+all_shots"
 
 
 def test_without_a_template_map_one_shot_uses_the_rows_reference_image():

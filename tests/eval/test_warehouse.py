@@ -173,7 +173,8 @@ def test_record_run_round_trip(wh: Warehouse) -> None:
     assert (result.answers, result.scores_by_type, result.scores_by_category) == (2, 3, 2)
     assert result.replaced is False
     run = wh.query("SELECT * FROM runs").row(0, named=True)
-    assert run == make_run() | {"checkpoint_sha": None}
+    protocol = dict.fromkeys(("protocol_key", "mmad_version", "protocol_record"))
+    assert run == make_run() | {"checkpoint_sha": None} | protocol
     answers = wh.query("SELECT * FROM answers ORDER BY question_id")
     assert answers.equals(make_answers())
     by_category = wh.query("SELECT * FROM scores_by_category ORDER BY dataset")
@@ -460,6 +461,34 @@ def test_leaderboard_keeps_the_best_run_per_checkpoint_recipe_protocol_ranked(wh
     everything = wh.leaderboard()
     assert everything.select("eval_set", "rank", "run_id").rows()[-1] == ("visa", 1, "x1")
     assert wh.leaderboard("no-such-set").is_empty()
+
+
+def test_leaderboard_never_ranks_runs_of_different_protocols_together(wh) -> None:
+    # the same checkpoint under MMAD's protocol on the original and the corrected MMAD, and
+    # another checkpoint under EMIT's: three rankings, each with its rank 1
+    runs = [
+        ("o1", "ckpt-a", 70.0, "1shot-random@aa", "original"),
+        ("o2", "ckpt-b", 74.0, "1shot-random@aa", "original"),
+        ("c1", "ckpt-a", 71.0, "1shot-random+mmad_corrected@bb", "corrected"),
+        ("e1", "ckpt-a", 80.0, "emit_think-1shot-similar+knowledge@cc", "original"),
+    ]
+    for run_id, ckpt, headline, key, version in runs:
+        record(
+            wh,
+            run_id,
+            checkpoint=ckpt,
+            headline=headline,
+            protocol_key=key,
+            mmad_version=version,
+            protocol_record=f'{{"protocol_key": "{key}"}}',
+        )
+    board = wh.leaderboard("mmad")
+    assert board.select("protocol_key", "rank", "run_id", "mmad_version").rows() == [
+        ("1shot-random+mmad_corrected@bb", 1, "c1", "corrected"),
+        ("1shot-random@aa", 1, "o2", "original"),
+        ("1shot-random@aa", 2, "o1", "original"),
+        ("emit_think-1shot-similar+knowledge@cc", 1, "e1", "original"),
+    ]
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ request is checked the way a strict server would, and a broken one is answered 4
 reason (the reason is also recorded, so a test can assert none happened):
 
 - the model is the expected one;
-- ``messages`` is a list holding exactly one ``user`` message whose content is a list of
-  parts, images first (``image_url`` parts) and then one ``text`` part;
+- ``messages`` is a list holding one ``user`` message, after an optional ``system`` message
+  with string content; the user content is a list of ``text`` and ``image_url`` parts in
+  any order, at least one of them text (``Seen.layout`` records the order, ``Seen.prompt``
+  the text parts joined, ``Seen.system`` the system prompt);
 - every image is a ``data:image/png;base64,...`` URL that decodes to an image whose long
   side is at most ``max_side`` (512, EMIT's limit);
 - the ``Authorization`` header equals ``Bearer <api_key>`` when the server has a key.
@@ -99,6 +101,8 @@ class Seen:
     body: dict | None
     prompt: str = ""
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    layout: list[str] = field(default_factory=list)
+    system: str | None = None
     status: int = 0
     reason: str = ""
     fault: str | None = None
@@ -155,8 +159,17 @@ class _App:
             msg = f"model {body.get('model')!r}, expected {self.model!r}"
             raise CheckFailed(msg)
         messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) == 2:
+            system, *messages = messages
+            if not isinstance(system, dict) or system.get("role") != "system":
+                msg = "the first of two messages must have role 'system'"
+                raise CheckFailed(msg)
+            if not isinstance(system.get("content"), str):
+                msg = "the system message's content must be a string"
+                raise CheckFailed(msg)
+            seen.system = system["content"]
         if not isinstance(messages, list) or len(messages) != 1:
-            msg = "messages must be a list of exactly one message"
+            msg = "messages must be a list of one user message (after an optional system one)"
             raise CheckFailed(msg)
         message = messages[0]
         if not isinstance(message, dict) or message.get("role") != "user":
@@ -166,20 +179,26 @@ class _App:
         if not isinstance(content, list) or not content:
             msg = "content must be a non-empty list of parts"
             raise CheckFailed(msg)
-        *images, last = content
-        if not isinstance(last, dict) or last.get("type") != "text":
-            msg = "the last content part must be the text"
-            raise CheckFailed(msg)
-        for part in images:
-            if not isinstance(part, dict) or part.get("type") != "image_url":
-                msg = "every part before the text must be an image_url part"
+        texts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                seen.layout.append("text")
+                continue
+            if kind != "image_url":
+                msg = "every content part must be a text or an image_url part"
                 raise CheckFailed(msg)
             size = _decode_image(str((part.get("image_url") or {}).get("url", "")))
             if max(size) > self.max_side:
                 msg = f"image is {size[0]}x{size[1]}, long side above {self.max_side}"
                 raise CheckFailed(msg)
             seen.image_sizes.append(size)
-        seen.prompt = str(last.get("text", ""))
+            seen.layout.append("image")
+        if not texts:
+            msg = "the content holds no text part"
+            raise CheckFailed(msg)
+        seen.prompt = "".join(texts)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -396,7 +415,7 @@ def prompt_of(body: dict) -> str:
     'hi'
     """
     try:
-        parts = body["messages"][0]["content"]
-        return next(p["text"] for p in parts if p.get("type") == "text")
+        parts = body["messages"][-1]["content"]
+        return "".join(p["text"] for p in parts if p.get("type") == "text")
     except (KeyError, IndexError, TypeError, StopIteration):
         return ""

@@ -1,4 +1,4 @@
-"""Multiple-choice rewards: answer accuracy, the invalid-answer penalty and AnomalyR1's ROAM."""
+"""Multiple-choice rewards: accuracy (ours, AD-FM's, AnomalyR1's), invalid penalty, ROAM."""
 
 from __future__ import annotations
 
@@ -234,5 +234,116 @@ class Roam(Reward):
         solutions = column(columns, "solution", len(completions), self.name)
         return [
             None if sol is None else roam_score(text, str(sol))
+            for text, sol in zip(texts(completions), solutions, strict=True)
+        ]
+
+
+# AD-FM (hanawall/AD-FM cd5416b, scripts/grpo/plugin_adfm.py, AnomalyClsReward): the answer
+# block is found case-insensitively and may span lines.
+_ADFM_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+ADFM_PARTIAL_MAX_LEN = 10
+
+
+def adfm_classification_score(text: str, solution: Any) -> float:
+    """AD-FM's ``AnomalyClsReward`` for one completion (``plugin_adfm.py``, AD-FM ``cd5416b``).
+
+    The ground truth is ``"a"`` (anomalous) when ``str(solution)`` stripped and lower-cased is
+    ``"a"``, else ``"b"``. The prediction is the first ``<answer>`` block (any case, across
+    lines), or the whole completion without one, stripped and lower-cased:
+
+    ========================================================  =====
+    prediction                                                score
+    ========================================================  =====
+    exactly ``"a"`` or ``"b"`` and equal to the ground truth  1.0
+    the ground-truth letter inside a prediction of <= 10 chars 0.8
+    anything else                                             0.0
+    ========================================================  =====
+
+    The 0.8 case is AD-FM's partial credit: ``"a."``, ``"(a)"``, ``"ab"`` and the whole text
+    ``"bad"`` all score it when the truth is ``a`` (a substring test, not a word test).
+
+    Example:
+        >>> adfm_classification_score("<think>x</think><answer>A</answer>", "a")
+        1.0
+        >>> adfm_classification_score("<answer>(a)</answer>", "a")
+        0.8
+        >>> adfm_classification_score("<answer>b</answer>", "A")
+        0.0
+        >>> adfm_classification_score("a", "b")  # no tag: the whole text is the answer
+        0.0
+    """
+    truth = "a" if str(solution).strip().lower() == "a" else "b"
+    match = _ADFM_ANSWER.search(text)
+    prediction = (match.group(1) if match else text).strip().lower()
+    if prediction in ("a", "b") and prediction == truth:
+        return 1.0
+    if truth in prediction and len(prediction) <= ADFM_PARTIAL_MAX_LEN:
+        return 0.8
+    return 0.0
+
+
+def anomalyr1_choice_score(text: str, solution: Any) -> float:
+    """AnomalyR1's ``choice_reward`` for one completion (``grpo_rec.py``, AnomalyR1 ``de3f95c``).
+
+    1.0 when the completion holds ``<think>(.*?)</think>\\s*<answer>(.*?)</answer>``
+    (case-sensitive, across lines) and :func:`~iad_pipeline.answers.anomalyr1_choice` of the
+    last ``<answer>`` block, stripped, equals ``solution`` exactly (no case folding); else 0.0.
+    Without the think-then-answer structure a right letter scores 0.
+
+    Example:
+        >>> anomalyr1_choice_score("<think>hmm</think><answer>B</answer>", "B")
+        1.0
+        >>> anomalyr1_choice_score("<answer>B</answer>", "B")
+        0.0
+        >>> anomalyr1_choice_score("<think>A or B</think> <answer>I choose B.</answer>", "B")
+        1.0
+    """
+    if not _think_then_answer(text):
+        return 0.0
+    answer = last_tag(text, "answer", ignore_case=False)
+    choice = None if answer is None else anomalyr1_choice(answer.strip())
+    return 1.0 if choice == solution else 0.0
+
+
+@dataclass(frozen=True)
+class AdfmClassification(Reward):
+    """``adfm_classification``: :func:`adfm_classification_score` against ``solution``.
+
+    AD-FM's own classification reward (its recipe's accuracy term), equal to the released
+    ``AnomalyClsReward`` on every input; a row whose solution is ``None`` gets ``None``.
+
+    Example:
+        >>> AdfmClassification()(["<answer>a</answer>", "<answer>a.</answer>"], solution=["a", "a"])
+        [1.0, 0.8]
+    """
+
+    name = "adfm_classification"
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        solutions = column(columns, "solution", len(completions), self.name)
+        return [
+            None if sol is None else adfm_classification_score(text, sol)
+            for text, sol in zip(texts(completions), solutions, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class AnomalyR1Choice(Reward):
+    """``anomalyr1_choice``: :func:`anomalyr1_choice_score` against ``solution``.
+
+    AnomalyR1's accuracy reward, equal to the released ``choice_reward`` on every input; a row
+    whose solution is ``None`` gets ``None``.
+
+    Example:
+        >>> AnomalyR1Choice()(["<think>.</think><answer>C</answer>", "C"], solution=["C", "C"])
+        [1.0, 0.0]
+    """
+
+    name = "anomalyr1_choice"
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        solutions = column(columns, "solution", len(completions), self.name)
+        return [
+            None if sol is None else anomalyr1_choice_score(text, sol)
             for text, sol in zip(texts(completions), solutions, strict=True)
         ]

@@ -11,7 +11,13 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from training.rewards.base import Reward, RewardParamError, UnknownRewardError
-from training.rewards.choice import ChoiceAccuracy, InvalidPenalty, Roam
+from training.rewards.choice import (
+    AdfmClassification,
+    AnomalyR1Choice,
+    ChoiceAccuracy,
+    InvalidPenalty,
+    Roam,
+)
 from training.rewards.focal import Focal
 from training.rewards.format import Format, MultiStageFormat
 from training.rewards.length import CosineLength, Repetition
@@ -24,6 +30,8 @@ REWARDS: dict[str, type[Reward]] = {
         Format,
         MultiStageFormat,
         ChoiceAccuracy,
+        AdfmClassification,
+        AnomalyR1Choice,
         InvalidPenalty,
         Roam,
         Localization,

@@ -34,6 +34,8 @@ def test_registry_lists_every_reward():
         "format",
         "multi_stage_format",
         "choice_accuracy",
+        "adfm_classification",
+        "anomalyr1_choice",
         "invalid_penalty",
         "roam",
         "localization",
