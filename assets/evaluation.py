@@ -32,9 +32,9 @@ UPSTREAM = [
 
 
 def _checkpoint(iad: IadConfig, key: str):
-    found = complete_checkpoints(iad.root() / "runs")
+    found = complete_checkpoints(iad.layout().runs)
     if key not in found:
-        msg = f"checkpoint {key!r} has no complete folder (DONE marker) under {iad.root()}/runs"
+        msg = f"checkpoint {key!r} has no complete folder (DONE marker) under {iad.layout().runs}"
         raise dg.Failure(msg, allow_retries=False)
     return found[key]
 
@@ -49,10 +49,7 @@ def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg
             keys["eval_set"],
             checkpoint_key=keys["checkpoint"],
             recipe=checkpoint.parent.name,
-            tables_dir=iad.tables_dir(),
-            data_dir=iad.data_dir(),
-            warehouse_path=iad.root() / "results.duckdb",
-            reports_dir=iad.root() / "reports",
+            layout=iad.layout(),
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
@@ -133,7 +130,7 @@ EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_SET
 )
 def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
     seen = json.loads(context.cursor) if context.cursor else {}
-    found = complete_checkpoints(iad.root() / "runs")
+    found = complete_checkpoints(iad.layout().runs)
     new_keys, requests = [], []
     for key, folder in found.items():
         print_ = fingerprint(folder)
@@ -163,7 +160,7 @@ def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
 )
 def nightly_reevaluation(context: dg.ScheduleEvaluationContext, iad: IadConfig):
     latest: dict[str, str] = {}
-    for key in complete_checkpoints(iad.root() / "runs"):
+    for key in complete_checkpoints(iad.layout().runs):
         recipe, step = key.rsplit("-", 1)
         if recipe not in latest or int(step) > int(latest[recipe].rsplit("-", 1)[1]):
             latest[recipe] = key

@@ -1,8 +1,11 @@
 """Evaluating a checkpoint end to end: answer, score, store in DuckDB, draw the reports.
 
-The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` call these two functions; so can
-a script. Answers are appended to a resumable store first, so an interrupted evaluation
-restarts where it stopped; the warehouse receives each evaluation in one transaction.
+The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` and the ``iad eval`` command call
+these functions (:func:`evaluate_set` picks one by evaluation set); so can a script. Every
+path (questions, answer store, warehouse, reports) comes from the
+:class:`~iad_pipeline.paths.Layout`. Answers are appended to a resumable store first, so an
+interrupted evaluation restarts where it stopped; the warehouse receives each evaluation in
+one transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from iad_pipeline import __version__
 from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fsutil import write_text
+from iad_pipeline.paths import Layout
 
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
 CROSS_SETS = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
@@ -75,10 +79,27 @@ def model_path(checkpoint: Path) -> Path:
     return merged
 
 
-def _backend(path: Path, batch_size: int):
-    from eval.backends.transformers_backend import TransformersBackend
+BACKEND_NAMES = ("transformers", "vllm", "openai")
 
-    return TransformersBackend(path, batch_size=batch_size)
+
+def _backend(name: str, model: Path | str, batch_size: int, layout: Layout):
+    """The backend that answers: a local model folder, or a model name on an OpenAI server."""
+    from eval.backends import make_backend
+
+    if name == "transformers":
+        return make_backend("transformers", model_path=model, batch_size=batch_size)
+    if name == "vllm":
+        return make_backend("vllm", model_path=model)
+    if name == "openai":
+        return make_backend("openai", model=str(model), cache_dir=layout.llm_cache)
+    msg = f"unknown backend {name!r}; valid: {', '.join(BACKEND_NAMES)}"
+    raise IadError(msg)
+
+
+def _questions(layout: Layout, key: str) -> pl.DataFrame:
+    from iad_pipeline.stages import read_table
+
+    return read_table(layout, "questions", key, made_by="question_bank")
 
 
 def _rounded(table: pl.DataFrame) -> pl.DataFrame:
@@ -88,28 +109,29 @@ def _rounded(table: pl.DataFrame) -> pl.DataFrame:
 
 def _answer(
     questions: pl.DataFrame,
-    checkpoint: Path,
+    checkpoint: Path | str,
     checkpoint_key: str,
     eval_set: str,
     protocol: Protocol,
-    reports_dir: Path,
+    layout: Layout,
+    backend: str,
     batch_size: int,
     progress: bool,
     **prompting,
-) -> tuple[Path, pl.DataFrame]:
+) -> tuple[Path | str, pl.DataFrame]:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint, set)."""
-    model = model_path(checkpoint)
+    model = checkpoint if backend == "openai" else model_path(Path(checkpoint))
     # one run per (checkpoint, evaluation set): its own id, store folder and warehouse rows
     run = RunInfo(
         model=str(model),
         checkpoint=f"{checkpoint_key}/{eval_set}",
-        backend="transformers",
+        backend=backend,
         protocol=protocol,
     )
-    store = AnswerStore(reports_dir.parent / "answers")
+    store = AnswerStore(layout.answers)
     answers = evaluate(
         questions,
-        _backend(model, batch_size),
+        _backend(backend, model, batch_size, layout),
         store,
         run=run,
         batch_size=batch_size,
@@ -125,6 +147,7 @@ def _run_row(
     recipe: str,
     model: str,
     protocol: str,
+    backend: str,
     run_id: str,
     started: dt.datetime,
     n: int,
@@ -137,7 +160,7 @@ def _run_row(
         "recipe": recipe,
         "model": model,
         "protocol": protocol,
-        "backend": "transformers",
+        "backend": backend,
         "code_version": __version__,
         "started_at": started,
         "finished_at": dt.datetime.now(dt.UTC),
@@ -156,16 +179,15 @@ def _long_table(table: pl.DataFrame, run_id: str) -> pl.DataFrame:
 
 
 def evaluate_mmad(
-    checkpoint: Path,
+    checkpoint: Path | str,
     eval_set: str,
     *,
     checkpoint_key: str,
     recipe: str,
-    tables_dir: Path,
-    data_dir: Path,
-    warehouse_path: Path,
-    reports_dir: Path,
+    layout: Layout,
     protocol: Protocol | None = None,
+    backend: str = "transformers",
+    limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
 ) -> Evaluation:
@@ -177,12 +199,10 @@ def evaluate_mmad(
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
         raise IadError(msg)
     protocol = protocol or Protocol()
-    path = tables_dir / "questions" / "mmad.parquet"
-    if not path.is_file():
-        msg = f"{path} does not exist; materialize question_bank for 'mmad' first"
-        raise IadError(msg)
-    questions = pl.read_parquet(path).filter(pl.col("source") == eval_set)
-    root = data_dir / "mmad"
+    questions = _questions(layout, "mmad").filter(pl.col("source") == eval_set)
+    if limit is not None:
+        questions = questions.head(limit)
+    root = layout.mmad_root()
     templates = mmad_templates(root / "mmad.json")
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
     started = dt.datetime.now(dt.UTC)
@@ -192,7 +212,8 @@ def evaluate_mmad(
         checkpoint_key,
         eval_set,
         protocol,
-        reports_dir,
+        layout,
+        backend,
         batch_size,
         progress,
         templates=templates,
@@ -209,13 +230,14 @@ def evaluate_mmad(
         recipe,
         str(model),
         protocol.name,
+        backend,
         run_id,
         started,
         answers.height,
         scores.headline,
     )
-    Warehouse(warehouse_path).record_run(row, answers, by_type, by_category)
-    folder = reports_dir / checkpoint_key / eval_set
+    Warehouse(layout.warehouse).record_run(row, answers, by_type, by_category)
+    folder = layout.report(checkpoint_key, eval_set)
     paths = {
         "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
         "heatmap": heatmap(
@@ -247,34 +269,33 @@ def evaluate_mmad(
 
 
 def evaluate_cross_dataset(
-    checkpoint: Path,
+    checkpoint: Path | str,
     eval_set: str,
     *,
     checkpoint_key: str,
     recipe: str,
-    tables_dir: Path,
-    data_dir: Path,
-    warehouse_path: Path,
+    layout: Layout,
+    protocol: Protocol | None = None,
+    backend: str = "transformers",
+    limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
-    reports_dir: Path,
 ) -> Evaluation:
     """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
     normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too)."""
     if eval_set not in CROSS_SETS:
         msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
         raise IadError(msg)
-    path = tables_dir / "questions" / f"{eval_set}.parquet"
-    if not path.is_file():
-        msg = f"{path} does not exist; materialize question_bank for {eval_set!r} first"
-        raise IadError(msg)
-    questions = pl.read_parquet(path).filter(
+    questions = _questions(layout, eval_set).filter(
         (pl.col("style") == "emit")
         & (pl.col("task") == "anomaly_detection")
         & pl.col("sample_id").str.contains("/test/")
         & pl.col("reference_image").is_not_null()
     )
-    protocol = Protocol(shots=1)
+    if limit is not None:
+        questions = questions.head(limit)
+    # AD-FM's protocol is 1-shot with the question's own reference image
+    protocol = protocol or Protocol(shots=1)
     started = dt.datetime.now(dt.UTC)
     model, answers = _answer(
         questions,
@@ -282,11 +303,12 @@ def evaluate_cross_dataset(
         checkpoint_key,
         eval_set,
         protocol,
-        reports_dir,
+        layout,
+        backend,
         batch_size,
         progress,
         templates=None,
-        image_root=data_dir,
+        image_root=layout.data,
     )
     run_id = answers["run_id"][0] if answers.height else "empty"
     # the predicted side: the letter of the "Yes." option (EMIT's wording) means anomalous
@@ -352,12 +374,13 @@ def evaluate_cross_dataset(
         recipe,
         str(model),
         protocol.name,
+        backend,
         run_id,
         started,
         answers.height,
         accuracy,
     )
-    Warehouse(warehouse_path).record_run(
+    Warehouse(layout.warehouse).record_run(
         row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category
     )
     return Evaluation(
@@ -368,4 +391,29 @@ def evaluate_cross_dataset(
         accuracy,
         {},
         markdown_table(_rounded(metrics)),
+    )
+
+
+def evaluate_set(
+    checkpoint: Path | str,
+    eval_set: str,
+    *,
+    checkpoint_key: str,
+    recipe: str,
+    layout: Layout,
+    **options,
+) -> Evaluation:
+    """Evaluate on an MMAD query set or a cross-dataset test set, whichever ``eval_set`` is."""
+    if eval_set in MMAD_SETS:
+        run = evaluate_mmad
+    elif eval_set in CROSS_SETS:
+        run = evaluate_cross_dataset
+    else:
+        msg = (
+            f"unknown evaluation set {eval_set!r}; MMAD sets: {', '.join(MMAD_SETS)}; "
+            f"cross-dataset sets: {', '.join(CROSS_SETS)}"
+        )
+        raise IadError(msg)
+    return run(
+        checkpoint, eval_set, checkpoint_key=checkpoint_key, recipe=recipe, layout=layout, **options
     )

@@ -177,7 +177,7 @@ def _print_leaderboard() -> None:
     from eval.warehouse import Warehouse
     from iad_pipeline.resources import IadConfig
 
-    path = IadConfig().root() / "results.duckdb"
+    path = IadConfig().layout().warehouse
     if not path.is_file():
         return
     board = Warehouse(path).query(
