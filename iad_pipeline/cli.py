@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ds_verbs.add_parser(
         "fetch",
         help="download (or take --from) and verify a dataset",
-        description="Download, verify (sha256) and extract a dataset into "
+        description="Download, verify (sha256 or md5) and extract a dataset into "
         "<data-dir>/<KEY>/, or install one you downloaded "
         "with --from.",
     )
@@ -536,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.add_argument("--url", help="download from this URL instead (links move)")
     p.add_argument("--sha256", help="expected sha256 of the archive (64 hex digits)")
+    p.add_argument(
+        "--md5", help="expected md5 of the archive, where that is what is published (32 hex)"
+    )
     p.add_argument(
         "--from",
         dest="from_path",

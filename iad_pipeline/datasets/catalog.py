@@ -122,6 +122,8 @@ DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
     )
 }
 
+# MVTec 3D-AD: the test/ folder names of the released archive (Bergmann et al., VISAPP 2022,
+# Table 1; anomalib reads the same folders). tire has a hole defect like the food categories.
 MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
     "bagel": ("combined", "contamination", "crack", "hole"),
     "cable_gland": ("bent", "cut", "hole", "thread"),
@@ -132,7 +134,7 @@ MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
     "peach": ("combined", "contamination", "cut", "hole"),
     "potato": ("combined", "contamination", "cut", "hole"),
     "rope": ("contamination", "cut", "open"),
-    "tire": ("combined", "contamination", "cut"),
+    "tire": ("combined", "contamination", "cut", "hole"),
 }
 
 # DAGM has no defect names: one weakly labelled defect class per texture class.
