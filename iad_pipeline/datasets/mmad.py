@@ -77,6 +77,13 @@ def scan(root: Path) -> LayoutScan:
     forms: Counter[str] = Counter()
     for key, entry in load_mmad_json(root / MMAD_JSON).items():
         parts = key.split("/")
+        if ".." in parts or key.startswith("/") or "\\" in key:
+            out.problem(
+                f"{root / MMAD_JSON}#{key}",
+                Reason.BAD_MANIFEST_ROW,
+                "key leaves the MMAD folder (absolute, '..' or a backslash); not read",
+            )
+            continue
         if len(parts) < 4 or not isinstance(entry, dict) or not is_image(key):
             out.problem(
                 f"{root / MMAD_JSON}#{key}",
@@ -125,6 +132,14 @@ def _masks(
     out: LayoutScan, class_dir: Path, mask_path: str, sid: str, forms: Counter[str]
 ) -> tuple[Path, ...]:
     if not mask_path:
+        return ()
+    if ".." in mask_path.replace("\\", "/").split("/") or mask_path.startswith("/"):
+        out.problem(
+            class_dir / mask_path,
+            Reason.BAD_MANIFEST_ROW,
+            "mask_path leaves the category folder ('..' or absolute); not read (image kept)",
+            sid,
+        )
         return ()
     form, files = resolve_mask_path(class_dir, mask_path)
     if form == "missing":

@@ -278,3 +278,23 @@ def test_visa_from_a_real_format_split_csv_with_crlf(tmp_path) -> None:
         .equals(lf.select("sample_id", "split", "label").sort("sample_id"))
     )
     assert all(not p.endswith("\r") for ms in result.samples["mask_paths"] for p in ms)
+
+
+def test_mmad_json_paths_that_leave_the_folder_are_not_read(mmad_tree, tmp_path) -> None:
+    tree = tmp_path / "mmad"
+    shutil.copytree(mmad_tree, tree)
+    (tmp_path / "secret.png").write_bytes(
+        (tree / next(iter(json.loads((tree / "mmad.json").read_text())))).read_bytes()
+    )
+    data = json.loads((tree / "mmad.json").read_text())
+    first = next(iter(data.values()))
+    data["DS-MVTec/bottle/image/../../../../secret.png"] = first
+    masked = next(k for k, v in data.items() if v["mask_path"].endswith(".png"))
+    data[masked] = {**data[masked], "mask_path": "../../../secret.png"}
+    (tree / "mmad.json").write_text(json.dumps(data))
+    fetch("mmad", data_dir=tmp_path / "data", from_path=tree, accept_license=True, env=NO_CONFIG)
+    result = read_samples("mmad", tmp_path / "data")
+    assert not [p for p in result.samples["image_path"] if "secret" in p]
+    assert not [m for ms in result.samples["mask_paths"] for m in ms if "secret" in m]
+    reasons = result.quarantine.filter(result.quarantine["reason"] == "bad_manifest_row")
+    assert reasons.height == 2
