@@ -771,6 +771,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except BrokenPipeError:  # `iad datasets list | head -1`: the reader is done, so are we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (IadError, OSError) as exc:
         if args.verbose:
             import traceback

@@ -101,6 +101,15 @@ def test_listings_are_plain_and_complete_in_a_pipe(tmp_path) -> None:
     rows = json.loads(_iad(tmp_path, "datasets", "list", "--json").stdout)
     assert {r["key"] for r in rows} >= {"dtd_synthetic", "mmad", "mvtec_3d"}
     assert all(r["installed"] == "no" for r in rows)
+    # a reader that stops early (head) ends the listing quietly
+    piped = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m iad_pipeline.cli datasets list --json | head -c 5"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert piped.stdout == '[{"ke' and "error" not in piped.stderr
 
 
 def test_profile_flag_and_environment_pick_the_same_root(tmp_path) -> None:
