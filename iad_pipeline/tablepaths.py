@@ -41,8 +41,47 @@ PATH_COLUMNS = (
 LIST_PATH_COLUMNS = ("mask_paths", "source_images")
 
 
-def _roots(layout: Layout) -> dict[str, Path]:
-    return {"data": layout.data, "tables": layout.tables}
+def _roots(layout: Layout) -> dict[str, str]:
+    """``{name: absolute root without trailing slash}``, lexically normalised."""
+    return {
+        "data": posixpath.normpath(str(layout.data.absolute())),
+        "tables": posixpath.normpath(str(layout.tables.absolute())),
+    }
+
+
+def _stored_expr(e: pl.Expr, layout: Layout) -> pl.Expr:
+    """Vectorised :func:`to_stored`: a root prefix becomes the root's name."""
+    out = e
+    for name, root in reversed(list(_roots(layout).items())):
+        prefix = root.rstrip("/") + "/"
+        out = (
+            pl.when(e.str.starts_with(prefix))
+            .then(pl.lit(name + "/") + e.str.slice(len(prefix)))
+            .otherwise(out)
+        )
+    return out
+
+
+def _absolute_expr(e: pl.Expr, layout: Layout) -> pl.Expr:
+    """Vectorised :func:`to_absolute` (without the checks, see :func:`_bad_expr`)."""
+    out = e
+    for name, root in _roots(layout).items():
+        out = (
+            pl.when(e.str.starts_with(name + "/"))
+            .then(pl.lit(root.rstrip("/") + "/") + e.str.slice(len(name) + 1))
+            .otherwise(out)
+        )
+    return out
+
+
+def _bad_expr(e: pl.Expr, layout: Layout) -> pl.Expr:
+    """True for a stored value that would leave the roots: ``..``, unknown root, outside."""
+    roots = _roots(layout)
+    known = pl.lit(False)
+    for name, root in roots.items():
+        known = known | e.str.starts_with(name + "/") | e.str.starts_with(root.rstrip("/") + "/")
+    dotdot = e.str.contains(r"(^|/)\.\.(/|$)") | e.str.contains("\\", literal=True)
+    return e.is_not_null() & (e != "") & (~known | dotdot)
 
 
 def to_stored(path: str | None, layout: Layout) -> str | None:
@@ -50,11 +89,10 @@ def to_stored(path: str | None, layout: Layout) -> str | None:
     if path is None or path == "" or not Path(path).is_absolute():
         return path
     # lexical, not resolved: a dataset linked in with --from keeps its paths under data/
-    normal = Path(posixpath.normpath(path))
+    normal = posixpath.normpath(path)
     for name, root in _roots(layout).items():
-        root = Path(posixpath.normpath(str(root.absolute())))
-        if normal.is_relative_to(root):
-            return str(PurePosixPath(name, *normal.relative_to(root).parts))
+        if normal == root or normal.startswith(root.rstrip("/") + "/"):
+            return str(PurePosixPath(name, *PurePosixPath(normal).relative_to(root).parts))
     return path
 
 
@@ -62,51 +100,49 @@ def to_absolute(value: str | None, layout: Layout, *, source: Path | str = "tabl
     """The absolute path of a stored value; refuses anything outside the layout's roots."""
     if value is None or value == "":
         return value
+    frame = pl.DataFrame({"v": [value]})
+    _check(frame, ["v"], [], layout, source)
+    return frame.select(_absolute_expr(pl.col("v"), layout))["v"][0]
+
+
+def _check(df: pl.DataFrame, columns: list[str], lists: list[str], layout: Layout, source) -> None:
     roots = _roots(layout)
-    if Path(value).is_absolute():
-        normal = Path(posixpath.normpath(value))
-        if any(normal.is_relative_to(posixpath.normpath(str(r))) for r in roots.values()):
-            return str(normal)
-        msg = (
-            f"{source}: path {value!r} lies outside the data and tables folders "
-            f"({layout.data}, {layout.tables}); rebuild the table"
-        )
-        raise IadError(msg)
-    parts = PurePosixPath(value).parts
-    if len(parts) < 2 or parts[0] not in roots or ".." in parts:
-        msg = (
-            f"{source}: path {value!r} is not relative to the data or tables folder "
-            "(or leaves it with '..'); rebuild the table"
-        )
-        raise IadError(msg)
-    return str(roots[parts[0]].joinpath(*parts[1:]))
-
-
-def _map(df: pl.DataFrame, fn) -> pl.DataFrame:
-    exprs = []
-    for column in PATH_COLUMNS:
-        if column in df.columns and df.schema[column] == pl.String:
-            exprs.append(pl.col(column).map_elements(fn, return_dtype=pl.String))
-    for column in LIST_PATH_COLUMNS:
-        if column in df.columns and df.schema[column] == pl.List(pl.String):
-            exprs.append(
-                pl.col(column).map_elements(
-                    lambda xs: [fn(x) for x in xs], return_dtype=pl.List(pl.String)
-                )
+    for column, is_list in [(c, False) for c in columns] + [(c, True) for c in lists]:
+        values = df.get_column(column)
+        if is_list:
+            values = values.explode()
+        bad = values.filter(values.to_frame().select(_bad_expr(pl.col(column), layout)).to_series())
+        if bad.len():
+            msg = (
+                f"{source}: {column} {bad[0]!r} is not under the data or tables folder "
+                f"({roots['data']}, {roots['tables']}) or leaves it with '..'; rebuild the table"
             )
-    return df.with_columns(exprs) if exprs and df.height else df
+            raise IadError(msg)
+
+
+def _columns(df: pl.DataFrame) -> tuple[list[str], list[str]]:
+    single = [c for c in PATH_COLUMNS if c in df.columns and df.schema[c] == pl.String]
+    lists = [c for c in LIST_PATH_COLUMNS if c in df.columns and df.schema[c] == pl.List(pl.String)]
+    return single, lists
 
 
 def relative_paths(df: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     """The table as stored: path columns relative to the layout's roots."""
-    return _map(df, lambda p: to_stored(p, layout))
+    single, lists = _columns(df)
+    exprs = [_stored_expr(pl.col(c), layout).alias(c) for c in single]
+    exprs += [pl.col(c).list.eval(_stored_expr(pl.element(), layout)).alias(c) for c in lists]
+    return df.with_columns(exprs) if exprs else df
 
 
 def resolve_paths(
     df: pl.DataFrame, layout: Layout, *, source: Path | str = "table"
 ) -> pl.DataFrame:
     """The table as used: path columns absolute, each checked to stay inside its root."""
-    return _map(df, lambda p: to_absolute(p, layout, source=source))
+    single, lists = _columns(df)
+    _check(df, single, lists, layout, source)
+    exprs = [_absolute_expr(pl.col(c), layout).alias(c) for c in single]
+    exprs += [pl.col(c).list.eval(_absolute_expr(pl.element(), layout)).alias(c) for c in lists]
+    return df.with_columns(exprs) if exprs else df
 
 
 def read_table_file(path: Path, layout: Layout) -> pl.DataFrame:
