@@ -72,7 +72,10 @@ def test_mmad_maps_our_dataset_keys(mmad_root, dataset, category, key, name) -> 
     ("request_", "error"),
     [
         (knowledge("mvtec_ad", "carpet", "hole"), "no category 'carpet' under 'MVTec'"),
-        (knowledge("visa", "candle", "bad"), "no 'bad' for VisA/candle; it has chunk_of_wax_missing, combined"),
+        (
+            knowledge("visa", "candle", "bad"),
+            "no 'bad' for VisA/candle; it has chunk_of_wax_missing, combined",
+        ),
         (knowledge("mpdd", "tubes", "good"), "no dataset 'mpdd'"),
         (
             ChatRequest(("text", "visa", "candle", "id", "", ""), "p"),
