@@ -69,7 +69,7 @@ def annotations(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
     try:
         result, paths = write_annotations(
             key,
-            iad.tables_dir(),
+            iad.layout(),
             dilate_px=iad.dilate_px,
             min_area_px=iad.min_area_px,
             workers=iad.workers,

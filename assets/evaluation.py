@@ -34,9 +34,9 @@ UPSTREAM = [
 
 
 def _checkpoint(iad: IadConfig, key: str):
-    found = complete_checkpoints(iad.root() / "runs")
+    found = complete_checkpoints(iad.layout().runs)
     if key not in found:
-        msg = f"checkpoint {key!r} has no complete folder (DONE marker) under {iad.root()}/runs"
+        msg = f"checkpoint {key!r} has no complete folder (DONE marker) under {iad.layout().runs}"
         raise dg.Failure(msg, allow_retries=False)
     return found[key]
 
@@ -69,10 +69,7 @@ def _evaluate(
             keys["eval_set"],
             checkpoint_key=keys["checkpoint"],
             recipe=checkpoint.parent.name,
-            tables_dir=iad.tables_dir(),
-            data_dir=iad.data_dir(),
-            warehouse_path=iad.root() / "results.duckdb",
-            reports_dir=iad.root() / "reports",
+            layout=iad.layout(),
             protocol=protocol,
         )
     except IadError as exc:
@@ -159,12 +156,12 @@ EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_SET
 )
 def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
     seen = json.loads(context.cursor) if context.cursor else {}
-    found = complete_checkpoints(iad.root() / "runs")
+    found = complete_checkpoints(iad.layout().runs)
     new_keys, requests = [], []
     for key, folder in found.items():
         # the same fingerprint keys the answer store, so a request for changed content is
         # answered anew; digests are cached by file stat, so unchanged GBs are not re-read
-        print_ = checkpoint_fingerprint(folder, iad.root() / "cache" / "fingerprints")
+        print_ = checkpoint_fingerprint(folder, iad.layout().fingerprint_cache)
         if seen.get(key) == print_:
             continue
         if not context.instance.has_dynamic_partition("checkpoints", key):
@@ -191,7 +188,7 @@ def checkpoint_sensor(context: dg.SensorEvaluationContext, iad: IadConfig):
 )
 def nightly_reevaluation(context: dg.ScheduleEvaluationContext, iad: IadConfig):
     latest: dict[str, str] = {}
-    for key in complete_checkpoints(iad.root() / "runs"):
+    for key in complete_checkpoints(iad.layout().runs):
         recipe, step = key.rsplit("-", 1)
         if recipe not in latest or int(step) > int(latest[recipe].rsplit("-", 1)[1]):
             latest[recipe] = key

@@ -9,11 +9,10 @@ from iad_pipeline.datasets.checks import (
     preview_records,
 )
 from iad_pipeline.datasets.fetch import install_for_profile
-from iad_pipeline.datasets.ingest import write_samples
 from iad_pipeline.datasets.registry import get_spec
 from iad_pipeline.errors import IadError
 from iad_pipeline.resources import IadConfig
-from iad_pipeline.stages import quarantine_path, table_path
+from iad_pipeline.stages import write_samples_table
 
 
 @dg.asset(
@@ -30,8 +29,8 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
         record = install_for_profile(
             key,
             profile=iad.resolved_profile(),
-            data_dir=iad.data_dir(),
-            work_dir=iad.synthetic_dir(),
+            data_dir=iad.layout().data,
+            work_dir=iad.layout().synthetic,
             accept_license=iad.licences_accepted(),
             per_class=iad.synthetic_per_class,
             seed=iad.seed,
@@ -72,15 +71,9 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
 )
 def samples(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    tables = iad.tables_dir()
     try:
-        result, (spath, qpath) = write_samples(
-            key,
-            iad.data_dir(),
-            table_path(tables, "samples", key),
-            workers=iad.workers,
-            quarantine_out=quarantine_path(tables, "samples", key),
-        )
+        result, paths = write_samples_table(key, iad.layout(), workers=iad.workers)
+        spath, qpath = paths["samples"], paths["quarantine"]
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     df, quarantine = result.samples, result.quarantine

@@ -27,9 +27,7 @@ def missing_knowledge(samples_df: pl.DataFrame, table: pl.DataFrame) -> list[str
 
 
 def _provider(iad: IadConfig, knowledge: KnowledgeConfig):
-    return make_knowledge_provider(
-        knowledge.settings(), iad.root() / "cache" / "llm", iad.data_dir()
-    )
+    return make_knowledge_provider(knowledge.settings(), iad.layout())
 
 
 def _usage(report, provider) -> dict:
@@ -66,12 +64,12 @@ def domain_knowledge(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     try:
-        df = read_table(iad.tables_dir(), "samples", key, made_by="samples")
+        df = read_table(iad.layout(), "samples", key, made_by="samples")
         provider = _provider(iad, knowledge)
         result, paths = write_domain_knowledge(
             key,
             df,
-            iad.tables_dir(),
+            iad.layout(),
             provider,
             template_backend=iad.template_backend,
             seed=iad.seed,
@@ -123,16 +121,16 @@ def text_samples(
     context: dg.AssetExecutionContext, iad: IadConfig, knowledge: KnowledgeConfig
 ) -> dg.MaterializeResult:
     key = context.partition_key
-    tables = iad.tables_dir()
+    layout = iad.layout()
     try:
-        df = read_table(tables, "samples", key, made_by="samples")
-        ann = read_table(tables, "annotations", key, made_by="annotations")
+        df = read_table(layout, "samples", key, made_by="samples")
+        ann = read_table(layout, "annotations", key, made_by="annotations")
         provider = _provider(iad, knowledge)
         result, table, path = write_text_samples(
             key,
             df,
             ann,
-            tables,
+            layout,
             provider,
             per_category=knowledge.text_samples_per_category,
             seed=iad.seed,

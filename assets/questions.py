@@ -42,8 +42,7 @@ def question_bank(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Mater
     try:
         questions, path = write_question_bank(
             key,
-            iad.tables_dir(),
-            iad.data_dir(),
+            iad.layout(),
             seed=iad.seed,
             template_backend=iad.template_backend,
         )
@@ -91,7 +90,7 @@ def training_set(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materi
     recipe = context.partition_key
     try:
         result = write_training_set(
-            recipe, iad.tables_dir(), iad.data_dir(), seed=iad.seed, allow_leaks=iad.allow_leaks
+            recipe, iad.layout(), seed=iad.seed, allow_leaks=iad.allow_leaks
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc

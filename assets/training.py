@@ -34,7 +34,7 @@ def grpo_run(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     recipe = context.partition_key
-    output = iad.root() / "runs" / recipe
+    output = iad.layout().run(recipe)
     script = [
         "-m",
         "training.grpo",
@@ -44,7 +44,7 @@ def grpo_run(
         str(output),
         "--resume",
         "--training-set",
-        str(iad.tables_dir() / "training_sets" / RECIPE_SETS[recipe] / "hf"),
+        str(iad.layout().training_set_hf(RECIPE_SETS[recipe])),
     ]
     if launcher.max_steps is not None:
         script += ["--max-steps", str(launcher.max_steps)]

@@ -1,9 +1,11 @@
 """Evaluating a checkpoint end to end: answer, score, store in DuckDB, draw the reports.
 
-The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` call these two functions; so can
-a script. Answers are appended to a resumable store first, so an interrupted evaluation
-restarts where it stopped; the warehouse receives each evaluation whole (one parquet
-generation, renamed into place).
+The Dagster assets ``mmad_eval`` and ``cross_dataset_eval`` and the ``iad eval`` command call
+these functions (:func:`evaluate_set` picks one by evaluation set); so can a script. Every
+path (questions, answer store, warehouse, reports) comes from the
+:class:`~iad_pipeline.paths.Layout`. Answers are appended to a resumable store first, so an
+interrupted evaluation restarts where it stopped; the warehouse receives each evaluation
+whole (one parquet generation, renamed into place).
 
 Every evaluation is keyed by the checkpoint's content fingerprint
 (:func:`iad_pipeline.fingerprint.checkpoint_fingerprint`) as well as its name and protocol: a
@@ -34,6 +36,7 @@ from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.fsutil import write_text
+from iad_pipeline.paths import Layout
 
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
 CROSS_SETS = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
@@ -90,10 +93,27 @@ def model_revision(path: Path) -> str | None:
     return digest.hexdigest()[:12]
 
 
-def _backend(path: Path, batch_size: int):
-    from eval.backends.transformers_backend import TransformersBackend
+BACKEND_NAMES = ("transformers", "vllm", "openai")
 
-    return TransformersBackend(path, batch_size=batch_size)
+
+def _backend(name: str, model: Path | str, batch_size: int, layout: Layout):
+    """The backend that answers: a local model folder, or a model name on an OpenAI server."""
+    from eval.backends import make_backend
+
+    if name == "transformers":
+        return make_backend("transformers", model_path=model, batch_size=batch_size)
+    if name == "vllm":
+        return make_backend("vllm", model_path=model)
+    if name == "openai":
+        return make_backend("openai", model=str(model), cache_dir=layout.llm_cache)
+    msg = f"unknown backend {name!r}; valid: {', '.join(BACKEND_NAMES)}"
+    raise IadError(msg)
+
+
+def _questions(layout: Layout, key: str) -> pl.DataFrame:
+    from iad_pipeline.stages import read_table
+
+    return read_table(layout, "questions", key, made_by="question_bank")
 
 
 def _rounded(table: pl.DataFrame) -> pl.DataFrame:
@@ -103,34 +123,38 @@ def _rounded(table: pl.DataFrame) -> pl.DataFrame:
 
 def _answer(
     questions: pl.DataFrame,
-    checkpoint: Path,
+    checkpoint: Path | str,
     checkpoint_key: str,
     eval_set: str,
     protocol: Protocol,
-    reports_dir: Path,
+    layout: Layout,
+    backend: str,
     batch_size: int,
     progress: bool,
     **prompting,
-) -> tuple[Path, str, pl.DataFrame, RunInfo]:
+) -> tuple[Path | str, str, pl.DataFrame, RunInfo]:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
 
     Returns the model folder, the checkpoint's content fingerprint, the answers and the run.
     """
-    sha = checkpoint_fingerprint(checkpoint, reports_dir.parent / "cache" / "fingerprints")
-    model = model_path(checkpoint, sha)
+    if backend == "openai":  # a model served elsewhere: its name is all there is
+        sha, model = "", checkpoint
+    else:
+        sha = checkpoint_fingerprint(Path(checkpoint), layout.fingerprint_cache)
+        model = model_path(Path(checkpoint), sha)
     # one run per (checkpoint content, evaluation set): its own id, store folder and rows
     run = RunInfo(
         model=str(model),
         checkpoint=f"{checkpoint_key}/{eval_set}",
-        backend="transformers",
+        backend=backend,
         protocol=protocol,
         checkpoint_sha=sha,
-        model_revision=model_revision(model),
+        model_revision=None if backend == "openai" else model_revision(Path(model)),
     )
-    store = AnswerStore(reports_dir.parent / "answers")
+    store = AnswerStore(layout.answers)
     answers = evaluate(
         questions,
-        _backend(model, batch_size),
+        _backend(backend, model, batch_size, layout),
         store,
         run=run,
         batch_size=batch_size,
@@ -164,7 +188,7 @@ def _run_row(
         "protocol_key": record["protocol_key"],
         "mmad_version": record["mmad_version"],
         "protocol_record": json.dumps(record, sort_keys=True),
-        "backend": "transformers",
+        "backend": run.backend,
         "code_version": __version__,
         "started_at": started,
         "finished_at": dt.datetime.now(dt.UTC),
@@ -188,16 +212,15 @@ def _report_name(eval_set: str, protocol: Protocol) -> str:
 
 
 def evaluate_mmad(
-    checkpoint: Path,
+    checkpoint: Path | str,
     eval_set: str,
     *,
     checkpoint_key: str,
     recipe: str,
-    tables_dir: Path,
-    data_dir: Path,
-    warehouse_path: Path,
-    reports_dir: Path,
+    layout: Layout,
     protocol: Protocol | None = None,
+    backend: str = "transformers",
+    limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
 ) -> Evaluation:
@@ -209,18 +232,16 @@ def evaluate_mmad(
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
         raise IadError(msg)
     protocol = protocol or Protocol()
-    path = tables_dir / "questions" / "mmad.parquet"
-    if not path.is_file():
-        msg = f"{path} does not exist; materialize question_bank for 'mmad' first"
-        raise IadError(msg)
-    questions = pl.read_parquet(path).filter(pl.col("source") == eval_set)
-    root = data_dir / "mmad"
+    questions = _questions(layout, "mmad").filter(pl.col("source") == eval_set)
+    if limit is not None:
+        questions = questions.head(limit)
+    root = layout.mmad_root()
     templates = mmad_templates(root / "mmad.json")
     if protocol.mmad_version == "corrected":
         corrected = apply_errata(questions, templates, root)
         questions, templates = corrected.questions, corrected.templates
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
-    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
+    warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
     model, sha, answers, run = _answer(
         questions,
@@ -228,7 +249,8 @@ def evaluate_mmad(
         checkpoint_key,
         eval_set,
         protocol,
-        reports_dir,
+        layout,
+        backend,
         batch_size,
         progress,
         templates=templates,
@@ -253,7 +275,7 @@ def evaluate_mmad(
     )
     warehouse.record_run(row, answers, by_type, by_category)
     # the corrected MMAD's reports sit beside the original's, never over them
-    folder = reports_dir / checkpoint_key / _report_name(eval_set, protocol)
+    folder = layout.report(checkpoint_key, _report_name(eval_set, protocol))
     paths = {
         "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
         "heatmap": heatmap(
@@ -285,18 +307,17 @@ def evaluate_mmad(
 
 
 def evaluate_cross_dataset(
-    checkpoint: Path,
+    checkpoint: Path | str,
     eval_set: str,
     *,
     checkpoint_key: str,
     recipe: str,
-    tables_dir: Path,
-    data_dir: Path,
-    warehouse_path: Path,
+    layout: Layout,
+    protocol: Protocol | None = None,
+    backend: str = "transformers",
+    limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
-    reports_dir: Path,
-    protocol: Protocol | None = None,
 ) -> Evaluation:
     """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
     normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too).
@@ -308,18 +329,17 @@ def evaluate_cross_dataset(
     if eval_set not in CROSS_SETS:
         msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
         raise IadError(msg)
-    path = tables_dir / "questions" / f"{eval_set}.parquet"
-    if not path.is_file():
-        msg = f"{path} does not exist; materialize question_bank for {eval_set!r} first"
-        raise IadError(msg)
-    questions = pl.read_parquet(path).filter(
+    questions = _questions(layout, eval_set).filter(
         (pl.col("style") == "emit")
         & (pl.col("task") == "anomaly_detection")
         & pl.col("sample_id").str.contains("/test/")
         & pl.col("reference_image").is_not_null()
     )
+    if limit is not None:
+        questions = questions.head(limit)
+    # AD-FM's protocol is 1-shot with the question's own reference image
     protocol = protocol or Protocol(shots=1)
-    warehouse = Warehouse(warehouse_path)  # an unusable results file fails before answering
+    warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
     model, sha, answers, run = _answer(
         questions,
@@ -327,11 +347,12 @@ def evaluate_cross_dataset(
         checkpoint_key,
         eval_set,
         protocol,
-        reports_dir,
+        layout,
+        backend,
         batch_size,
         progress,
         templates=None,
-        image_root=data_dir,
+        image_root=layout.data,
     )
     run_id = answers["run_id"][0] if answers.height else "empty"
     # the letters come from the shared parser (the protocol's rule), the truth from the
@@ -383,4 +404,29 @@ def evaluate_cross_dataset(
         accuracy,
         {},
         markdown_table(_rounded(metrics)),
+    )
+
+
+def evaluate_set(
+    checkpoint: Path | str,
+    eval_set: str,
+    *,
+    checkpoint_key: str,
+    recipe: str,
+    layout: Layout,
+    **options,
+) -> Evaluation:
+    """Evaluate on an MMAD query set or a cross-dataset test set, whichever ``eval_set`` is."""
+    if eval_set in MMAD_SETS:
+        run = evaluate_mmad
+    elif eval_set in CROSS_SETS:
+        run = evaluate_cross_dataset
+    else:
+        msg = (
+            f"unknown evaluation set {eval_set!r}; MMAD sets: {', '.join(MMAD_SETS)}; "
+            f"cross-dataset sets: {', '.join(CROSS_SETS)}"
+        )
+        raise IadError(msg)
+    return run(
+        checkpoint, eval_set, checkpoint_key=checkpoint_key, recipe=recipe, layout=layout, **options
     )

@@ -39,9 +39,9 @@ OPENAI_PREFIX = "openai:"
 
 def default_model_dir(home: Path | None = None) -> Path:
     """The offline tiny Qwen2.5-VL of ``iad prompt``: built once under the profile's root."""
-    from iad_pipeline.paths import profile_root
+    from iad_pipeline.paths import Layout
 
-    return profile_root(home) / "models" / "tiny-qwen25vl"
+    return Layout.resolve(home).models / "tiny-qwen25vl"
 
 
 def _processor(model: Path | None) -> Any:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from iad_pipeline.datasets.catalog import DATASET_KEYS
 from iad_pipeline.errors import IadError
-from iad_pipeline.paths import data_dir as default_data_dir
+from iad_pipeline.paths import PROFILES, Layout
 
 
 class _Consoles:
@@ -37,25 +37,59 @@ class _Consoles:
 _c = _Consoles()
 
 
-def _data_dir(value: str | None) -> Path:
-    return Path(value).expanduser().resolve() if value else default_data_dir()
+def _say(text: str) -> None:
+    """A plain line on stdout: never wrapped or cut, whatever the terminal."""
+    print(text, flush=True)
+
+
+def _note(text: str) -> None:
+    """A status line on stderr (kept out of a pipe's data)."""
+    _c.err.print(text, soft_wrap=True, highlight=False)
+
+
+def _layout(args: argparse.Namespace) -> Layout:
+    """The layout of this call: ``$IAD_HOME``, ``--profile`` (``$IAD_PROFILE``), ``--data-dir``."""
+    return Layout.resolve(
+        None, getattr(args, "profile", None), data_dir=getattr(args, "data_dir", None)
+    )
+
+
+def _emit_table(
+    args: argparse.Namespace, title: str, columns: Sequence[str], rows: Sequence[Sequence]
+) -> None:
+    """A listing: JSON with ``--json``, a rich table on a terminal, else plain tab-separated
+    lines (header first) that ``grep`` and ``cut`` can read, never truncated."""
+    if getattr(args, "json", False):
+        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str))
+        return
+    if sys.stdout.isatty():
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        _c.out.print(table)
+        return
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("" if v is None else str(v) for v in row))
+    sys.stdout.flush()
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
     from iad_pipeline.datasets.fetch import read_marker
     from iad_pipeline.datasets.registry import SPECS
 
-    data_dir = _data_dir(args.data_dir)
-    table = Table(title=f"Datasets ({data_dir})")
-    for column in ("key", "name", "licence", "size", "download", "installed"):
-        table.add_column(column)
+    layout = _layout(args)
+    rows = []
     for spec in SPECS.values():
-        record = read_marker(data_dir, spec.key)
+        record = read_marker(layout.data, spec.key)
         installed = "no" if record is None else f"yes ({record.mode}"
         if record is not None:
             installed += ", synthetic)" if record.synthetic else ")"
-        table.add_row(spec.key, spec.name, spec.licence, spec.size, spec.download_kind, installed)
-    _c.out.print(table)
+        rows.append((spec.key, spec.name, spec.licence, spec.size, spec.download_kind, installed))
+    columns = ("key", "name", "licence", "size", "download", "installed")
+    _emit_table(args, f"Datasets ({layout.data})", columns, rows)
     return 0
 
 
@@ -64,165 +98,193 @@ def cmd_datasets_fetch(args: argparse.Namespace) -> int:
     from iad_pipeline.datasets.registry import get_spec
 
     spec = get_spec(args.key)
-    data_dir = _data_dir(args.data_dir)
-    _c.err.print(f"{spec.name}: licence {spec.licence} ({spec.homepage})", soft_wrap=True)
+    layout = _layout(args)
+    _note(f"{spec.name}: licence {spec.licence} ({spec.homepage})")
+    digests = {"md5": args.md5} if getattr(args, "md5", None) else {}
     record = fetch(
         args.key,
-        data_dir=data_dir,
+        data_dir=layout.data,
         url=args.url,
         sha256=args.sha256,
         from_path=Path(args.from_path) if args.from_path else None,
         accept_license=args.accept_license,
         progress=not args.quiet,
         retries=args.retries,
+        **digests,
     )
     state = "already installed" if record.already_installed else f"installed ({record.mode})"
     for warning in record.warnings:
-        _c.err.print(f"[yellow]warning:[/yellow] {warning}")
-    _c.out.print(f"{args.key}: {state} at {record.path}")
+        _note(f"[yellow]warning:[/yellow] {warning}")
+    _say(f"{args.key}: {state} at {record.path}")
     return 0
 
 
 def cmd_datasets_synth(args: argparse.Namespace) -> int:
+    import shutil
+
+    from iad_pipeline.datasets.fetch import fetch, read_marker
     from iad_pipeline.synthetic import pack_archive, synthesize
 
-    target = Path(args.out).expanduser().resolve()
     categories = [c for c in args.categories.split(",") if c] if args.categories else None
-    report = synthesize(
+    options = {
+        "per_class": args.per_class,
+        "seed": args.seed,
+        "size": args.size,
+        "categories": categories,
+        "progress": not args.quiet,
+    }
+    if args.out:
+        target = Path(args.out).expanduser().resolve()
+        report = synthesize(args.key, target, **options)
+        _note(
+            f"{args.key}: {report.n_images} images ({report.n_anomalous} anomalous, "
+            f"{report.n_masks} masks) in {target}"
+        )
+        if args.archive:
+            path, digest = pack_archive(args.key, target)
+            _say(f"{path} {digest}")
+        return 0
+    # default: install into the profile's data folder, through the real install path
+    layout = _layout(args)
+    existing = read_marker(layout.data, args.key)
+    if existing is not None:
+        _say(f"{args.key}: already installed at {existing.path}")
+        return 0
+    tree = layout.synthetic / args.key
+    if tree.exists():  # our own work folder (never a user's): rebuild it with these options
+        shutil.rmtree(tree)
+    report = synthesize(args.key, tree, **options)
+    archive, digest = pack_archive(args.key, tree)
+    record = fetch(
         args.key,
-        target,
-        per_class=args.per_class,
-        seed=args.seed,
-        size=args.size,
-        categories=categories,
+        data_dir=layout.data,
+        from_path=archive,
+        sha256=digest,
+        synthetic=True,
         progress=not args.quiet,
     )
-    _c.err.print(
-        f"{args.key}: {report.n_images} images ({report.n_anomalous} anomalous, "
-        f"{report.n_masks} masks) in {target}"
+    _note(
+        f"{args.key}: {report.n_images} synthetic images ({report.n_anomalous} anomalous, "
+        f"{report.n_masks} masks), packed as {archive.name} and installed"
     )
     if args.archive:
-        path, digest = pack_archive(args.key, target)
-        print(f"{path} {digest}")
+        _say(f"{archive} {digest}")
+    _say(f"{args.key}: installed ({record.mode}, synthetic) at {record.path}")
     return 0
 
 
-def cmd_samples(args: argparse.Namespace) -> int:
-    from iad_pipeline.datasets.ingest import write_samples
+def _counts(df, by: Sequence[str], name: str) -> tuple[list[str], list[tuple]]:
+    counts = df.group_by(list(by)).len(name).sort(list(by))
+    return counts.columns, list(counts.iter_rows())
 
-    data_dir = _data_dir(args.data_dir)
-    result, paths = write_samples(
-        args.key, data_dir, Path(args.out), workers=args.workers, progress=not args.quiet
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from iad_pipeline.stages import write_samples_table
+
+    layout = _layout(args)
+    result, paths = write_samples_table(
+        args.key,
+        layout,
+        workers=args.workers,
+        progress=not args.quiet,
+        out=Path(args.out) if args.out else None,
     )
-    table = Table(title=f"{args.key}: {result.samples.height} samples")
-    for column in ("split", "label", "images"):
-        table.add_column(column)
-    counts = result.samples.group_by(["split", "label"]).len("images").sort(["split", "label"])
-    for row in counts.iter_rows():
-        table.add_row(*(str(v) for v in row))
-    _c.out.print(table)
+    columns, rows = _counts(result.samples, ("split", "label"), "images")
+    _emit_table(args, f"{args.key}: {result.samples.height} samples", columns, rows)
     if result.quarantine.height:
         reasons = result.quarantine.group_by("reason").len("rows").sort("reason")
         summary = ", ".join(f"{r} {n}" for r, n in reasons.iter_rows())
-        _c.err.print(
+        _note(
             f"[yellow]quarantine:[/yellow] {result.quarantine.height} rows ({summary}) "
-            f"in {paths[1]}"
+            f"in {paths['quarantine']}"
         )
     else:
-        _c.err.print("quarantine: empty")
-    _c.out.print(f"wrote {paths[0]}")
+        _note("quarantine: empty")
+    _note(f"wrote {paths['samples']}")
     return 0
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from iad_pipeline.annotate import annotate_samples
-    from iad_pipeline.datasets.ingest import quarantine_path_for, read_samples
-    from iad_pipeline.fsutil import write_parquet
+    import polars as pl
 
-    data_dir = _data_dir(args.data_dir)
-    samples = read_samples(args.key, data_dir, workers=args.workers, progress=not args.quiet)
-    result = annotate_samples(
-        samples.samples,
+    from iad_pipeline.stages import write_annotations
+
+    layout = _layout(args)
+    result, paths = write_annotations(
+        args.key,
+        layout,
         dilate_px=args.dilate_px,
         min_area_px=args.min_area_px,
         workers=args.workers,
         progress=not args.quiet,
+        out=Path(args.out) if args.out else None,
     )
-    out = Path(args.out)
-    write_parquet(result.annotations, out)
-    write_parquet(result.quarantine, quarantine_path_for(out))
     df = result.annotations
-    table = Table(title=f"{args.key}: {df.height} samples annotated")
-    for column in ("status", "samples", "boxes"):
-        table.add_column(column)
-    import polars as pl
-
     summary = df.group_by("status").agg(
         pl.len().alias("samples"), pl.col("box_count").sum().alias("boxes")
     )
-    for row in summary.sort("status").iter_rows():
-        table.add_row(*(str(v) for v in row))
-    _c.out.print(table)
-    _c.out.print(f"wrote {out}")
+    rows = list(summary.sort("status").iter_rows())
+    _emit_table(args, f"{args.key}: {df.height} samples annotated", summary.columns, rows)
+    _note(f"wrote {paths['annotations']}")
     return 0
 
 
 def cmd_questions(args: argparse.Namespace) -> int:
-    from iad_pipeline.annotate import annotate_samples
-    from iad_pipeline.datasets.ingest import read_samples
-    from iad_pipeline.fsutil import write_parquet
-    from iad_pipeline.questions.builders import build_questions
-    from iad_pipeline.questions.mmad_json import read_mmad_json, write_mmad_json
-    from iad_pipeline.questions.templates import similar_and_random
-    from iad_pipeline.stages import STYLES
+    import polars as pl
 
-    data_dir = _data_dir(args.data_dir)
+    from iad_pipeline.questions.mmad_json import CHOICE_STYLES, write_mmad_json
+    from iad_pipeline.stages import STYLES, build_question_bank, read_table, write_question_bank
+
+    layout = _layout(args)
     styles = [s for s in args.styles.split(",") if s] if args.styles else list(STYLES)
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
-    samples = read_samples(
-        args.key, data_dir, workers=args.workers, progress=not args.quiet
-    ).samples
-    templates = {}
-    if args.key == "mmad":
-        root = (data_dir / "mmad").absolute()
-        questions = read_mmad_json(root / "mmad.json", root)
-    else:
-        annotations = annotate_samples(samples, workers=args.workers).annotations
-        pool = samples.filter(~samples["is_anomalous"] & (samples["split"] == "train"))
-        templates = similar_and_random(samples, pool, k=3, seed=args.seed, backend="pixels")
-        refs = {
-            sid: t["similar_templates"][0] for sid, t in templates.items() if t["similar_templates"]
-        }
-        kwargs = {"tasks": tasks} if tasks else {}
-        questions = build_questions(
-            samples, annotations, styles=styles, seed=args.seed, reference_images=refs, **kwargs
-        )
-    out = Path(args.out)
     if args.format == "mmad":
-        write_mmad_json(questions, out, data_root=data_dir, samples=samples, templates=templates)
+        if not args.out:
+            msg = "--format mmad needs --out FILE.json"
+            raise IadError(msg)
+        questions = build_question_bank(
+            args.key, layout, styles=styles, tasks=tasks, seed=args.seed
+        )
+        left_out = sorted(set(questions["style"]) - set(CHOICE_STYLES))
+        if left_out:
+            questions = questions.filter(pl.col("style").is_in(list(CHOICE_STYLES)))
+            _note(
+                f"mmad.json holds lettered choice questions only: left out styles "
+                f"{', '.join(left_out)} (use --format parquet for them)"
+            )
+        if questions.is_empty():
+            msg = (
+                f"no questions of a style mmad.json can hold ({', '.join(CHOICE_STYLES)}) "
+                f"among --styles {','.join(styles)}"
+            )
+            raise IadError(msg)
+        samples = read_table(layout, "samples", args.key, made_by="samples")
+        out = write_mmad_json(questions, Path(args.out), data_root=layout.data, samples=samples)
     else:
-        write_parquet(questions, out)
-    counts = questions.group_by(["style", "task"]).len("questions").sort(["style", "task"])
-    table = Table(title=f"{args.key}: {questions.height} questions")
-    for column in counts.columns:
-        table.add_column(column)
-    for row in counts.iter_rows():
-        table.add_row(*(str(v) for v in row))
-    _c.out.print(table)
-    _c.out.print(f"wrote {out}")
+        questions, out = write_question_bank(
+            args.key,
+            layout,
+            styles=styles,
+            tasks=tasks,
+            seed=args.seed,
+            out=Path(args.out) if args.out else None,
+        )
+    columns, rows = _counts(questions, ("style", "task"), "questions")
+    _emit_table(args, f"{args.key}: {questions.height} questions", columns, rows)
+    _note(f"wrote {out}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import signal
 
-    from iad_pipeline.paths import profile_root
     from iad_pipeline.supervise import LOCK_ENV, LOCK_NAME, run_folder_lock, run_supervised
 
-    # Training runs as its own process (training/grpo.py, as under accelerate or Dagster),
-    # so the core never imports the training package.
+    layout = _layout(args)
+    _check_training_inputs(args, layout)
+    # Training runs as its own process (training/grpo.py, as under accelerate or Dagster).
     name = Path(args.recipe).stem
-    output = Path(args.output) if args.output else profile_root() / "runs" / name
+    output = Path(args.output) if args.output else layout.run(name)
     command = [
         sys.executable,
         "-m",
@@ -236,12 +298,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         command += ["--max-steps", str(args.max_steps)]
     if args.resume:
         command.append("--resume")
-    if args.training_set:
-        command += ["--training-set", args.training_set]
+    command += ["--training-set", args.training_set or str(_training_set_dir(args, layout))]
     _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
     # one trainer per run folder; the child inherits the lock and dies with this process
     with run_folder_lock(output) as fd:
-        env = {**os.environ, LOCK_ENV: f"{fd}:{output / LOCK_NAME}"}
+        env = {
+            **os.environ,
+            "IAD_HOME": str(layout.home),
+            "IAD_PROFILE": layout.profile,
+            LOCK_ENV: f"{fd}:{output / LOCK_NAME}",
+        }
         code, stopped_by = run_supervised(command, env=env, pass_fds=[fd])
     if stopped_by is not None:
         name = signal.Signals(stopped_by).name
@@ -261,23 +327,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tables_dir(data_dir: Path) -> Path:
-    """Tables live beside the data folder: ``$IAD_HOME/data`` -> ``$IAD_HOME/tables``."""
-    return data_dir.parent / "tables"
+def _training_set_dir(args: argparse.Namespace, layout: Layout) -> Path:
+    from training.config import load_recipe
+
+    return layout.training_set_hf(load_recipe(args.recipe).training_set)
+
+
+def _check_training_inputs(args: argparse.Namespace, layout: Layout) -> None:
+    """Refuse before starting a process: a bad recipe or a missing training set is one line."""
+    path = Path(args.training_set) if args.training_set else _training_set_dir(args, layout)
+    if not path.is_dir():
+        from training.config import load_recipe
+
+        name = load_recipe(args.recipe).training_set
+        msg = (
+            f"{path}: no training set for recipe {args.recipe!r} (profile {layout.profile}); "
+            f"materialize training_set[{name}] first (make demo, or the UI), or pass "
+            "--training-set DIR"
+        )
+        raise IadError(msg)
 
 
 def cmd_knowledge_generate(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from iad_pipeline.datasets.ingest import read_samples
     from iad_pipeline.stages import (
         ProviderSettings,
         make_knowledge_provider,
+        read_table,
         write_domain_knowledge,
     )
 
-    data_dir = _data_dir(args.data_dir)
-    tables = _tables_dir(data_dir)
+    layout = _layout(args)
     settings = ProviderSettings(
         name=args.provider,
         base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
@@ -285,17 +366,18 @@ def cmd_knowledge_generate(args: argparse.Namespace) -> int:
         max_requests=args.max_requests,
         concurrency=args.concurrency,
     )
-    provider = make_knowledge_provider(settings, data_dir.parent / "cache" / "llm", data_dir)
-    samples = read_samples(args.key, data_dir, progress=not args.quiet).samples
-    result, paths = write_domain_knowledge(args.key, samples, tables, provider)
+    provider = make_knowledge_provider(settings, layout)
+    samples = read_table(layout, "samples", args.key, made_by="samples")
+    result, paths = write_domain_knowledge(args.key, samples, layout, provider)
     s = result.report.summary()
-    table = Table(title=f"{args.key}: domain knowledge ({provider.name}, {provider.model})")
-    for column in ("category", "key", "status", "text"):
-        table.add_column(column, overflow="fold")
-    for row in result.table.head(12).iter_rows(named=True):
-        text = (row["text"] or row["error"] or "")[:120]
-        table.add_row(row["category"], row["key"], row["status"], text)
-    _c.out.print(table)
+    rows = [
+        (row["category"], row["key"], row["status"], row["text"] or row["error"] or "")
+        for row in result.table.iter_rows(named=True)
+    ]
+    if sys.stdout.isatty() and not args.json:  # a terminal gets a short preview
+        rows = [(c, k, st, t[:120]) for c, k, st, t in rows[:12]]
+    title = f"{args.key}: domain knowledge ({provider.name}, {provider.model})"
+    _emit_table(args, title, ("category", "key", "status", "text"), rows)
     failed = result.table.filter(pl.col("status") != "ok").height
     share = f" ({failed / result.table.height:.0%})" if result.table.height else ""
     _c.err.print(
@@ -305,7 +387,7 @@ def cmd_knowledge_generate(args: argparse.Namespace) -> int:
         + (", stopped by the budget" if s["budget_stopped"] else ""),
         soft_wrap=True,
     )
-    _c.out.print(f"wrote {paths['table']} and {paths['json']}")
+    _note(f"wrote {paths['table']} and {paths['json']}")
     result.check_not_all_failed(f"knowledge generate {args.key}")
     return 0
 
@@ -313,8 +395,8 @@ def cmd_knowledge_generate(args: argparse.Namespace) -> int:
 def cmd_knowledge_show(args: argparse.Namespace) -> int:
     import polars as pl
 
-    data_dir = _data_dir(args.data_dir)
-    path = _tables_dir(data_dir) / "knowledge" / f"{args.key}.parquet"
+    layout = _layout(args)
+    path = layout.table("knowledge", args.key)
     if not path.is_file():
         msg = f"{path} does not exist; run: iad knowledge generate {args.key}"
         raise IadError(msg)
@@ -322,10 +404,14 @@ def cmd_knowledge_show(args: argparse.Namespace) -> int:
     if rows.is_empty():
         msg = f"no knowledge for category {args.category!r} in {path}"
         raise IadError(msg)
+    if args.json:
+        columns = ("key", "provider", "status", "text", "error")
+        print(json.dumps(rows.select(columns).to_dicts()))
+        return 0
     for row in rows.iter_rows(named=True):
-        _c.out.print(f"[bold]{row['key']}[/bold] ({row['provider']}, {row['status']})")
-        _c.out.print(row["text"] or f"(no text: {row['error']})", markup=False)
-        _c.out.print()
+        _say(f"{row['key']} ({row['provider']}, {row['status']})")
+        _say(row["text"] or f"(no text: {row['error']})")
+        _say("")
     return 0
 
 
@@ -360,14 +446,87 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.pipeline import evaluate_set
+    from eval.protocols import Protocol
+
+    layout = _layout(args)
+    target = args.model
+    if args.backend == "openai":
+        key, recipe = args.name or target.replace("/", "_"), "external"
+    else:
+        folder = Path(target).expanduser().resolve()
+        if not folder.is_dir():
+            msg = f"{folder}: no such checkpoint or model folder"
+            raise IadError(msg)
+        target = folder
+        key, recipe = _checkpoint_name(folder, args.name)
+    protocol = Protocol(
+        shots=args.shots,
+        template=args.template,
+        knowledge=args.knowledge,
+        shuffle_options=args.shuffle,
+        seed=args.seed,
+        answer_rule=args.answer_rule,
+    )
+    result = evaluate_set(
+        target,
+        args.set,
+        checkpoint_key=key,
+        recipe=recipe,
+        layout=layout,
+        protocol=protocol,
+        backend=args.backend,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    columns = result.by_type.columns
+    _emit_table(
+        args,
+        f"{key} on {args.set} ({protocol.name}, {result.answers.height} answers)",
+        columns,
+        list(result.by_type.iter_rows()),
+    )
+    headline = "n/a" if result.headline is None else f"{result.headline:.2f}"
+    _note(f"headline {headline}; run {result.run['run_id']} recorded in {layout.warehouse}")
+    for name, path in result.paths.items():
+        _note(f"{name}: {path}")
+    return 0
+
+
+def _checkpoint_name(folder: Path, name: str | None) -> tuple[str, str]:
+    """(key, recipe): ``runs/<recipe>/checkpoint-<n>`` is ``<recipe>-<n>``, as the sensor
+    names it; any other model folder is its own name."""
+    prefix, _, step = folder.name.partition("-")
+    if prefix == "checkpoint" and step.isdigit():
+        return name or f"{folder.parent.name}-{step}", folder.parent.name
+    return name or folder.name, folder.name
+
+
 def _key(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", metavar="KEY", choices=DATASET_KEYS, help=", ".join(DATASET_KEYS))
 
 
-def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+def _profile_arg(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     p.add_argument(
-        "--data-dir", help="data folder (default: $IAD_HOME/data, IAD_HOME defaults to ./.iad)"
+        "--profile",
+        choices=PROFILES,
+        default=default,
+        help="demo ($IAD_HOME/demo) or real ($IAD_HOME); default $IAD_PROFILE, else demo",
     )
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    _profile_arg(p)
+    p.add_argument(
+        "--data-dir",
+        help="data folder (default: the profile's data/ under $IAD_HOME, itself ./.iad)",
+    )
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
 
 
 def _quiet(p: argparse.ArgumentParser) -> None:
@@ -384,7 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="iad-pipeline: datasets, samples, training and evaluation for "
         "industrial anomaly detection with reasoning VLMs.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at debug level; tracebacks on errors"
+    )
+    _profile_arg(parser, default=None)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     ds = verbs.add_parser(
@@ -397,15 +559,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = ds_verbs.add_parser(
         "list",
         help="table of datasets, licences and install state",
-        description="Show every dataset of the registry and whether it is installed.",
+        description="Show every dataset of the registry and whether it is installed (plain "
+        "tab-separated lines when stdout is not a terminal).",
     )
     _data_dir_arg(p)
+    _json(p)
     p.set_defaults(func=cmd_datasets_list)
 
     p = ds_verbs.add_parser(
         "fetch",
         help="download (or take --from) and verify a dataset",
-        description="Download, verify (sha256) and extract a dataset into "
+        description="Download, verify (sha256 or md5) and extract a dataset into "
         "<data-dir>/<KEY>/, or install one you downloaded "
         "with --from.",
     )
@@ -413,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(p)
     p.add_argument("--url", help="download from this URL instead (links move)")
     p.add_argument("--sha256", help="expected sha256 of the archive (64 hex digits)")
+    p.add_argument(
+        "--md5", help="expected md5 of the archive, where that is what is published (32 hex)"
+    )
     p.add_argument(
         "--from",
         dest="from_path",
@@ -430,14 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = ds_verbs.add_parser(
         "synth",
-        help="write a synthetic dataset in KEY's real layout",
-        description="Write a synthetic dataset in KEY's real raw on-disk "
-        "layout (exact masks). With --archive, also pack it "
-        "in the real archive format and print "
-        "'<path> <sha256>' as the last line.",
+        help="install a synthetic dataset in KEY's real layout",
+        description="Write a synthetic dataset in KEY's real raw on-disk layout (exact masks), "
+        "pack it in the real archive format and install it into the profile's data folder "
+        "through the real verify-and-extract path, so `iad samples KEY` can read it. With "
+        "--out DIR, only write the tree to DIR (nothing installed). With --archive, also print "
+        "'<archive> <sha256>' of the packed archive.",
     )
     _key(p)
-    p.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
+    _data_dir_arg(p)
+    p.add_argument(
+        "--out", help="only write the tree into this folder (must not exist or be empty)"
+    )
     p.add_argument("--per-class", type=int, default=3, help="images per label folder (3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (128)")
@@ -449,12 +620,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "samples",
         help="build the samples and quarantine tables of a dataset",
-        description="Read <data-dir>/<KEY>/ and write the samples table "
-        "(parquet) and FILE.quarantine.parquet beside it.",
+        description="Read <data-dir>/<KEY>/ and write the samples table and its quarantine "
+        "table (the samples asset's files: tables/samples/KEY.parquet, "
+        "tables/quarantine/samples/KEY.parquet).",
     )
     _key(p)
     _data_dir_arg(p)
-    p.add_argument("--out", required=True, metavar="FILE.parquet", help="samples table to write")
+    _json(p)
+    p.add_argument(
+        "--out",
+        metavar="FILE.parquet",
+        help="write here instead (and FILE.quarantine.parquet beside it)",
+    )
     _workers(p)
     _quiet(p)
     p.set_defaults(func=cmd_samples)
@@ -462,13 +639,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "annotate",
         help="defect boxes, 3x3 grid regions and mask areas",
-        description="Read <data-dir>/<KEY>/ and write one annotation row per "
-        "sample (boxes, grid regions, mask area, status) and "
-        "FILE.quarantine.parquet beside it.",
+        description="Read KEY's samples table (run `iad samples KEY` first) and write one "
+        "annotation row per sample (boxes, grid regions, mask area, status), its quarantine "
+        "table and a preview sheet: the annotations asset's files.",
     )
     _key(p)
     _data_dir_arg(p)
-    p.add_argument("--out", required=True, metavar="FILE.parquet", help="annotations table")
+    _json(p)
+    p.add_argument(
+        "--out",
+        metavar="FILE.parquet",
+        help="write here instead (FILE.quarantine.parquet, FILE.preview.png beside it)",
+    )
     p.add_argument(
         "--dilate-px",
         type=int,
@@ -483,12 +665,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "questions",
         help="multiple-choice questions, parquet or MMAD json",
-        description="Build the question bank of <data-dir>/<KEY>/ and write "
-        "it as parquet or as MMAD-format json (keys relative to "
-        "the data dir, so MMAD's scripts can read it).",
+        description="Build KEY's question bank from its samples and annotations tables (run "
+        "`iad samples KEY` and `iad annotate KEY` first) and write it as parquet (the "
+        "question_bank asset's table by default) or as MMAD-format json (the lettered choice "
+        "styles; keys relative to the data dir, so MMAD's scripts can read it).",
     )
     _key(p)
     _data_dir_arg(p)
+    _json(p)
     p.add_argument(
         "--tasks",
         help="comma-separated: anomaly_detection, defect_classification, "
@@ -496,9 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--styles", help="comma-separated: emit, anomalyr1, lr_iad, adfm (all)")
     p.add_argument("--format", choices=("mmad", "parquet"), default="parquet")
-    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--out", metavar="FILE", help="file to write (required for mmad; parquet: the table)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of option order (0)")
-    _workers(p)
     _quiet(p)
     p.set_defaults(func=cmd_questions)
 
@@ -545,12 +730,13 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="write the knowledge of a dataset's categories",
         description="Ask the provider for EMIT's defect and normal texts "
-        "of every category of KEY; writes parquet and MMAD's "
-        "domain_knowledge.json shape under <data-dir>/../tables"
-        "/knowledge/. The API key is read from OPENAI_API_KEY.",
+        "of every category of KEY (its samples table: run `iad samples KEY` first); writes "
+        "parquet and MMAD's domain_knowledge.json shape under the profile's "
+        "tables/knowledge/. The API key is read from OPENAI_API_KEY.",
     )
     _key(p)
     _data_dir_arg(p)
+    _json(p)
     p.add_argument(
         "--provider",
         choices=("auto", "openai", "mmad", "template"),
@@ -571,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     _key(p)
     p.add_argument("category", metavar="CATEGORY")
     _data_dir_arg(p)
+    _json(p)
     p.set_defaults(func=cmd_knowledge_show)
 
     p = verbs.add_parser(
@@ -587,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="anomalyr1, adfm, emit, lriad, demo, or a YAML file",
     )
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
-    p.add_argument("--output", metavar="DIR", help="default: $IAD_HOME/[demo/]runs/<recipe>")
+    p.add_argument("--output", metavar="DIR", help="default: the profile's runs/<recipe>")
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint"
     )
@@ -596,7 +783,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="exported training set (default: the training_set asset's export)",
     )
+    _profile_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser(
+        "eval",
+        help="evaluate a checkpoint or model on an MMAD or cross-dataset set",
+        description="Run the evaluation the mmad_eval / cross_dataset_eval assets run: answer "
+        "the set's questions (resumable answer store), score them, record the run in the "
+        "profile's results.duckdb, write the reports, and print the score table.",
+    )
+    p.add_argument(
+        "model",
+        metavar="CHECKPOINT_OR_MODEL_DIR",
+        help="runs/<recipe>/checkpoint-<n>, any model folder (or, with --backend openai, "
+        "a model name)",
+    )
+    p.add_argument(
+        "--set",
+        required=True,
+        metavar="EVAL_SET",
+        help="MMAD: DS-MVTec, MVTec-LOCO, VisA, GoodsAD; cross-dataset: visa, mpdd, "
+        "dtd_synthetic, dagm, mvtec_3d",
+    )
+    p.add_argument("--backend", choices=("transformers", "vllm", "openai"), default="transformers")
+    p.add_argument("--limit", type=int, default=None, help="first N questions only")
+    p.add_argument("--name", help="checkpoint name in the results (default from the folder)")
+    p.add_argument("--shots", type=int, default=1, help="template images (MMAD: 1)")
+    p.add_argument("--template", choices=("random", "similar"), default="random")
+    p.add_argument("--knowledge", action="store_true", help="add MMAD's domain knowledge")
+    p.add_argument("--shuffle", action="store_true", help="seeded option shuffling")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (0)")
+    p.add_argument("--answer-rule", choices=("mmad", "think"), default="mmad")
+    p.add_argument("--batch-size", type=int, default=8, help="questions per batch (8)")
+    _profile_arg(p)
+    _json(p)
+    _quiet(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -609,10 +832,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except BrokenPipeError:  # `iad datasets list | head -1`: the reader is done, so are we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (IadError, OSError) as exc:
         if args.verbose:  # the traceback is for developers: only with -v
             traceback.print_exc()
-        _c.err.print(f"iad: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        _c.err.print(f"iad: error: {message}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _c.err.print(

@@ -142,22 +142,12 @@ def main() -> int:
 
 def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
     """Run the checkpoint sensor once, as the daemon would, and execute what it requests."""
-    from iad_pipeline.resources import IadConfig
+    from iad_pipeline.definitions import daemon_run_tags, tick_sensor
 
-    sensor = defs.resolve_sensor_def("checkpoint_sensor")
-    # no cursor: every complete checkpoint is requested again; the answer store resumes, so
-    # a re-run answers nothing twice and the warehouse replaces each run's rows
-    with dg.build_sensor_context(instance=instance, resources={"iad": IadConfig()}) as context:
-        result = sensor(context)
-    if isinstance(result, dg.SkipReason):
-        console.print(f"checkpoint sensor: {result.skip_message}")
-        requests = []
-    else:
-        for request in result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(
-                request.partitions_def_name, list(request.partition_keys)
-            )
-        requests = result.run_requests
+    # recorded in the instance as the daemon records a tick, so `make ui` has nothing to redo
+    requests, skip = tick_sensor(instance, "checkpoint_sensor")
+    if skip:
+        console.print(f"checkpoint sensor: {skip}")
     failures = 0
     for request in requests:
         job = defs.resolve_job_def(request.job_name)
@@ -167,6 +157,7 @@ def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
                 instance=instance,
                 raise_on_error=False,
                 run_config=QUIET_LOGS,
+                tags=daemon_run_tags(request),
             )
         failures += not res.success
     _print_leaderboard()
@@ -177,7 +168,7 @@ def _print_leaderboard() -> None:
     from eval.warehouse import Warehouse
     from iad_pipeline.resources import IadConfig
 
-    path = IadConfig().root() / "results.duckdb"
+    path = IadConfig().layout().warehouse
     if not path.is_file():
         return
     board = Warehouse(path).query(

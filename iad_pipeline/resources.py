@@ -8,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from iad_pipeline.paths import iad_home, profile_root
+from iad_pipeline.errors import IadError
+from iad_pipeline.paths import PROFILES, Layout
 
-PROFILES = ("demo", "real")
+__all__ = ["PROFILES", "IadConfig", "KnowledgeConfig", "TrainingLauncher"]
 
 
 class IadConfig(dg.ConfigurableResource):
@@ -48,27 +49,18 @@ class IadConfig(dg.ConfigurableResource):
         description="explicit override: keep training images that also appear in an evaluation set",
     )
 
+    def layout(self) -> Layout:
+        """Every path of this (home, profile): the one place paths are built."""
+        try:
+            return Layout.resolve(self.home, self.profile)
+        except IadError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+
     def resolved_profile(self) -> str:
-        profile = self.profile or os.environ.get("IAD_PROFILE") or "demo"
-        if profile not in PROFILES:
-            msg = f"profile must be one of {PROFILES}, got {profile!r} (check IAD_PROFILE)"
-            raise dg.Failure(msg, allow_retries=False)
-        return profile
+        return self.layout().profile
 
     def home_dir(self) -> Path:
-        return Path(self.home).expanduser().resolve() if self.home else iad_home()
-
-    def root(self) -> Path:
-        return profile_root(self.home_dir(), self.resolved_profile())
-
-    def data_dir(self) -> Path:
-        return self.root() / "data"
-
-    def tables_dir(self) -> Path:
-        return self.root() / "tables"
-
-    def synthetic_dir(self) -> Path:
-        return self.root() / "synthetic"
+        return self.layout().home
 
     def licences_accepted(self) -> bool:
         if self.accept_licenses is not None:

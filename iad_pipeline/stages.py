@@ -1,13 +1,16 @@
 """The pipeline's stages as plain functions: table in, table out, files written atomically.
 
 The Dagster assets and the ``iad`` CLI both call these, so the UI and the command line
-produce the same files. Tables live under one folder (``$IAD_HOME/tables`` by default)::
+produce the same files. Every path comes from a :class:`~iad_pipeline.paths.Layout`::
 
-    samples/<dataset>.parquet            quarantine/samples/<dataset>.parquet
-    annotations/<dataset>.parquet        quarantine/annotations/<dataset>.parquet
-    previews/annotations/<dataset>.png
-    questions/<dataset>.parquet
-    training_sets/<recipe>/questions.parquet, leaks.parquet, hf/ (a datasets.Dataset)
+    tables/samples/<dataset>.parquet            tables/quarantine/samples/<dataset>.parquet
+    tables/annotations/<dataset>.parquet        tables/quarantine/annotations/<dataset>.parquet
+    tables/previews/annotations/<dataset>.png
+    tables/questions/<dataset>.parquet
+    tables/training_sets/<recipe>/{train,eval,leaks}.parquet, hf/ (a datasets.Dataset)
+
+A CLI ``--out FILE`` writes the same table to FILE instead (its quarantine table beside it
+as ``FILE.quarantine.parquet``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import polars as pl
 
 from iad_pipeline.errors import IadError
 from iad_pipeline.fsutil import write_parquet
+from iad_pipeline.paths import Layout
 
 log = logging.getLogger(__name__)
 
@@ -99,52 +103,82 @@ GUARDS: dict[str, LeakageGuard] = {
 GUARDS["lriad"] = GUARDS["cross_dataset"]
 
 
-def table_path(tables_dir: Path, kind: str, key: str) -> Path:
-    """``<tables>/<kind>/<key>.parquet``.
-
-    Quarantine tables sit in their own tree so a glob over one kind reads one schema.
-    """
-    return tables_dir / kind / f"{key}.parquet"
-
-
-def quarantine_path(tables_dir: Path, kind: str, key: str) -> Path:
-    """``<tables>/quarantine/<kind>/<key>.parquet``."""
-    return tables_dir / "quarantine" / kind / f"{key}.parquet"
+# The CLI verb that writes each kind of table (for "run this first" messages).
+_MADE_BY = {
+    "samples": "iad samples {key} (asset: samples)",
+    "annotations": "iad annotate {key} (asset: annotations)",
+    "questions": "iad questions {key} (asset: question_bank)",
+}
 
 
-def read_table(tables_dir: Path, kind: str, key: str, *, made_by: str) -> pl.DataFrame:
+def _outputs(layout: Layout, kind: str, key: str, out: Path | None) -> dict[str, Path]:
+    """The table, quarantine and preview paths: the layout's, or beside a CLI ``--out``."""
+    if out is None:
+        return {
+            kind: layout.table(kind, key),
+            "quarantine": layout.quarantine(kind, key),
+            "preview": layout.preview(kind, key),
+        }
+    out = Path(out)
+    return {
+        kind: out,
+        "quarantine": out.with_name(f"{out.stem}.quarantine.parquet"),
+        "preview": out.with_name(f"{out.stem}.preview.png"),
+    }
+
+
+def read_table(layout: Layout, kind: str, key: str, *, made_by: str) -> pl.DataFrame:
     """Read a table a previous stage wrote, or say which stage to run first."""
-    path = table_path(tables_dir, kind, key)
+    path = layout.table(kind, key)
     if not path.is_file():
-        msg = f"{path} does not exist; materialize {made_by} for {key!r} first"
+        how = _MADE_BY.get(kind, "{made_by}").format(key=key, made_by=made_by)
+        msg = f"{path} does not exist; run {how} first"
         raise IadError(msg)
-    return pl.read_parquet(path)
+    from iad_pipeline.tablepaths import resolve_paths
+
+    return resolve_paths(pl.read_parquet(path), layout, source=path)
+
+
+def write_samples_table(
+    key: str,
+    layout: Layout,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    out: Path | None = None,
+):
+    """The samples and quarantine tables of the installed dataset ``key``."""
+    from iad_pipeline.datasets.ingest import read_samples
+    from iad_pipeline.tablepaths import relative_paths
+
+    paths = _outputs(layout, "samples", key, out)
+    result = read_samples(key, layout.data, workers=workers, progress=progress)
+    write_parquet(relative_paths(result.samples, layout), paths["samples"])
+    write_parquet(relative_paths(result.quarantine, layout), paths["quarantine"])
+    return result, {"samples": paths["samples"], "quarantine": paths["quarantine"]}
 
 
 def write_annotations(
     key: str,
-    tables_dir: Path,
+    layout: Layout,
     *,
     dilate_px: int = 15,
     min_area_px: int = 4,
     workers: int | None = None,
     progress: bool = False,
+    out: Path | None = None,
 ) -> tuple[object, dict[str, Path]]:
     """Boxes, grid regions and mask areas for every sample of ``key``."""
     from iad_pipeline.annotate import annotate_samples, draw_preview
+    from iad_pipeline.tablepaths import relative_paths
 
-    samples = read_table(tables_dir, "samples", key, made_by="samples")
+    samples = read_table(layout, "samples", key, made_by="samples")
     result = annotate_samples(
         samples, dilate_px=dilate_px, min_area_px=min_area_px, workers=workers, progress=progress
     )
-    out = table_path(tables_dir, "annotations", key)
-    paths = {
-        "annotations": out,
-        "quarantine": out.with_name(f"{key}.quarantine.parquet"),
-        "preview": out.with_name(f"{key}.preview.png"),
-    }
-    write_parquet(result.annotations, paths["annotations"])
-    write_parquet(result.quarantine, paths["quarantine"])
+    paths = _outputs(layout, "annotations", key, out)
+    write_parquet(relative_paths(result.annotations, layout), paths["annotations"])
+    write_parquet(relative_paths(result.quarantine, layout), paths["quarantine"])
     draw_preview(result.annotations, samples, paths["preview"])
     return result, paths
 
@@ -160,32 +194,53 @@ def reference_images(
     return {sid: paths[0] for sid, paths in found.items() if paths}
 
 
-def write_question_bank(
+def build_question_bank(
     key: str,
-    tables_dir: Path,
-    data_dir: Path,
+    layout: Layout,
     *,
     styles: Sequence[str] = STYLES,
+    tasks: Sequence[str] | None = None,
     seed: int = 0,
     template_backend: str = "pixels",
-) -> tuple[pl.DataFrame, Path]:
+) -> pl.DataFrame:
     """The multiple-choice questions of ``key`` (MMAD: its own benchmark questions)."""
     from iad_pipeline.questions.builders import build_questions
     from iad_pipeline.questions.mmad_json import read_mmad_json
 
     if key == "mmad":
-        root = (data_dir / "mmad").absolute()
+        root = layout.mmad_root().absolute()
         questions = read_mmad_json(root / "mmad.json", root)
-    else:
-        samples = read_table(tables_dir, "samples", key, made_by="samples")
-        annotations = read_table(tables_dir, "annotations", key, made_by="annotations")
-        refs = reference_images(samples, backend=template_backend, seed=seed)
-        questions = build_questions(
-            samples, annotations, styles=styles, seed=seed, reference_images=refs
-        )
-    out = table_path(tables_dir, "questions", key)
-    write_parquet(questions, out)
-    return questions, out
+        if tasks:
+            questions = questions.filter(pl.col("task").is_in(list(tasks)))
+        return questions
+    samples = read_table(layout, "samples", key, made_by="samples")
+    annotations = read_table(layout, "annotations", key, made_by="annotations")
+    refs = reference_images(samples, backend=template_backend, seed=seed)
+    kwargs = {"tasks": tuple(tasks)} if tasks else {}
+    return build_questions(
+        samples, annotations, styles=styles, seed=seed, reference_images=refs, **kwargs
+    )
+
+
+def write_question_bank(
+    key: str,
+    layout: Layout,
+    *,
+    styles: Sequence[str] = STYLES,
+    tasks: Sequence[str] | None = None,
+    seed: int = 0,
+    template_backend: str = "pixels",
+    out: Path | None = None,
+) -> tuple[pl.DataFrame, Path]:
+    """Build the question bank of ``key`` and write it (the layout's table, or ``out``)."""
+    from iad_pipeline.tablepaths import relative_paths
+
+    questions = build_question_bank(
+        key, layout, styles=styles, tasks=tasks, seed=seed, template_backend=template_backend
+    )
+    path = Path(out) if out is not None else layout.table("questions", key)
+    write_parquet(relative_paths(questions, layout), path)
+    return questions, path
 
 
 @dataclass
@@ -203,18 +258,23 @@ class TrainingSet:
     paths: dict[str, Path]
 
 
-def _available_samples(tables_dir: Path, keys: Sequence[str]) -> pl.DataFrame:
+def _available_samples(layout: Layout, keys: Sequence[str]) -> pl.DataFrame:
     frames = [
-        pl.read_parquet(p) for k in keys if (p := table_path(tables_dir, "samples", k)).is_file()
+        read_table(layout, "samples", k, made_by="samples")
+        for k in keys
+        if layout.table("samples", k).is_file()
     ]
     if not frames:
-        msg = f"no samples table under {tables_dir / 'samples'}; materialize samples first"
+        msg = (
+            f"no samples table under {layout.tables / 'samples'}; run iad samples KEY "
+            "(or materialize samples) first"
+        )
         raise IadError(msg)
     return pl.concat(frames, how="vertical_relaxed")
 
 
 def _eval_images(
-    guard: LeakageGuard, assigned: pl.DataFrame, tables_dir: Path, data_dir: Path
+    guard: LeakageGuard, assigned: pl.DataFrame, layout: Layout
 ) -> tuple[pl.DataFrame, list[str]]:
     from iad_pipeline.questions.leakage import mmad_eval_images
 
@@ -225,13 +285,13 @@ def _eval_images(
         frames.append(assigned.filter(pl.col("recipe_split") == "eval").select(cols))
     if "cross_dataset" in guard.sets:
         for key in CROSS_DATASET_EVAL:
-            path = table_path(tables_dir, "samples", key)
-            if path.is_file():
-                frames.append(pl.read_parquet(path).filter(pl.col("split") == "test").select(cols))
+            if layout.table("samples", key).is_file():
+                test = read_table(layout, "samples", key, made_by="samples")
+                frames.append(test.filter(pl.col("split") == "test").select(cols))
             else:
                 unavailable.append(f"cross_dataset:{key}")
     if "mmad" in guard.sets:
-        mmad_root = data_dir / "mmad"
+        mmad_root = layout.mmad_root()
         if (mmad_root / "mmad.json").is_file():
             frames.append(mmad_eval_images(mmad_root).select(cols))
         else:
@@ -246,8 +306,7 @@ def _eval_images(
 
 def write_training_set(
     recipe: str,
-    tables_dir: Path,
-    data_dir: Path,
+    layout: Layout,
     *,
     seed: int = 0,
     allow_leaks: bool = False,
@@ -271,13 +330,13 @@ def write_training_set(
     spec = TRAINING_SETS[recipe]
     style = spec.style
     guard = GUARDS[recipe]
-    samples = _available_samples(tables_dir, [k for k in DATASET_KEYS if k != "mmad"])
+    samples = _available_samples(layout, [k for k in DATASET_KEYS if k != "mmad"])
     assigned = assign_split(samples, spec.split, seed=seed).filter(
         pl.col("recipe_split").is_not_null()
     )
     used = sorted(set(assigned["dataset"]))
     questions = pl.concat(
-        [read_table(tables_dir, "questions", k, made_by="question_bank") for k in used],
+        [read_table(layout, "questions", k, made_by="question_bank") for k in used],
         how="vertical_relaxed",
     ).filter(pl.col("style") == style)
     splits = assigned.select("sample_id", pl.col("recipe_split").alias("_split"))
@@ -289,23 +348,25 @@ def write_training_set(
     )
     train = questions.filter(pl.col("split") == "train")
     evals = questions.filter(pl.col("split") == "eval")
-    eval_images, unavailable = _eval_images(guard, assigned, tables_dir, data_dir)
+    eval_images, unavailable = _eval_images(guard, assigned, layout)
     train_images = assigned.filter(pl.col("recipe_split") == "train").select(
         "sample_id", "image_path", "sha256"
     )
     leaks = find_leaks(train_images, eval_images)
-    folder = tables_dir / "training_sets" / recipe
+    folder = layout.training_set(recipe)
     paths = {
         "train": folder / "train.parquet",
         "eval": folder / "eval.parquet",
         "leaks": folder / "leaks.parquet",
-        "hf": folder / "hf",
+        "hf": layout.training_set_hf(recipe),
     }
-    write_parquet(train, paths["train"])
-    write_parquet(evals, paths["eval"])
-    write_parquet(leaks, paths["leaks"])
+    from iad_pipeline.tablepaths import relative_paths
+
+    write_parquet(relative_paths(train, layout), paths["train"])
+    write_parquet(relative_paths(evals, layout), paths["eval"])
+    write_parquet(relative_paths(leaks, layout), paths["leaks"])
     if export_hf and train.height:
-        knowledge = knowledge_texts(tables_dir, used)
+        knowledge = knowledge_texts(layout, used)
         save_hf_dataset(to_hf_dataset(train, knowledge=knowledge), paths["hf"])
     if leaks.height and allow_leaks:
         log.warning(
@@ -335,19 +396,19 @@ class ProviderSettings:
     mmad_json: str | None = None
 
 
-def make_knowledge_provider(settings: ProviderSettings, cache_dir: Path, data_dir: Path):
+def make_knowledge_provider(settings: ProviderSettings, layout: Layout):
     """A provider from settings; ``mmad`` defaults to the installed MMAD's json."""
     from iad_pipeline.knowledge import make_provider
 
     if settings.name == "template":
         return make_provider("template")
     if settings.name == "mmad":
-        path = settings.mmad_json or str(data_dir / "mmad" / "domain_knowledge.json")
+        path = settings.mmad_json or str(layout.mmad_root() / "domain_knowledge.json")
         return make_provider("mmad", path=path)
     config = {
         "base_url": settings.base_url,
         "model": settings.model,
-        "cache_dir": cache_dir,
+        "cache_dir": layout.llm_cache,
         "concurrency": settings.concurrency,
         "timeout": settings.timeout,
         "max_requests": settings.max_requests,
@@ -361,7 +422,7 @@ def make_knowledge_provider(settings: ProviderSettings, cache_dir: Path, data_di
 def write_domain_knowledge(
     key: str,
     samples: pl.DataFrame,
-    tables_dir: Path,
+    layout: Layout,
     provider,
     *,
     template_backend: str = "pixels",
@@ -374,10 +435,12 @@ def write_domain_knowledge(
     refs = reference_images(samples, backend=template_backend, seed=seed)
     result = generate_domain_knowledge(samples, provider, references=refs, dataset=key)
     paths = {
-        "table": table_path(tables_dir, "knowledge", key),
-        "json": tables_dir / "knowledge" / f"{key}.json",
+        "table": layout.table("knowledge", key),
+        "json": layout.knowledge_json(key),
     }
-    write_parquet(result.table, paths["table"])
+    from iad_pipeline.tablepaths import relative_paths
+
+    write_parquet(relative_paths(result.table, layout), paths["table"])
     write_json(paths["json"], result.mmad_json)
     return result, paths
 
@@ -386,7 +449,7 @@ def write_text_samples(
     key: str,
     samples: pl.DataFrame,
     annotations: pl.DataFrame | None,
-    tables_dir: Path,
+    layout: Layout,
     provider,
     *,
     per_category: int = 5,
@@ -400,13 +463,15 @@ def write_text_samples(
     result = generate_text_samples(
         samples, provider, per_category=per_category, seed=seed, locations=locations
     )
-    table = render_text_samples(result.table, tables_dir / "text_samples" / key)
-    path = table_path(tables_dir, "text_samples", key)
-    write_parquet(table, path)
+    table = render_text_samples(result.table, layout.text_sample_images(key))
+    path = layout.table("text_samples", key)
+    from iad_pipeline.tablepaths import relative_paths
+
+    write_parquet(relative_paths(table, layout), path)
     return result, table, path
 
 
-def knowledge_texts(tables_dir: Path, keys: Sequence[str]) -> dict[str, str]:
+def knowledge_texts(layout: Layout, keys: Sequence[str]) -> dict[str, str]:
     """``{knowledge_key: text}`` from the knowledge json files that exist, MMAD's way.
 
     A category's texts are its defect texts and its normal text joined by newlines, as MMAD's
@@ -416,7 +481,7 @@ def knowledge_texts(tables_dir: Path, keys: Sequence[str]) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for key in keys:
-        path = tables_dir / "knowledge" / f"{key}.json"
+        path = layout.knowledge_json(key)
         if not path.is_file():
             continue
         for dataset, categories in json.loads(path.read_text(encoding="utf-8")).items():

@@ -46,9 +46,9 @@ def pipes_session() -> Iterator[Any]:
 
 def default_training_set_dir(name: str) -> Path:
     """Where the ``training_set`` asset exports ``name`` for the current profile."""
-    from iad_pipeline.paths import profile_root
+    from iad_pipeline.paths import Layout
 
-    return profile_root() / "tables" / "training_sets" / name / "hf"
+    return Layout.resolve().training_set_hf(name)
 
 
 def load_training_dataset(path: Path, recipe: Recipe, seed: int):

@@ -55,19 +55,77 @@ MVTEC_AD_DEFECTS: dict[str, tuple[str, ...]] = {
 
 # VisA's 1cls split collapses every defect type into ``bad``; the raw tree keeps per-image
 # defect names in image_anno.csv. These per-category names are illustrative (unverified).
+# VisA: the defect classes of spot-diff's ``utils/id2class.py`` (amazon-science/spot-diff @
+# 2a692ab), the ids of the index-valued masks, in id order (id = position + 1), names in
+# snake_case with the source's spelling; BACKGROUND (0) and the catch-all "Other" (the last
+# id where present) are left out.
 VISA_DEFECTS: dict[str, tuple[str, ...]] = {
-    "candle": ("damaged_corner", "wax_melded", "spot"),
-    "capsules": ("bubble", "discolor", "scratch"),
-    "cashew": ("burnt", "crack", "stuck_together"),
-    "chewinggum": ("chunk_of_gum_missing", "scratch", "spot"),
-    "fryum": ("burnt", "crack", "small_scratches"),
-    "macaroni1": ("chip_around_edge", "crack", "small_scratches"),
-    "macaroni2": ("breakage_down_the_middle", "crack", "small_scratches"),
+    "candle": (
+        "chunk_of_wax_missing",
+        "damaged_corner_of_packaging",
+        "weird_candle_wick",
+        "different_colour_spot",
+        "extra_wax_in_candle",
+        "foreign_particals_on_candle",
+        "wax_melded_out_of_the_candle",
+    ),
+    "capsules": ("bubble", "discolor", "scratch", "leak", "misshape"),
+    "cashew": (
+        "burnt",
+        "corner_or_edge_breakage",
+        "different_colour_spot",
+        "middle_breakage",
+        "small_holes",
+        "small_scratches",
+        "stuck_together",
+        "same_colour_spot",
+    ),
+    "chewinggum": (
+        "chunk_of_gum_missing",
+        "corner_missing",
+        "scratches",
+        "similar_colour_spot",
+        "small_cracks",
+    ),
+    "fryum": (
+        "burnt",
+        "corner_or_edge_breakage",
+        "different_colour_spot",
+        "fryum_stuck_together",
+        "middle_breakage",
+        "similar_colour_spot",
+        "small_scratches",
+    ),
+    "macaroni1": (
+        "chip_around_edge_and_corner",
+        "different_colour_spot",
+        "middle_breakage",
+        "similar_colour_spot",
+        "small_cracks",
+        "small_scratches",
+    ),
+    "macaroni2": (
+        "breakage_down_the_middle",
+        "color_spot_similar_to_the_object",
+        "different_color_spot",
+        "small_chip_around_edge",
+        "small_cracks",
+        "small_scratches",
+    ),
     "pcb1": ("bent", "melt", "scratch", "missing"),
     "pcb2": ("bent", "melt", "scratch", "missing"),
     "pcb3": ("bent", "melt", "scratch", "missing"),
-    "pcb4": ("burnt", "scratch", "missing", "damage"),
-    "pipe_fryum": ("burnt", "crack", "stuck_together"),
+    "pcb4": ("burnt", "scratch", "missing", "damage", "extra", "wrong_place", "dirt"),
+    "pipe_fryum": (
+        "burnt",
+        "corner_and_edge_breakage",
+        "different_colour_spot",
+        "middle_breakage",
+        "similar_colour_spot",
+        "small_scratches",
+        "stuck_together",
+        "small_cracks",
+    ),
 }
 
 MVTEC_LOCO_DEFECTS: dict[str, tuple[str, ...]] = {
@@ -122,6 +180,8 @@ DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
     )
 }
 
+# MVTec 3D-AD: the test/ folder names of the released archive (Bergmann et al., VISAPP 2022,
+# Table 1; anomalib reads the same folders). tire has a hole defect like the food categories.
 MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
     "bagel": ("combined", "contamination", "crack", "hole"),
     "cable_gland": ("bent", "cut", "hole", "thread"),
@@ -132,7 +192,7 @@ MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
     "peach": ("combined", "contamination", "cut", "hole"),
     "potato": ("combined", "contamination", "cut", "hole"),
     "rope": ("contamination", "cut", "open"),
-    "tire": ("combined", "contamination", "cut"),
+    "tire": ("combined", "contamination", "cut", "hole"),
 }
 
 # DAGM has no defect names: one weakly labelled defect class per texture class.

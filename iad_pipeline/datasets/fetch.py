@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iad_pipeline import __version__
+from iad_pipeline.datasets.digests import verify_md5
 from iad_pipeline.datasets.download import download, sha256_file
-from iad_pipeline.datasets.extract import check_links_within, safe_extract
+from iad_pipeline.datasets.extract import check_links_within, list_members, safe_extract
 from iad_pipeline.datasets.layout import list_dir
-from iad_pipeline.datasets.registry import check_licence, resolve_spec
+from iad_pipeline.datasets.members import PACKING_ARTEFACTS, check_members
+from iad_pipeline.datasets.registry import check_licence, dataset_option, resolve_spec
 from iad_pipeline.datasets.spec import DatasetSpec, Resource
 from iad_pipeline.errors import (
     ChecksumMismatchError,
@@ -61,6 +63,7 @@ class InstallRecord:
     installed_at: str = ""
     iad_version: str = __version__
     already_installed: bool = False
+    variant: str = ""  # e.g. "emit": MMAD installed from EMIT's corrected ALL_DATA
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
@@ -137,6 +140,7 @@ def fetch(
     progress: bool = True,
     retries: int = 5,
     lock_timeout: float | None = 0.0,
+    md5: str | None = None,
 ) -> InstallRecord:
     """Install dataset ``key`` into ``data_dir/key`` and write its ``.complete`` marker.
 
@@ -154,7 +158,7 @@ def fetch(
             ``None`` waits (the second run then finds the dataset installed).
     """
     env = os.environ if env is None else env
-    spec = resolve_spec(key, url=url, sha256=sha256, env=env)
+    spec = resolve_spec(key, url=url, sha256=sha256, md5=md5, env=env)
     if not synthetic:
         check_licence(spec, accept_license, env)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +168,7 @@ def fetch(
         return existing
     with file_lock(lock_path(data_dir, key), lock_timeout, what=f"dataset {key!r} in {data_dir}"):
         _remove_stale_staging(data_dir, key)
-        return _fetch_locked(spec, key, data_dir, from_path, synthetic, progress, retries)
+        return _fetch_locked(spec, key, data_dir, from_path, synthetic, progress, retries, env)
 
 
 def _fetch_locked(
@@ -175,6 +179,7 @@ def _fetch_locked(
     synthetic: bool,
     progress: bool,
     retries: int,
+    env: Mapping[str, str],
 ) -> InstallRecord:
     existing = read_marker(data_dir, key)
     if existing is not None:
@@ -196,6 +201,14 @@ def _fetch_locked(
         str(target),
         synthetic=synthetic,
     )
+    if key == "mmad" and dataset_option(key, "mmad_source", env) == "emit":
+        if from_path is None:
+            msg = (
+                "mmad_source: emit installs EMIT's corrected ALL_DATA from a folder or archive "
+                "you downloaded: pass --from PATH (https://github.com/guanwei49/EMIT)"
+            )
+            raise IadError(msg)
+        record.variant = "emit"
     if from_path is not None:
         from_path = Path(from_path).expanduser().resolve()
         if from_path.is_dir():
@@ -221,6 +234,7 @@ def _find_root(spec: DatasetSpec, folder: Path) -> tuple[Path, list[str]]:
     if not missing:
         return folder, []
     dirs, files = list_dir(folder)
+    dirs = [d for d in dirs if d.name not in PACKING_ARTEFACTS]
     if len(dirs) == 1 and not files:
         inner = Path(dirs[0].path)
         if not spec.required(inner):
@@ -255,17 +269,34 @@ def _verify_user_archive(spec: DatasetSpec, archive: Path, record: InstallRecord
             "is incomplete or a different release (pass --sha256 if it is legitimate)"
         )
         raise ChecksumMismatchError(msg)
-    record.resources.append(
-        {"filename": archive.name, "url": None, "sha256": digest, "verified": bool(main.sha256)}
-    )
-    if not main.sha256:
-        record.warnings.append(f"no published sha256 for {archive.name}; recorded {digest}")
+    entry = {"filename": archive.name, "url": None, "sha256": digest}
+    _check_md5(main, archive, entry, spec.name, keep_aside=False)
+    record.resources.append(entry)
+    _note_unverified(main, entry, record)
+
+
+def _check_md5(
+    res: Resource, path: Path, entry: dict, what: str, *, keep_aside: bool = True
+) -> None:
+    """Check a published md5 (the user's file stays where it is) and record what verified."""
+    if res.md5:
+        entry["md5"] = verify_md5(path, res.md5, what=what, keep_aside=keep_aside)
+    entry["verified"] = res.verified_with is not None
+    entry["verified_with"] = res.verified_with
+
+
+def _note_unverified(res: Resource, entry: dict, record: InstallRecord) -> None:
+    if res.verified_with is None:
+        record.warnings.append(
+            f"no published sha256 or md5 for {entry['filename']}; recorded sha256 {entry['sha256']}"
+        )
 
 
 def _install_archive(
     spec: DatasetSpec, archive: Path, target: Path, record: InstallRecord, data_dir: Path
 ) -> None:
     _verify_user_archive(spec, archive, record)
+    _check_archive_members(spec, archive)
     _extract_into_place(spec, [archive], [], target, data_dir)
     record.mode, record.source = "archive", str(archive)
 
@@ -290,20 +321,30 @@ def _install_download(
     for res in spec.resources:
         result = _download_resource(res, downloads, progress, retries, hint)
         (archives if res.extract else plain).append(result.path)
-        record.resources.append(
-            {
-                "filename": res.filename,
-                "url": res.url,
-                "sha256": result.sha256,
-                "verified": bool(res.sha256),
-            }
-        )
-        if not res.sha256:
-            record.warnings.append(
-                f"no published sha256 for {res.filename}; recorded {result.sha256}"
-            )
+        entry = {"filename": res.filename, "url": res.url, "sha256": result.sha256}
+        _check_md5(res, result.path, entry, f"{spec.name} ({res.filename})")
+        record.resources.append(entry)
+        _note_unverified(res, entry, record)
+    if archives:
+        _check_archive_members(spec, archives[0])
     _extract_into_place(spec, archives, plain, target, data_dir)
     record.mode, record.source = "download", main.url
+
+
+def _unwrap(spec: DatasetSpec, folder: Path) -> Path:
+    """The single wrapper folder of an archive whose plain resources are added later (MMAD's
+    ``ALL_DATA/``), or ``folder`` itself."""
+    dirs, files = list_dir(folder)
+    dirs = [d for d in dirs if d.name not in PACKING_ARTEFACTS]
+    if len(dirs) == 1 and not files and dirs[0].name not in spec.archive_folders:
+        return Path(dirs[0].path)
+    return folder
+
+
+def _check_archive_members(spec: DatasetSpec, archive: Path) -> None:
+    """The main archive's member list against its expected top level, before extracting."""
+    if spec.archive_folders:
+        check_members(archive, list_members(archive), spec.archive_folders, spec.name)
 
 
 def _download_resource(res: Resource, downloads: Path, progress: bool, retries: int, hint: str):
@@ -330,11 +371,16 @@ def _extract_into_place(
     try:
         first = safe_extract(archives[0], staging / "x") if archives else staging / "x"
         first.mkdir(exist_ok=True)
+        for artefact in PACKING_ARTEFACTS:  # __MACOSX/ beside the data: not part of it
+            shutil.rmtree(first / artefact, ignore_errors=True)
         root, _ = _find_root(spec, first)
+        if root == first and spec.archive_folders:
+            root = _unwrap(spec, first)
         for extra in archives[1:]:
             extracted = safe_extract(extra, staging / f"x{len(list(staging.iterdir()))}")
             for item in extracted.iterdir():
-                os.replace(item, root / item.name)
+                if item.name not in PACKING_ARTEFACTS:
+                    os.replace(item, root / item.name)
         for path in plain:
             if not (root / path.name).exists():
                 shutil.copyfile(path, root / path.name)

@@ -12,12 +12,28 @@ template lists; ``domain_knowledge.json`` holds per-category texts. The samples 
 row per key of mmad.json, split ``test``, ``source`` the query set (DS-MVTec, MVTec-LOCO,
 VisA, GoodsAD). Masks are optional here: a listed mask that is missing is reported, and the
 image is kept, because MMAD's questions do not need masks.
+
+``mask_path`` takes the forms MMAD's own loaders accept, each resolved to real files and
+counted in the log (never dropped silently): a file; a folder without extension (MVTec LOCO's
+one-mask-per-region folders, every image inside); and a ``.jpg`` name standing for the
+``.png`` mask on disk.
+
+Installation: ``ALL_DATA.zip`` (the images; it holds neither json file) plus ``mmad.json``
+and ``domain_knowledge.json`` as separate resources, each overridable (URL and digest per
+resource, see :mod:`iad_pipeline.datasets.registry`). The zip may wrap everything in one
+folder and carry ``__MACOSX/``; its member list is checked for the query-set folders right
+after the download, before the long extraction. ``mmad_source: emit`` (YAML option, or
+``IAD_MMAD_MMAD_SOURCE=emit``) installs EMIT's corrected ALL_DATA
+(https://github.com/guanwei49/EMIT) from the folder or archive given with ``--from``; the
+marker records the variant.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 from iad_pipeline.datasets.catalog import ARCHIVE_NAMES, categories
@@ -25,7 +41,11 @@ from iad_pipeline.datasets.layout import Candidate, LayoutScan, Reason, is_image
 from iad_pipeline.datasets.spec import DatasetSpec, Resource
 from iad_pipeline.errors import LayoutError
 
+log = logging.getLogger(__name__)
+
 KEY = "mmad"
+SOURCES = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
+EMIT_URL = "https://github.com/guanwei49/EMIT"
 HF = "https://huggingface.co/datasets/jiang-cc/MMAD/resolve"
 ZIP_URL = f"{HF}/refs%2Fpr%2F1/ALL_DATA.zip?download=true"
 MMAD_JSON_URL = f"{HF}/main/mmad.json"
@@ -101,8 +121,16 @@ def load_mmad_json(path: Path) -> dict:
 def scan(root: Path) -> LayoutScan:
     """One candidate per key of mmad.json."""
     out = LayoutScan(KEY, root)
+    forms: Counter[str] = Counter()
     for key, entry in load_mmad_json(root / MMAD_JSON).items():
         parts = key.split("/")
+        if ".." in parts or key.startswith("/") or "\\" in key:
+            out.problem(
+                f"{root / MMAD_JSON}#{key}",
+                Reason.BAD_MANIFEST_ROW,
+                "key leaves the MMAD folder (absolute, '..' or a backslash); not read",
+            )
+            continue
         if len(parts) < 4 or not isinstance(entry, dict) or not is_image(key):
             out.problem(
                 f"{root / MMAD_JSON}#{key}",
@@ -118,31 +146,66 @@ def scan(root: Path) -> LayoutScan:
         if not image.is_file():
             out.problem(image, Reason.MISSING_IMAGE, "listed in mmad.json but not on disk", sid)
             continue
-        masks = _masks(out, root / source / category, entry.get("mask_path") or "", sid)
+        masks = _masks(out, root / source / category, entry.get("mask_path") or "", sid, forms)
         out.candidates.append(
             Candidate(KEY, category, "test", label, image, masks, source=source, root=root)
+        )
+    if forms:
+        log.info(
+            "mmad.json mask_path forms resolved: %s",
+            ", ".join(f"{n} {form}" for form, n in sorted(forms.items())),
         )
     return out
 
 
-def _masks(out: LayoutScan, class_dir: Path, mask_path: str, sid: str) -> tuple[Path, ...]:
-    if not mask_path:
-        return ()
+def resolve_mask_path(class_dir: Path, mask_path: str) -> tuple[str, tuple[Path, ...]]:
+    """``(form, files)`` of a ``mask_path`` of mmad.json, the ways MMAD's loaders read it.
+
+    ``form`` is ``file``, ``folder`` (LOCO: every mask image inside), ``jpg_as_png`` (a
+    ``.jpg`` name whose mask is the ``.png`` beside it) or ``missing``.
+    """
     path = class_dir / mask_path
     if path.is_dir():
-        return tuple(sorted(p for p in path.iterdir() if p.is_file() and is_image(p.name)))
+        files = tuple(sorted(p for p in path.iterdir() if p.is_file() and is_image(p.name)))
+        return ("folder", files) if files else ("missing", ())
     if path.is_file():
-        return (path,)
-    out.problem(path, Reason.MISSING_MASK, "mask_path of mmad.json not on disk (image kept)", sid)
-    return ()
+        return "file", (path,)
+    if path.suffix.lower() in (".jpg", ".jpeg") and path.with_suffix(".png").is_file():
+        return "jpg_as_png", (path.with_suffix(".png"),)
+    return "missing", ()
+
+
+def _masks(
+    out: LayoutScan, class_dir: Path, mask_path: str, sid: str, forms: Counter[str]
+) -> tuple[Path, ...]:
+    if not mask_path:
+        return ()
+    if ".." in mask_path.replace("\\", "/").split("/") or mask_path.startswith("/"):
+        out.problem(
+            class_dir / mask_path,
+            Reason.BAD_MANIFEST_ROW,
+            "mask_path leaves the category folder ('..' or absolute); not read (image kept)",
+            sid,
+        )
+        return ()
+    form, files = resolve_mask_path(class_dir, mask_path)
+    if form == "missing":
+        out.problem(
+            class_dir / mask_path,
+            Reason.MISSING_MASK,
+            "mask_path of mmad.json not on disk (image kept)",
+            sid,
+        )
+        return ()
+    forms[form] += 1
+    return files
 
 
 def required(root: Path) -> list[str]:
     """mmad.json must be at the root, with at least one of the four query-set folders."""
     missing = [name for name in (MMAD_JSON, KNOWLEDGE_JSON) if not (root / name).is_file()]
-    sources = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
-    if not any((root / s).is_dir() for s in sources):
-        missing.append(f"one of {', '.join(s + '/' for s in sources)}")
+    if not any((root / s).is_dir() for s in SOURCES):
+        missing.append(f"one of {', '.join(s + '/' for s in SOURCES)}")
     return missing
 
 
@@ -163,5 +226,7 @@ SPEC = DatasetSpec(
     required=required,
     categories=categories(KEY),
     masks_required=False,
-    notes="EMIT reports errors in some MMAD files; record the revision you downloaded.",
+    notes="EMIT reports errors in some MMAD files; record the revision you downloaded "
+    "(or install EMIT's corrected ALL_DATA with mmad_source: emit).",
+    archive_folders=SOURCES,
 )

@@ -2,12 +2,24 @@
 
 Reference: Bergmann et al., "The MVTec 3D-AD Dataset for Unsupervised 3D Anomaly Detection
 and Localization", VISAPP 2022. https://www.mvtec.com/company/research/datasets/mvtec-3d-ad
-Licence: CC BY-NC-SA 4.0 (acceptance required). The download URL below was recalled, not
-verified, and no checksum is published: the digest is computed and recorded on download.
+Licence: CC BY-NC-SA 4.0 (acceptance required).
+
+Download: the link anomalib uses since its PR #3673 (2026-07, "update mvtec link": the older
+mydrive shares answer 403/404), with the md5 anomalib publishes for the archive
+(``src/anomalib/data/datamodules/depth/mvtec_3d.py``, ``DOWNLOAD_INFO.hashsum``). MVTec's
+links move: override with ``--url`` / ``IAD_MVTEC_3D_URL`` (and ``--md5``/``--sha256``).
 
 Layout: ``<cat>/{train,validation}/good/{rgb,xyz}/000.*`` and
 ``<cat>/test/<good|defect>/{rgb/000.png, gt/000.png, xyz/000.tiff}``. Only ``rgb`` images and
-``gt`` masks (0/255, same stem) are read; ``xyz`` point maps are left alone.
+``gt`` masks (same stem) are read; ``xyz`` point maps are left alone. Known non-image content
+is skipped without a quarantine row: each category's ``calibration/`` folder (camera
+parameters) and the text/json files beside the categories and inside them (``readme.txt``,
+``license.txt``, ``class_ids.json``). ``gt`` masks may carry class-id values (e.g. 253-255)
+rather than 255 only: like every mask of the pipeline, any non-zero pixel is defect, so they
+read as binary masks.
+
+Defects per category (``catalog.MVTEC_3D_DEFECTS``) are the archive's ``test/`` folder names
+as published with the dataset (the paper's Table 1): ``tire`` has ``hole``.
 """
 
 from __future__ import annotations
@@ -28,9 +40,12 @@ from iad_pipeline.datasets.spec import DatasetSpec, Resource
 
 KEY = "mvtec_3d"
 URL = (
-    "https://www.mydrive.ch/shares/45920/dd1eb345346df066c63b5c95676b961b/download/"
-    "428824485-1643285832/mvtec_3d_anomaly_detection.tar.xz"
+    "https://www.mydrive.ch/shares/150646/25de33f1276dd418cd856f2f48a84cdb/download/"
+    "428824485-1643299897/mvtec_3d_anomaly_detection.tar.xz"
 )
+MD5 = "d8bb2800fbf3ac88e798da6ae10dc819"  # anomalib's published digest of the archive
+# folders inside a category that hold no images of the benchmark
+NON_IMAGE_FOLDERS = frozenset({"calibration"})
 SPLITS = {"train": "train", "validation": "val", "test": "test"}
 MODALITIES = frozenset({"rgb", "gt", "xyz"})
 
@@ -46,6 +61,8 @@ def scan(root: Path) -> LayoutScan:
             continue
         before = len(out.candidates)
         for split_dir in splits:
+            if split_dir.name in NON_IMAGE_FOLDERS:
+                continue
             if split_dir.name not in SPLITS:
                 out.problem(split_dir.path, Reason.UNKNOWN_FOLDER, "unexpected folder in category")
                 continue
@@ -90,11 +107,11 @@ SPEC = DatasetSpec(
     licence="CC BY-NC-SA 4.0",
     needs_acceptance=True,
     manual=False,
-    size="unknown",
+    size="about 13 GB",
     homepage="https://www.mvtec.com/company/research/datasets/mvtec-3d-ad",
-    resources=(Resource(ARCHIVE_NAMES[KEY], URL, None),),
+    resources=(Resource(ARCHIVE_NAMES[KEY], URL, None, md5=MD5),),
     scan=scan,
     required=RequireCategoryFolders(("train/good/rgb", "test")),
     categories=tuple(MVTEC_3D_DEFECTS),
-    notes="URL unverified and no published sha256: the digest is recorded on download.",
+    notes="Verified by anomalib's published md5; the sha256 is recorded on download.",
 )

@@ -27,12 +27,25 @@ class Resource:
             is then computed, recorded in the ``.complete`` marker and printed).
         extract: ``True`` for archives unpacked into the dataset folder, ``False`` for files
             copied as they are (MMAD's json files).
+        md5: Expected md5, where that is what the source publishes (anomalib's MVTec 3D-AD
+            entry); checked on the finished file. A resource may carry sha256, md5 or both.
     """
 
     filename: str
     url: str | None = None
     sha256: str | None = None
     extract: bool = True
+    md5: str | None = None
+
+    @property
+    def verified_with(self) -> str | None:
+        """The digest that verifies this resource: ``sha256``, ``md5`` or ``None``."""
+        return "sha256" if self.sha256 else "md5" if self.md5 else None
+
+    @property
+    def env_name(self) -> str:
+        """The resource's part of its environment variables: ``mmad.json`` -> ``MMAD_JSON``."""
+        return "".join(c if c.isalnum() else "_" for c in self.filename).upper()
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,9 @@ class DatasetSpec:
     manual_instructions: str = ""
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # top-level folders the main archive must hold (past one wrapper folder and
+    # __MACOSX/), checked on its member list before extraction; empty: no check
+    archive_folders: tuple[str, ...] = ()
 
     @property
     def download_kind(self) -> str:

@@ -55,8 +55,8 @@ def visa_plan(category: str, per_class: int) -> list[tuple[str, ...]]:
     ``per_class`` images per defect; every third one also carries the next defect of the
     category (two regions, two ids in its mask).
 
-    >>> visa_plan("candle", 2)[:3]
-    [('damaged_corner',), ('damaged_corner', 'wax_melded'), ('wax_melded',)]
+    >>> visa_plan("pcb1", 2)[:3]
+    [('bent',), ('bent', 'melt'), ('melt',)]
     """
     defects = VISA_DEFECTS[category]
     plan = []

@@ -29,7 +29,7 @@ def make_checkpoint(runs, recipe: str, step: int):
 @pytest.mark.slow
 def test_cross_dataset_eval_counts_exactly_into_duckdb(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
-    make_checkpoint(iad.root() / "runs", "demo", 4)
+    make_checkpoint(iad.layout().runs, "demo", 4)
     partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "visa"})
     with dg.instance_for_test() as instance:
         assert dg.materialize(
@@ -46,13 +46,13 @@ def test_cross_dataset_eval_counts_exactly_into_duckdb(tmp_path) -> None:
     meta = result.asset_materializations_for_node("cross_dataset_eval")[0].metadata
     n = meta["questions"].value
     assert n > 0 and 0 <= meta["headline"].value <= 100
-    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(iad.layout().warehouse), read_only=True) as con:
         run = con.sql("SELECT * FROM runs").pl().row(0, named=True)
         answers = con.sql("SELECT question_id, parsed_mmad FROM answers").pl()
         cats = con.sql("SELECT category, correct, total FROM scores_by_category").pl()
     # the counts in DuckDB are the answers recounted by hand: the parsed letter names an
     # option, "Yes." means anomalous, and the question's own answer is the truth
-    questions = pl.read_parquet(iad.tables_dir() / "questions" / "visa.parquet")
+    questions = pl.read_parquet(iad.layout().tables / "questions" / "visa.parquet")
     joined = answers.join(questions, on="question_id")
     right: dict[str, int] = {}
     for row in joined.iter_rows(named=True):

@@ -40,7 +40,7 @@ def tick(instance, iad, cursor=None):
 
 def test_sensor_adds_new_checkpoints_once_and_again_when_they_change(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo")
-    runs = iad.root() / "runs"
+    runs = iad.layout().runs
     with dg.instance_for_test() as instance:
         assert isinstance(tick(instance, iad), dg.SkipReason)
         make_checkpoint(runs, "emit", 2)
@@ -67,7 +67,7 @@ def test_sensor_adds_new_checkpoints_once_and_again_when_they_change(tmp_path) -
 
 def test_nightly_schedule_re_evaluates_each_recipes_latest_checkpoint(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo")
-    runs = iad.root() / "runs"
+    runs = iad.layout().runs
     for recipe, step in (("emit", 2), ("emit", 10), ("adfm", 4)):
         make_checkpoint(runs, recipe, step)
     with dg.instance_for_test() as instance:
@@ -87,7 +87,7 @@ def test_nightly_schedule_re_evaluates_each_recipes_latest_checkpoint(tmp_path) 
 @pytest.mark.slow
 def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
-    make_checkpoint(iad.root() / "runs", "demo", 4)
+    make_checkpoint(iad.layout().runs, "demo", 4)
     partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
     with dg.instance_for_test() as instance:
         assert dg.materialize(
@@ -104,18 +104,18 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     meta = result.asset_materializations_for_node("mmad_eval")[0].metadata
     assert 0 <= meta["headline"].value <= 100
     assert "accuracy/anomaly_detection" in meta
-    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(iad.layout().warehouse), read_only=True) as con:
         runs = con.sql("SELECT eval_set, checkpoint, n_questions FROM runs").fetchall()
         n_answers = con.sql("SELECT count(*) FROM answers").fetchall()[0][0]
         board = con.sql("SELECT count(*) FROM leaderboard").fetchall()[0][0]
     assert runs == [("VisA", "demo-4", meta["questions"].value)]
     assert n_answers == meta["questions"].value > 0
     assert board == 1
-    assert (iad.root() / "reports" / "demo-4" / "VisA" / "heatmap.png").is_file()
+    assert (iad.layout().reports / "demo-4" / "VisA" / "heatmap.png").is_file()
 
     # re-trained into the same name (same DONE marker and trainer state, new weights): a new
     # evaluation asks every question again; DuckDB holds both, told apart by checkpoint_sha
-    make_checkpoint(iad.root() / "runs", "demo", 4, seed=1)
+    make_checkpoint(iad.layout().runs, "demo", 4, seed=1)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("checkpoints", ["demo-4"])
         again = dg.materialize(
@@ -124,7 +124,7 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     assert again.success
     new_meta = again.asset_materializations_for_node("mmad_eval")[0].metadata
     assert new_meta["run_id"].value != meta["run_id"].value
-    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(iad.layout().warehouse), read_only=True) as con:
         shas = con.execute(
             "SELECT r.checkpoint_sha, count(a.question_id) FROM runs r "
             "JOIN answers a USING (run_id) WHERE r.checkpoint = 'demo-4' GROUP BY ALL"

@@ -18,7 +18,7 @@ from training.tiny_model import build_tiny_qwen25vl
 @pytest.mark.slow
 def test_corrected_mmad_is_stored_and_ranked_beside_the_original(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
-    folder = iad.root() / "runs" / "demo" / "checkpoint-4"
+    folder = iad.layout().runs / "demo" / "checkpoint-4"
     build_tiny_qwen25vl(folder)
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
     (folder / DONE).write_text(json.dumps({"step": 4, "recipe": "demo"}))
@@ -40,7 +40,7 @@ def test_corrected_mmad_is_stored_and_ranked_beside_the_original(tmp_path) -> No
                 instance=instance,
                 run_config=config,
             ).success
-    with duckdb.connect(str(iad.root() / "results.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(iad.layout().warehouse), read_only=True) as con:
         board = con.sql(
             "SELECT mmad_version, protocol, rank FROM leaderboard ORDER BY mmad_version"
         ).fetchall()
@@ -50,6 +50,6 @@ def test_corrected_mmad_is_stored_and_ranked_beside_the_original(tmp_path) -> No
         ("original", "1shot-random", 1),
     ]
     assert sorted(r["errata_version"] is None for r in records) == [False, True]
-    reports = iad.root() / "reports" / "demo-4"
+    reports = iad.layout().reports / "demo-4"
     assert (reports / "VisA" / "heatmap.png").is_file()
     assert (reports / "VisA+mmad_corrected" / "heatmap.png").is_file()

@@ -144,7 +144,9 @@ def test_unknown_key_is_a_usage_error(capsys) -> None:
 
 
 @pytest.fixture
-def installed_loco(tmp_path):
+def installed_loco(tmp_path, monkeypatch):
+    """MVTec LOCO (one category) installed with --from, and its samples table built."""
+    monkeypatch.setenv("IAD_HOME", str(tmp_path / "home"))
     src = tmp_path / "src"
     main(
         [
@@ -174,7 +176,15 @@ def installed_loco(tmp_path):
             "-q",
         ]
     )
+    assert main(["samples", "mvtec_loco", "--data-dir", str(data), "--workers", "1", "-q"]) == 0
     return data
+
+
+@pytest.fixture
+def annotated_loco(installed_loco):
+    argv = ["annotate", "mvtec_loco", "--data-dir", str(installed_loco), "--workers", "1", "-q"]
+    assert main(argv) == 0
+    return installed_loco
 
 
 def test_annotate_writes_boxes_and_grid(installed_loco, tmp_path) -> None:
@@ -204,7 +214,8 @@ def test_annotate_writes_boxes_and_grid(installed_loco, tmp_path) -> None:
     assert (tmp_path / "ann.quarantine.parquet").is_file()
 
 
-def test_questions_in_mmad_format_are_readable_back(installed_loco, tmp_path) -> None:
+def test_questions_in_mmad_format_are_readable_back(annotated_loco, tmp_path) -> None:
+    installed_loco = annotated_loco
     import json
 
     from iad_pipeline.questions.mmad_json import read_mmad_json
@@ -238,7 +249,8 @@ def test_questions_in_mmad_format_are_readable_back(installed_loco, tmp_path) ->
     assert back.height == sum(len(v["conversation"]) for v in data.values())
 
 
-def test_questions_parquet_with_a_task_filter(installed_loco, tmp_path) -> None:
+def test_questions_parquet_with_a_task_filter(annotated_loco, tmp_path) -> None:
+    installed_loco = annotated_loco
     out = tmp_path / "q.parquet"
     assert (
         main(

@@ -90,7 +90,7 @@ def test_url_override_keeps_the_known_hash(tmp_path) -> None:
         ("mvtec_ad: [1, 2", "not valid YAML"),
         ("- a\n- b\n", "expected a mapping"),
         ("nope:\n  url: x\n", "unknown dataset 'nope'"),
-        ("visa:\n  mirror: x\n", "may only set url, sha256"),
+        ("visa:\n  mirror: x\n", "may only set md5, resources, sha256, url"),
     ],
 )
 def test_bad_config_files_are_named_in_the_error(tmp_path, content: str, message: str) -> None:

@@ -52,7 +52,7 @@ MAPPED = [
     ("mvtec_loco", "breakfast_box", "logical_anomalies", "MVTec-LOCO"),
     ("MVTec-LOCO", "breakfast_box", "structural_anomalies", "MVTec-LOCO"),
     ("mvtec_loco", "breakfast_box", "good", "MVTec-LOCO"),
-    ("visa", "candle", "spot", "VisA"),
+    ("visa", "candle", "different_colour_spot", "VisA"),
     ("goodsad", "drink_bottle", "cap_open", "GoodsAD"),
     ("GoodsAD", "drink_bottle", "good", "GoodsAD"),
 ]
@@ -72,7 +72,10 @@ def test_mmad_maps_our_dataset_keys(mmad_root, dataset, category, key, name) -> 
     ("request_", "error"),
     [
         (knowledge("mvtec_ad", "carpet", "hole"), "no category 'carpet' under 'MVTec'"),
-        (knowledge("visa", "candle", "bad"), "no 'bad' for VisA/candle; it has combined"),
+        (
+            knowledge("visa", "candle", "bad"),
+            "no 'bad' for VisA/candle; it has chunk_of_wax_missing, combined",
+        ),
         (knowledge("mpdd", "tubes", "good"), "no dataset 'mpdd'"),
         (
             ChatRequest(("text", "visa", "candle", "id", "", ""), "p"),
@@ -96,7 +99,7 @@ def test_mmad_on_mmad_samples_keeps_texts_verbatim(mmad_root) -> None:
         assert row["text"] == data[row["knowledge_dataset"]][row["category"]][row["key"]]
     # VisA's samples are labelled "bad"; the file names VisA's defects, so that row fails
     bad = result.table.filter(pl.col("key") == "bad").row(0, named=True)
-    assert bad["status"] == "failed" and "it has combined" in bad["error"]
+    assert bad["status"] == "failed" and "it has chunk_of_wax_missing, combined" in bad["error"]
     assert set(result.mmad_json) == {"MVTec", "MVTec-LOCO", "VisA", "GoodsAD"}
     assert result.mmad_json["VisA"]["candle"] == {"good": data["VisA"]["candle"]["good"]}
     assert set(ok["provider"]) == {"mmad"}

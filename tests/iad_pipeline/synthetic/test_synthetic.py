@@ -28,14 +28,14 @@ CASES = {
     "mpdd": (["tubes"], 8, 2, 2),  # 4 + 2 + 1x2
     "goodsad": (["drink_bottle"], 12, 6, 6),  # 4 + 2 + 3x2
     "dtd_synthetic": (["Woven_001"], 8, 2, 2),  # 4 + 2 + bad x2
-    # candle 6 normal + 3x2 anomalies; pcb1 6 + 4x2
-    "visa": (["candle", "pcb1"], 26, 14, 14),
+    # candle 6 normal + 7x2 anomalies; pcb1 6 + 4x2 (spot-diff's defect classes)
+    "visa": (["candle", "pcb1"], 34, 22, 22),
     # 4 train + 2 val + 2 good + 2 logical + 2 structural; image 001 of each has 2 regions
     "mvtec_loco": (["breakfast_box"], 12, 4, 6),
     "mvtec_3d": (["bagel"], 16, 8, 8),  # 4 train + 2 val + 2 good + 4x2
     "dagm": (["Class1"], 12, 4, 4),  # (4 normal + 2 defective) x Train, Test
-    # queries only: bottle 2+6, breakfast_box 2+2+2 (6 masks), candle 2+6, drink_bottle 2+6
-    "mmad": (["bottle", "breakfast_box", "candle", "drink_bottle"], 30, 22, 24),
+    # queries only: bottle 2+6, breakfast_box 2+2+2 (6 masks), candle 2+14, drink_bottle 2+6
+    "mmad": (["bottle", "breakfast_box", "candle", "drink_bottle"], 38, 30, 32),
 }
 GRAY = {("mvtec_ad", "grid"), ("mvtec_ad", "screw"), ("mvtec_ad", "zipper")}
 

@@ -1,0 +1,60 @@
+"""``iad eval``: the evaluation the mmad_eval asset runs, from the shell."""
+
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from assets.annotations import annotations
+from assets.evaluation import mmad_eval
+from assets.ingest import raw_dataset, samples
+from assets.questions import question_bank
+from iad_pipeline.cli import main
+from iad_pipeline.resources import IadConfig
+from tests.assets.test_evaluation import make_checkpoint
+
+
+@pytest.mark.slow
+def test_iad_eval_records_what_the_asset_records(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("IAD_HOME", str(tmp_path))
+    monkeypatch.setenv("IAD_PROFILE", "demo")
+    iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
+    layout = iad.layout()
+    checkpoint = make_checkpoint(layout.runs, "demo", 4)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            [raw_dataset, samples, annotations, question_bank],
+            partition_key="mmad",
+            resources={"iad": iad},
+            instance=instance,
+        ).success
+        capsys.readouterr()
+        assert main(["eval", str(checkpoint), "--set", "VisA", "--json", "-q"]) == 0
+        table = json.loads(capsys.readouterr().out)
+        with duckdb.connect(str(layout.warehouse), read_only=True) as con:
+            runs = con.sql("SELECT run_id, checkpoint, recipe, n_questions FROM runs").fetchall()
+        assert len(runs) == 1
+        run_id, key, recipe, n = runs[0]
+        assert (key, recipe) == ("demo-4", "demo") and n > 0
+        assert {row["dataset"] for row in table} >= {"VisA", "Average"}
+        assert (layout.report("demo-4", "VisA") / "heatmap.png").is_file()
+
+        # the asset on the same partition is the same evaluation: same run, nothing re-asked
+        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
+        result = dg.materialize(
+            [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
+        )
+    assert result.success
+    meta = result.asset_materializations_for_node("mmad_eval")[0].metadata
+    assert meta["run_id"].value == run_id and meta["questions"].value == n
+    with duckdb.connect(str(layout.warehouse), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM runs").fetchall()[0][0] == 1
+
+
+def test_iad_eval_of_an_unknown_set_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("IAD_HOME", str(tmp_path))
+    assert main(["eval", str(tmp_path), "--set", "NoSuchSet", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("iad: error: unknown evaluation set 'NoSuchSet'")
