@@ -64,8 +64,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from iad_pipeline.errors import IadError
-from iad_pipeline.fsutil import write_json
+from iad_pipeline.errors import IadError, LockBusyError
+from iad_pipeline.fsutil import file_lock, write_json
 from iad_pipeline.paths import iad_home
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ AVERAGE = "Average"
 SCHEMA_RUN = "_schema"  # the folder of the zero-row type files
 MIGRATED_GENERATION = "g0000-migrated"  # older than every written generation
 KEEP_SUPERSEDED_S = 3600.0
+VIEWS_LOCK = ".views.lock"  # held while the DuckDB file's views are checked or made
 VIEWS_MARKER = "_views.json"  # the DuckDB file's stat when its views were last seen current
 
 # Every table's columns and DuckDB types, in order; the primary keys below.
@@ -369,6 +370,20 @@ class Warehouse:
         """
         tag = _tag(self.folder)
         if self._marked(tag):
+            return True
+        # one refresh at a time across processes and threads: a second opener would otherwise
+        # find the file the first is still creating, not yet a valid database
+        try:
+            with file_lock(
+                self.folder / VIEWS_LOCK, self.lock_timeout_s, what=f"the views of {self.path}"
+            ):
+                return self._refresh_views_locked(tag)
+        except LockBusyError:
+            log.warning("%s: views being refreshed by another process; skipped", self.path)
+            return False
+
+    def _refresh_views_locked(self, tag: str) -> bool:
+        if self._marked(tag):  # refreshed by another process while this one waited
             return True
         if self.path.exists():
             con = self._open_file(read_only=True)

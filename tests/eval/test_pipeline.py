@@ -14,6 +14,7 @@ from eval import pipeline
 from eval.pipeline import evaluate_mmad
 from eval.warehouse import Warehouse, WarehouseError
 from iad_pipeline.fingerprint import checkpoint_fingerprint, file_sha256
+from iad_pipeline.paths import Layout
 from iad_pipeline.questions.mmad_json import read_mmad_json
 
 
@@ -31,22 +32,24 @@ def layout(tmp_path: Path, mini_mmad: Path) -> dict[str, Path]:
     checkpoint.mkdir(parents=True)
     (checkpoint / "model.safetensors").write_bytes(b"old weights" * 1000)
     (checkpoint / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    return {"root": root, "tables": tables, "checkpoint": checkpoint}
+    return {
+        "root": root,
+        "tables": tables,
+        "checkpoint": checkpoint,
+        "layout": Layout(root, "real"),
+    }
 
 
 def _evaluate(layout: dict[str, Path], monkeypatch, scripted) -> list[str]:
     """Evaluate checkpoint-4 on VisA with a scripted backend; the question ids it was asked."""
     backend = scripted(name="transformers")
-    monkeypatch.setattr(pipeline, "_backend", lambda path, batch_size: backend)
+    monkeypatch.setattr(pipeline, "_backend", lambda name, path, batch_size, layout: backend)
     evaluate_mmad(
         layout["checkpoint"],
         "VisA",
         checkpoint_key="demo-4",
         recipe="demo",
-        tables_dir=layout["tables"],
-        data_dir=layout["root"] / "data",
-        warehouse_path=layout["root"] / "results.duckdb",
-        reports_dir=layout["root"] / "reports",
+        layout=layout["layout"],
     )
     return backend.asked
 
