@@ -143,6 +143,12 @@ def qwen_raster(tokens: torch.Tensor, grid_thw: torch.Tensor, merge: int) -> lis
     return out
 
 
+def unwindow(tokens: torch.Tensor, window_index: torch.Tensor, unit: int) -> torch.Tensor:
+    """Undo the Qwen2.5-VL tower's window permutation of merge blocks of ``unit`` tokens."""
+    inverse = torch.argsort(window_index.to(tokens.device))
+    return tokens.reshape(-1, unit, tokens.shape[-1])[inverse].reshape(-1, tokens.shape[-1])
+
+
 def _qwen_features(model, pixel_values, kwargs, layers):
     grid = kwargs.get("image_grid_thw")
     if grid is None:
@@ -153,12 +159,9 @@ def _qwen_features(model, pixel_values, kwargs, layers):
     window_index, _ = get_vision_window_index(
         grid, visual.spatial_merge_size, visual.window_size, visual.patch_size
     )
-    inverse = torch.argsort(window_index.to(pixel_values.device))
-    unit = visual.spatial_merge_unit
     per_layer = []
     for layer in layers:
-        x = seen[layer]
-        x = x.reshape(-1, unit, x.shape[-1])[inverse].reshape(-1, x.shape[-1])
+        x = unwindow(seen[layer], window_index, visual.spatial_merge_unit)
         per_layer.append(qwen_raster(x, grid, visual.spatial_merge_size))
     images = [[per_layer[i][j] for i in range(len(layers))] for j in range(len(grid))]
     return images, outputs
