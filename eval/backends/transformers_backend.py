@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, BatchFeature
+from transformers import BatchFeature
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from eval.backends import (
@@ -48,6 +48,7 @@ from eval.backends import (
     BackendError,
 )
 from eval.protocols import PromptSpec
+from training.emit_module import add_hint_placeholder, find_emit_module, load_emit_model
 from training.tiny_model import load_processor
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,11 @@ class TransformersBackend:
 
     Args:
         model_path: a model folder (the tiny model of :mod:`training.tiny_model` or a real
-            checkpoint); loaded with ``AutoModelForImageTextToText`` and the left-padded
-            processor of :func:`training.tiny_model.load_processor`.
+            checkpoint); loaded with ``AutoModelForImageTextToText`` (through
+            :func:`training.emit_module.load_emit_model`: with EMIT's comparison module when
+            the folder holds ``emit_module.safetensors``; ``load_warnings`` lists what went
+            wrong, e.g. a run's checkpoint without them) and the left-padded processor of
+            :func:`training.tiny_model.load_processor`.
         batch_size: prompts per forward pass.
         max_new_tokens: generation limit (MMAD: 128).
         mode: ``"generate"`` (greedy decoding) or ``"letter_logits"`` (see the module doc).
@@ -174,7 +178,8 @@ class TransformersBackend:
         dtype_ = _resolve_dtype(dtype, device_)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
-            model = AutoModelForImageTextToText.from_pretrained(
+            # EMIT's comparison module comes along when the checkpoint holds its weights
+            model, emit = load_emit_model(
                 model_path, dtype=dtype_, device_map=str(device_), **extra
             )
             processor = load_processor(model_path)
@@ -185,6 +190,7 @@ class TransformersBackend:
             )
             raise BackendError(msg) from exc
         self._setup(model, processor, str(model_path), batch_size, max_new_tokens, mode)
+        self.load_warnings = [emit.warning] if emit.warning else []
         self.max_pixels = max_pixels
         self.share_images = share_images
 
@@ -234,6 +240,8 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.hf_model = model.eval()
+        self.load_warnings: list[str] = []
+        self.emit = find_emit_module(model)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.tokenizer.padding_side = "left"
@@ -271,7 +279,7 @@ class TransformersBackend:
         """Model inputs of a batch, with shared images where the model allows it."""
         texts = [
             self.processor.apply_chat_template(
-                [{"role": "user", "content": p.content_blocks}],
+                [{"role": "user", "content": self._content(p)}],
                 tokenize=False,
                 add_generation_prompt=True,
             )
@@ -299,6 +307,17 @@ class TransformersBackend:
                 "image": BaseModelOutputWithPooling(pooler_output=shared)
             }
         return inputs
+
+    def _content(self, prompt: PromptSpec) -> list[dict[str, str]]:
+        """The prompt's content blocks, with EMIT's placeholder when the model has the module."""
+        if self.emit is None:
+            return prompt.content_blocks
+        return add_hint_placeholder(
+            prompt.content_blocks,
+            task=prompt.question_type,
+            n_images=len(prompt.images),
+            settings=self.emit.settings,
+        )
 
     def _generate(self, prompts: Sequence[PromptSpec], max_new_tokens: int) -> list[str | None]:
         inputs = self._inputs(prompts)
