@@ -251,7 +251,12 @@ class TransformersBackend:
         )
         processor.image_processor = self.images
         forward = set(inspect.signature(model.forward).parameters)
-        self._pre_encoded = "mm_encoder_outputs" in forward and hasattr(model, "get_image_features")
+        # EMIT's heat map needs the vision tower's layers: no pre-encoded images with the module
+        self._pre_encoded = (
+            "mm_encoder_outputs" in forward
+            and hasattr(model, "get_image_features")
+            and self.emit is None
+        )
         self._logits_to_keep = "logits_to_keep" in forward
         self._letter_ids: dict[str, int] = {}
 

@@ -1,10 +1,12 @@
 """The comparison module inside the model: one ``forward`` that every path goes through.
 
-:func:`attach_emit_module` gives a loaded Qwen2.5-VL or InternVL3 model an ``emit``
-submodule (soft prompt and projector) and switches its class to a subclass whose only change
-is ``forward``. Training forward passes, TRL's ``generate`` (which calls ``forward``), TRL's
-log-probability passes and the evaluation backend therefore all inject the hints the same
-way, from the model's ordinary processor inputs:
+:func:`attach_emit_module` gives a loaded Qwen2.5-VL or InternVL3 model's backbone
+(``model.model``: ``Qwen2_5_VLModel``, ``InternVLModel``) an ``emit`` submodule (soft prompt
+and projector) and switches the backbone's class to a subclass whose only change is
+``forward``. The model's own class is untouched (``save_pretrained`` and vLLM see the stock
+architecture). Every path reaches the backbone's ``forward``: training forward passes, TRL's
+``generate``, TRL's log-probabilities (its fused LM head calls the backbone directly) and the
+evaluation backend; so all inject the hints the same way, from the ordinary processor inputs:
 
 1. Rows whose ``input_ids`` hold the placeholder token (exactly ``settings.num_tokens`` of
    them, written by :func:`~training.emit_module.prompts.add_hint_placeholder`) are hinted;
@@ -19,7 +21,8 @@ way, from the model's ordinary processor inputs:
 3. The heat map (:mod:`~training.emit_module.heatmap`) is resampled to
    ``heatmap_grid x heatmap_grid`` and projected; ``[soft prompt ; contrastive embeddings]``
    replace the placeholder embeddings through a forward hook on the input embedding layer,
-   held only for the duration of the call.
+   held only for the duration of the call (or are written into ``inputs_embeds`` when the
+   caller passes embeddings).
 
 Image features per family: Qwen2.5-VL's tower works on windows of merge blocks, so its layer
 outputs are put back in raster order (inverse window permutation, then the 2 x 2 merge
@@ -39,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import InternVLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
+from transformers import InternVLModel, Qwen2_5_VLModel
 from transformers.vision_utils import get_vision_window_index
 
 from training.emit_module.heatmap import layered_heatmap
@@ -149,40 +152,29 @@ def unwindow(tokens: torch.Tensor, window_index: torch.Tensor, unit: int) -> tor
     return tokens.reshape(-1, unit, tokens.shape[-1])[inverse].reshape(-1, tokens.shape[-1])
 
 
-def _qwen_features(model, pixel_values, kwargs, layers):
-    grid = kwargs.get("image_grid_thw")
-    if grid is None:
-        raise EmitError("emit module: Qwen2.5-VL inputs without image_grid_thw")
-    visual = model.model.visual
-    with _capture(visual.blocks, layers) as seen:
-        outputs = model.model.get_image_features(pixel_values, grid, return_dict=True)
+def _qwen_units(backbone, seen, grid) -> list[list[torch.Tensor]]:
+    """Per image, per layer ``(H, W, D)`` raster features from the captured block outputs."""
+    visual = backbone.visual
     window_index, _ = get_vision_window_index(
         grid, visual.spatial_merge_size, visual.window_size, visual.patch_size
     )
-    per_layer = []
-    for layer in layers:
-        x = unwindow(seen[layer], window_index, visual.spatial_merge_unit)
-        per_layer.append(qwen_raster(x, grid, visual.spatial_merge_size))
-    images = [[per_layer[i][j] for i in range(len(layers))] for j in range(len(grid))]
-    return images, outputs
+    per_layer = [
+        qwen_raster(
+            unwindow(seen[layer], window_index, visual.spatial_merge_unit),
+            grid,
+            visual.spatial_merge_size,
+        )
+        for layer in backbone.emit.layers
+    ]
+    return [list(per_image) for per_image in zip(*per_layer, strict=True)]
 
 
-def _internvl_features(model, pixel_values, runs, layers):
-    with _capture(model.model.vision_tower.encoder.layer, layers) as seen:
-        outputs = model.model.get_image_features(pixel_values=pixel_values, return_dict=True)
-    per_tile = outputs.pooler_output.shape[1]
-    images, tile = [], 0
-    for run in runs:
-        tiles = run // per_tile
-        last = tile + tiles - 1  # the thumbnail when there are several tiles
-        feats = []
-        for layer in layers:
-            x = seen[layer][last, 1:]  # without CLS
-            side = math.isqrt(x.shape[0])
-            feats.append(x.reshape(side, side, -1))
-        images.append(feats)
-        tile += tiles
-    return images, outputs
+def _internvl_units(backbone, seen, _grid) -> list[list[torch.Tensor]]:
+    """Per tile, per layer ``(g, g, D)`` features (CLS dropped) from the captured outputs."""
+    layers = backbone.emit.layers
+    tiles = seen[layers[0]].shape[0]
+    side = math.isqrt(seen[layers[0]].shape[1] - 1)
+    return [[seen[layer][t, 1:].reshape(side, side, -1) for layer in layers] for t in range(tiles)]
 
 
 def _image_runs(input_ids: torch.Tensor, image_token_id: int) -> tuple[list[int], list[int]]:
@@ -196,23 +188,40 @@ def _image_runs(input_ids: torch.Tensor, image_token_id: int) -> tuple[list[int]
 
 
 class EmitMixin:
-    """The ``forward`` of a model with an ``emit`` module (see the module docstring)."""
+    """The backbone of a model with an ``emit`` module (see the module docstring).
+
+    It sits on the backbone (``Qwen2_5_VLModel``, ``InternVLModel``), not on the
+    ``...ForConditionalGeneration`` head, because TRL's fused LM head computes log-probabilities
+    by calling the backbone directly. Two methods change:
+
+    - ``get_image_features`` also keeps the chosen vision layers' outputs, in raster order, as
+      ``emit_features`` on its result (``generate`` encodes the images before the first
+      forward pass with it and hands the result over as ``mm_encoder_outputs``);
+    - ``forward`` computes the heat maps from them and injects the hints.
+    """
 
     emit: EmitModule
+    _emit_units = None  # set per family: captured block outputs -> per-unit features
+
+    def get_image_features(self, pixel_values, *args, **kwargs):
+        """The parent's image features, plus ``emit_features`` (see the class docstring)."""
+        parent = super().get_image_features
+        emit = getattr(self, "emit", None)
+        if emit is None or not emit.settings.contrastive:
+            return parent(pixel_values, *args, **kwargs)
+        blocks = self.visual.blocks if hasattr(self, "visual") else self.vision_tower.encoder.layer
+        with _capture(blocks, emit.layers) as seen:
+            out = parent(pixel_values, *args, **kwargs)
+        grid = args[0] if args else kwargs.get("image_grid_thw")
+        out.emit_features = type(self)._emit_units(self, seen, grid)
+        return out
 
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, **kwargs):
         """The parent's ``forward`` with the hints in place of the placeholder embeddings."""
         parent = super().forward
         emit = getattr(self, "emit", None)
-        if emit is None or input_ids is None:
-            return parent(
-                input_ids=input_ids,
-                pixel_values=pixel_values,
-                attention_mask=attention_mask,
-                **kwargs,
-            )
-        rows = emit.hinted_rows(input_ids)
-        if len(rows) == 0:
+        rows = None if emit is None or input_ids is None else emit.hinted_rows(input_ids)
+        if rows is None or len(rows) == 0:
             return parent(
                 input_ids=input_ids,
                 pixel_values=pixel_values,
@@ -221,13 +230,24 @@ class EmitMixin:
             )
         heatmaps = None
         if emit.settings.contrastive:
-            if pixel_values is None:
-                raise EmitError("emit module: hinted prompts (placeholders) but no pixel_values")
-            heatmaps, image_outputs = self._emit_heatmaps(input_ids, rows, pixel_values, kwargs)
-            kwargs["mm_encoder_outputs"] = {"image": image_outputs}
-            pixel_values = None
+            encoded = dict(kwargs.get("mm_encoder_outputs") or {})
+            if encoded.get("image") is None:
+                if pixel_values is None:
+                    msg = "emit module: hinted prompts (placeholders) but no pixel_values"
+                    raise EmitError(msg)
+                encoded["image"] = self._encode(pixel_values, kwargs)
+                kwargs["mm_encoder_outputs"] = encoded
+                pixel_values = None
+            heatmaps = self._emit_heatmaps(input_ids, rows, encoded["image"])
         hints = emit(heatmaps, len(rows))
-        with _inject(self.get_input_embeddings(), input_ids, emit.placeholder_id, hints):
+        mask = (input_ids == emit.placeholder_id).unsqueeze(-1)
+        if kwargs.get("inputs_embeds") is not None:  # embeddings given: write into them
+            embeds = kwargs["inputs_embeds"]
+            kwargs["inputs_embeds"] = embeds.masked_scatter(mask, hints.to(embeds.dtype))
+            context = contextlib.nullcontext()
+        else:
+            context = _inject(self.get_input_embeddings(), input_ids, mask, hints)
+        with context:
             return parent(
                 input_ids=input_ids,
                 pixel_values=pixel_values,
@@ -235,14 +255,39 @@ class EmitMixin:
                 **kwargs,
             )
 
-    def _emit_heatmaps(self, input_ids, rows, pixel_values, kwargs):
+    def _encode(self, pixel_values, kwargs):
+        """``get_image_features`` on the forward's own arguments (what the parent would do)."""
+        if hasattr(self, "visual"):
+            grid = kwargs.get("image_grid_thw")
+            if grid is None:
+                raise EmitError("emit module: Qwen2.5-VL inputs without image_grid_thw")
+            return self.get_image_features(pixel_values, grid, return_dict=True)
+        return self.get_image_features(
+            pixel_values,
+            vision_feature_layer=kwargs.get("vision_feature_layer"),
+            vision_feature_select_strategy=kwargs.get("vision_feature_select_strategy"),
+            return_dict=True,
+        )
+
+    def _emit_heatmaps(self, input_ids, rows, image_outputs) -> torch.Tensor:
+        """``(rows, grid, grid)`` heat maps: each hinted row's query against its references."""
         emit = self.emit
+        units = getattr(image_outputs, "emit_features", None)
+        if units is None:
+            msg = (
+                "emit module: pre-encoded images without the module's layer features; encode "
+                "them with the model's own get_image_features, or pass pixel_values"
+            )
+            raise EmitError(msg)
         runs, per_row = _image_runs(input_ids, self.config.image_token_id)
-        if self.config.model_type == "qwen2_5_vl":
-            images, outputs = _qwen_features(self, pixel_values, kwargs, emit.layers)
-        else:
-            images, outputs = _internvl_features(self, pixel_values, runs, emit.layers)
+        if hasattr(self, "visual"):
+            images = units  # one unit per image
+        else:  # one unit per tile: an image's last tile is its thumbnail (or its only tile)
+            per_tile = image_outputs.pooler_output.shape[1]
+            ends = torch.tensor(runs).div(per_tile, rounding_mode="floor").cumsum(0) - 1
+            images = [units[int(e)] for e in ends]
         first = [sum(per_row[:b]) for b in range(len(per_row))]
+        grid = emit.settings.heatmap_grid
         maps = []
         for b in rows.tolist():
             if per_row[b] < 2:
@@ -251,29 +296,22 @@ class EmitMixin:
                     "needs a reference and a query (add_hint_placeholder leaves such prompts out)"
                 )
                 raise EmitError(msg)
-            query = images[first[b] + per_row[b] - 1]
+            query = [q[None] for q in images[first[b] + per_row[b] - 1]]
             refs = images[first[b] : first[b] + per_row[b] - 1]
             per_ref = [
-                layered_heatmap(
-                    [q[None] for q in query], [r[None] for r in ref], emit.settings.window
-                )[0]
+                layered_heatmap(query, [r[None] for r in ref], emit.settings.window)[0]
                 for ref in refs
             ]
-            maps.append(torch.stack(per_ref).amin(dim=0))
-        grid = emit.settings.heatmap_grid
-        resized = [
-            F.interpolate(m[None, None], size=(grid, grid), mode="bilinear", antialias=True)[0, 0]
-            for m in maps
-        ]
-        return torch.stack(resized), outputs
+            heat = torch.stack(per_ref).amin(dim=0)
+            maps.append(
+                F.interpolate(heat[None, None], size=(grid, grid), mode="bilinear", antialias=True)
+            )
+        return torch.cat(maps)[:, 0]
 
 
 @contextlib.contextmanager
-def _inject(
-    embedding: nn.Module, input_ids: torch.Tensor, placeholder_id: int, hints: torch.Tensor
-):
-    """Replace the placeholder rows of ``embedding``'s output by ``hints`` during the body."""
-    mask = (input_ids == placeholder_id).unsqueeze(-1)
+def _inject(embedding: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor, hints: torch.Tensor):
+    """Replace the ``mask``ed rows of ``embedding``'s output by ``hints`` during the body."""
 
     def hook(_module, args, output):
         if args and isinstance(args[0], torch.Tensor) and args[0].shape == input_ids.shape:
@@ -287,45 +325,43 @@ def _inject(
         handle.remove()
 
 
-def _parent_signature(cls: type) -> type:
-    """Give ``cls.forward`` its transformers parent's signature, minus ``mm_encoder_outputs``.
+def _parent_signatures(cls: type) -> type:
+    """Give ``cls``'s ``forward`` and ``get_image_features`` their transformers parent's
+    signatures: positional calls bind as the parent's do, and ``generate``, which picks the
+    arguments of ``get_image_features`` by signature, sees the parent's parameters."""
+    for name in ("forward", "get_image_features"):
+        parent = next(c for c in cls.__mro__[1:] if c is not EmitMixin and name in vars(c))
+        full = inspect.signature(getattr(parent, name))
+        mixin = getattr(EmitMixin, name)
 
-    ``generate`` validates its keyword arguments against ``forward``'s signature, and the
-    evaluation backend hands pre-encoded images only to models whose ``forward`` names
-    ``mm_encoder_outputs``: the heat map needs the tower's layers, so this one must not.
-    """
-    parent = next(c for c in cls.__mro__[1:] if c is not EmitMixin and "forward" in vars(c))
-    full = inspect.signature(parent.forward)
-    shown = full.replace(
-        parameters=[p for n, p in full.parameters.items() if n != "mm_encoder_outputs"]
-    )
+        def method(self, *args, _full=full, _mixin=mixin, **kwargs):
+            bound = _full.bind_partial(self, *args, **kwargs).arguments
+            bound.pop("self")
+            extra = bound.pop("kwargs", {})
+            return _mixin(self, **bound, **extra)
 
-    def forward(self, *args, **kwargs):
-        bound = full.bind_partial(self, *args, **kwargs).arguments
-        bound.pop("self")
-        extra = bound.pop("kwargs", {})
-        return EmitMixin.forward(self, **bound, **extra)
-
-    forward.__signature__ = shown
-    forward.__doc__ = EmitMixin.forward.__doc__
-    cls.forward = forward
+        method.__signature__ = full
+        method.__doc__ = mixin.__doc__
+        method.__name__ = name
+        setattr(cls, name, method)
     return cls
 
 
-@_parent_signature
-class EmitQwen2_5_VLForConditionalGeneration(EmitMixin, Qwen2_5_VLForConditionalGeneration):
-    """Qwen2.5-VL with EMIT's comparison module (only ``forward`` differs)."""
+@_parent_signatures
+class EmitQwen2_5_VLModel(EmitMixin, Qwen2_5_VLModel):
+    """Qwen2.5-VL's backbone with EMIT's comparison module."""
+
+    _emit_units = _qwen_units
 
 
-@_parent_signature
-class EmitInternVLForConditionalGeneration(EmitMixin, InternVLForConditionalGeneration):
-    """InternVL3 with EMIT's comparison module (only ``forward`` differs)."""
+@_parent_signatures
+class EmitInternVLModel(EmitMixin, InternVLModel):
+    """InternVL3's backbone with EMIT's comparison module."""
+
+    _emit_units = _internvl_units
 
 
-EMIT_CLASSES = {
-    "qwen2_5_vl": EmitQwen2_5_VLForConditionalGeneration,
-    "internvl": EmitInternVLForConditionalGeneration,
-}
+EMIT_BACKBONES = {"qwen2_5_vl": EmitQwen2_5_VLModel, "internvl": EmitInternVLModel}
 
 
 def _vision_depth(config: Any) -> int:
@@ -356,13 +392,13 @@ def attach_emit_module(model: Any, settings: EmitModuleSettings, tokenizer: Any)
     if not settings.active:
         return model
     model_type = model.config.model_type
-    if model_type not in EMIT_CLASSES:
+    if model_type not in EMIT_BACKBONES:
         msg = (
             f"emit module: model type {model_type!r} is not supported; "
-            f"expected one of {sorted(EMIT_CLASSES)}"
+            f"expected one of {sorted(EMIT_BACKBONES)}"
         )
         raise EmitError(msg)
-    if isinstance(model, EmitMixin):
+    if find_emit_module(model) is not None:
         raise EmitError("emit module: this model already has one")
     embed = model.get_input_embeddings()
     layers = settings.vision_layers(_vision_depth(model.config))
@@ -372,8 +408,9 @@ def attach_emit_module(model: Any, settings: EmitModuleSettings, tokenizer: Any)
         cue = tokenizer.encode(EMIT_SOFT_PROMPT_CUE, add_special_tokens=False)
         with torch.no_grad():
             module.soft_prompt.init_from(embed(torch.tensor(cue, device=embed.weight.device)))
-    model.__class__ = EMIT_CLASSES[model_type]
-    model.add_module("emit", module)
+    backbone = model.model
+    backbone.__class__ = EMIT_BACKBONES[model_type]
+    backbone.add_module("emit", module)
     return model
 
 
