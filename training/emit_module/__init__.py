@@ -11,7 +11,8 @@ after a learnable soft prompt, with anomaly discrimination and defect localizati
 - :mod:`.prompts`: where the placeholder goes in a prompt;
 - :mod:`.model`: the one ``forward`` that injects the hints for every path (training,
   ``generate``, log-probabilities, evaluation), stage 1's freezing;
-- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation.
+- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation;
+- :mod:`.stages`: the calls a training stage makes (stage 1 freezing, weights between stages).
 """
 
 from training.emit_module.checkpoint import (
