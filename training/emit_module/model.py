@@ -287,8 +287,9 @@ class EmitMixin:
             ends = torch.tensor(runs).div(per_tile, rounding_mode="floor").cumsum(0) - 1
             images = [units[int(e)] for e in ends]
         first = [sum(per_row[:b]) for b in range(len(per_row))]
-        grid = emit.settings.heatmap_grid
-        maps = []
+        same = _distinct(images)
+        pairs: dict[tuple[int, int], torch.Tensor | None] = {}  # (reference, query) -> map
+        row_pairs = []
         for b in rows.tolist():
             if per_row[b] < 2:
                 msg = (
@@ -296,17 +297,53 @@ class EmitMixin:
                     "needs a reference and a query (add_hint_placeholder leaves such prompts out)"
                 )
                 raise EmitError(msg)
-            query = [q[None] for q in images[first[b] + per_row[b] - 1]]
-            refs = images[first[b] : first[b] + per_row[b] - 1]
-            per_ref = [
-                layered_heatmap(query, [r[None] for r in ref], emit.settings.window)[0]
-                for ref in refs
-            ]
-            heat = torch.stack(per_ref).amin(dim=0)
+            query = same[first[b] + per_row[b] - 1]
+            refs = [same[i] for i in range(first[b], first[b] + per_row[b] - 1)]
+            row_pairs.append([(r, query) for r in refs])
+            pairs.update({(r, query): None for r in refs})
+        _pair_heatmaps(pairs, images, emit.settings.window)
+        grid = emit.settings.heatmap_grid
+        maps = []
+        for ref_query in row_pairs:
+            heat = torch.stack([pairs[p] for p in ref_query]).amin(dim=0)
             maps.append(
                 F.interpolate(heat[None, None], size=(grid, grid), mode="bilinear", antialias=True)
             )
         return torch.cat(maps)[:, 0]
+
+
+def _distinct(images: list[list[torch.Tensor]]) -> list[int]:
+    """For each image, the index of its first identical copy (equal first-layer features).
+
+    GRPO repeats every prompt ``num_generations`` times in a batch: the heat map of a pair
+    is computed once, not once per copy.
+    """
+    first: list[int] = []
+    for i, feats in enumerate(images):
+        match = next(
+            (
+                j
+                for j in dict.fromkeys(first)
+                if images[j][0].shape == feats[0].shape and torch.equal(images[j][0], feats[0])
+            ),
+            i,
+        )
+        first.append(match)
+    return first
+
+
+def _pair_heatmaps(pairs: dict, images: list[list[torch.Tensor]], window: int) -> None:
+    """Fill ``pairs[(reference, query)]`` with heat maps, one batched call per grid shape."""
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for ref, query in pairs:
+        key = (tuple(images[query][0].shape), tuple(images[ref][0].shape))
+        groups.setdefault(key, []).append((ref, query))
+    for members in groups.values():
+        layers = range(len(images[members[0][1]]))
+        queries = [torch.stack([images[q][layer] for _, q in members]) for layer in layers]
+        refs = [torch.stack([images[r][layer] for r, _ in members]) for layer in layers]
+        for pair, heat in zip(members, layered_heatmap(queries, refs, window), strict=True):
+            pairs[pair] = heat
 
 
 @contextlib.contextmanager

@@ -44,13 +44,14 @@ def images(seed: int = 0) -> list[Image.Image]:
     return [ref, query]
 
 
-def batch(processor, settings=SMALL, *, hinted=(True, False)):
-    """Processor inputs of rows of the two-image prompt, with or without the placeholder."""
+def batch(processor, settings=SMALL, *, hinted=(True, False), seeds=None):
+    """Processor inputs of rows of the two-image prompt, with or without the placeholder;
+    row i shows ``images(seeds[i])`` (default: seed i)."""
     texts, imgs = [], []
     for i, hint in enumerate(hinted):
         task = "anomaly_detection" if hint else "defect_classification"
         content = add_hint_placeholder(TWO_IMAGES, task=task, n_images=2, settings=settings)
         msg = [{"role": "user", "content": content}]
         texts.append(processor.apply_chat_template(msg, tokenize=False, add_generation_prompt=True))
-        imgs += images(seed=i)
+        imgs += images(seed=i if seeds is None else seeds[i])
     return processor(text=texts, images=imgs, return_tensors="pt", padding=True)

@@ -222,3 +222,31 @@ def test_qwen_layer_outputs_are_put_back_in_raster_order(model_dirs):
     tokens = torch.randn(8 * 12, 5)
     windowed = visual.permute_input_for_window_attn(tokens, window, seq_len=8 * 12)
     assert torch.equal(unwindow(windowed, window, 4), tokens)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_repeated_pair_is_compared_once(model_dirs, family, monkeypatch):
+    """GRPO's batches repeat each prompt: one heat map per distinct image pair."""
+    import training.emit_module.model as emit_model
+
+    model, processor = with_module(model_dirs, family)
+    model.eval()
+    pairs_seen = []
+    real = emit_model.layered_heatmap
+
+    def counting(queries, references, window):
+        pairs_seen.append(queries[0].shape[0])
+        return real(queries, references, window)
+
+    monkeypatch.setattr(emit_model, "layered_heatmap", counting)
+    with torch.no_grad():
+        single = model(**batch(processor, hinted=(True,))).logits[0, -1]
+        assert pairs_seen == [1]
+        pairs_seen.clear()
+        same = model(**batch(processor, hinted=(True, True, True), seeds=(0, 0, 0))).logits
+        assert pairs_seen == [1]
+        pairs_seen.clear()
+        model(**batch(processor, hinted=(True, True, True), seeds=(0, 1, 0)))
+        assert pairs_seen == [2]  # two distinct pairs, one batched call (same grids)
+    for row in range(3):
+        torch.testing.assert_close(same[row, -1], single, atol=1e-4, rtol=1e-4)
