@@ -57,10 +57,10 @@ def patch_heatmap(
     Example (k = 0 compares each patch with the one at the same position)::
 
         >>> q = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])   # 1 x 2 grid
-        >>> r = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+        >>> r = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])   # the same two patches, swapped
         >>> patch_heatmap(q, r, 0)
-        tensor([[[0., 1.]]])
-        >>> patch_heatmap(q, r, 1)                           # the window reaches (0, 0)
+        tensor([[[1., 1.]]])
+        >>> patch_heatmap(q, r, 1)                           # the window reaches the neighbour
         tensor([[[0., 0.]]])
     """
     if query.ndim != 4 or reference.ndim != 4 or query.shape[-1] != reference.shape[-1]:
