@@ -24,7 +24,7 @@ class HeatmapProjector(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, heatmap: torch.Tensor) -> torch.Tensor:
-        x = heatmap.unsqueeze(1).to(self.conv.weight.dtype)
+        x = heatmap.unsqueeze(1).to(self.conv.weight)  # its dtype and device
         x = self.conv(self.norm(x))  # (B, hidden, H', W')
         return x.flatten(2).transpose(1, 2)
 

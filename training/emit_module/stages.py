@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from training.emit_module.checkpoint import EMIT_WEIGHTS_NAME, EmitModuleCallback, load_emit_module
-from training.emit_module.model import attach_emit_module, freeze_for_alignment, train_emit_module
+from training.emit_module.model import (
+    EmitError,
+    attach_emit_module,
+    freeze_for_alignment,
+    train_emit_module,
+)
 from training.emit_module.prompts import hint_task
 from training.emit_module.settings import EmitModuleSettings
 
@@ -67,6 +72,12 @@ def prepare_trainer(trainer: Any, settings: EmitModuleSettings) -> None:
     checkpoint. (The optimizer is created in ``train()``, so it sees the module.)"""
     if not settings.active:
         return
+    if getattr(trainer.args, "use_vllm", False):
+        msg = (
+            "emit module: use_vllm generates outside the model's forward, so the hints would be "
+            "missing from the completions; set use_vllm: false with emit_module"
+        )
+        raise EmitError(msg)
     train_emit_module(trainer.model)
     trainer.add_callback(EmitModuleCallback())
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.training.emit_module.emit_helpers import SMALL, load
-from training.emit_module import EmitModuleSettings, find_emit_module, save_emit_module
+from training.emit_module import EmitError, EmitModuleSettings, find_emit_module, save_emit_module
 from training.emit_module.stages import prepare_model, prepare_trainer, stage1_question
 
 
@@ -63,9 +63,13 @@ def test_prepare_trainer_unfreezes_and_adds_the_callback(model_dirs):
     for param in model.parameters():
         param.requires_grad_(False)
     added = []
-    prepare_trainer(SimpleNamespace(model=model, add_callback=added.append), SMALL)
+    args = SimpleNamespace(use_vllm=False)
+    prepare_trainer(SimpleNamespace(model=model, args=args, add_callback=added.append), SMALL)
     assert all(p.requires_grad for p in find_emit_module(model).parameters())
     assert [type(c).__name__ for c in added] == ["EmitModuleCallback"]
+    vllm = SimpleNamespace(model=model, args=SimpleNamespace(use_vllm=True), add_callback=None)
+    with pytest.raises(EmitError, match="use_vllm"):
+        prepare_trainer(vllm, SMALL)
 
 
 def test_stage1_keeps_discrimination_and_localization():
