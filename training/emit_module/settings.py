@@ -13,10 +13,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-# The text cue the soft prompt starts from (EMIT paper, section "Soft Prompt"; the released
-# code loads its embeddings from model/internvl_chat/soft_prompt_ini.pt, guanwei49/EMIT at
-# commit HEAD of 2025). Benchmark prompt strings belong in iad_pipeline/questions/prompts.py:
-# this constant should move there when that file is free to edit.
+# The text cue the soft prompt starts from: shared/papers/emit.txt, section "Soft Prompt". The
+# released code (guanwei49/EMIT, commit 01dc319236eda9be13e14918cf9a5bf0d5c7a030,
+# model/internvl_chat/modeling_internvl_chat.py, _init_weights) loads the cue's 9 embeddings
+# from soft_prompt_ini.pt instead of embedding the text. Benchmark prompt strings belong in
+# iad_pipeline/questions/prompts.py: this constant should move there once that file is free.
 EMIT_SOFT_PROMPT_CUE = "Below are some hints for your reference:"
 # Question tasks that get the hints (EMIT: "provided exclusively for tasks such as anomaly
 # discrimination and defect localization"); our task names and MMAD's question types.
@@ -26,7 +27,9 @@ EMIT_HINT_TASKS = ("anomaly_detection", "defect_localization")
 # sequence length is known before tokenization and no vocabulary is resized.
 DEFAULT_PLACEHOLDER = "<|fim_pad|>"
 # EMIT's relative vision layers: it reads hidden_states[4, 8, 16, 20] of the 24-layer
-# InternViT-300M (modeling_internvl_chat.py, self.layers).
+# InternViT-300M (same file and commit, CustomizedInternVLChatModel.__init__, self.layers;
+# neighbor_dis 6 is the window k, num_soft_prompt_tokens 9, projector BatchNorm2d(1) then
+# Conv2d(1, hidden, 4, stride 2, padding 1)).
 EMIT_LAYER_FRACTIONS = (4 / 24, 8 / 24, 16 / 24, 20 / 24)
 
 
