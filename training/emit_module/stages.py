@@ -69,7 +69,8 @@ def prepare_model(
 
 def prepare_trainer(trainer: Any, settings: EmitModuleSettings) -> None:
     """After the trainer is built, before ``train()``: module trainable, saved with each
-    checkpoint. (The optimizer is created in ``train()``, so it sees the module.)"""
+    checkpoint by a callback that runs before the others (so before a DONE marker's). The
+    optimizer is created in ``train()``, so it sees the module."""
     if not settings.active:
         return
     if getattr(trainer.args, "use_vllm", False):
@@ -79,7 +80,8 @@ def prepare_trainer(trainer: Any, settings: EmitModuleSettings) -> None:
         )
         raise EmitError(msg)
     train_emit_module(trainer.model)
-    trainer.add_callback(EmitModuleCallback())
+    # first in line: the module's file is in the checkpoint before a DONE marker says complete
+    trainer.callback_handler.callbacks.insert(0, EmitModuleCallback())
 
 
 def stage1_question(task: str | None) -> bool:

@@ -9,13 +9,8 @@ from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
 from tests.training.emit_module.emit_helpers import FAMILIES, SMALL, TWO_IMAGES, images, with_module
-from training.emit_module import (
-    EMIT_WEIGHTS_NAME,
-    EmitModuleCallback,
-    add_hint_placeholder,
-    find_emit_module,
-    train_emit_module,
-)
+from training.emit_module import EMIT_WEIGHTS_NAME, add_hint_placeholder, find_emit_module
+from training.emit_module.stages import prepare_trainer
 
 
 def varied_length(completions, **_):
@@ -59,9 +54,10 @@ def test_grpo_trains_the_adapter_and_the_module_and_saves_it(model_dirs, family,
         processing_class=processor,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
     )
-    assert train_emit_module(trainer.model) > 0  # PEFT froze it with the base model
-    trainer.add_callback(EmitModuleCallback())
     emit = find_emit_module(trainer.model)
+    assert not any(p.requires_grad for p in emit.parameters())  # PEFT froze it with the base
+    prepare_trainer(trainer, SMALL)
+    assert all(p.requires_grad for p in emit.parameters())
     before = {k: v.clone() for k, v in emit.state_dict().items()}
     trainer.train()
     moved = [k for k, v in emit.state_dict().items() if not torch.equal(v, before[k])]

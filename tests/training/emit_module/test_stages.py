@@ -51,8 +51,9 @@ def test_switched_off_nothing_happens(model_dirs):
     off = EmitModuleSettings(enabled=False)
     assert prepare_model(model, processor, off, "sft") is model
     assert find_emit_module(model) is None
-    trainer = SimpleNamespace(model=model, callbacks=[], add_callback=lambda c: None)
+    trainer = SimpleNamespace(model=model, callback_handler=SimpleNamespace(callbacks=[]))
     prepare_trainer(trainer, off)
+    assert trainer.callback_handler.callbacks == []
     with pytest.raises(ValueError, match="stage 'dpo'"):
         prepare_model(model, processor, SMALL, "dpo")
 
@@ -62,12 +63,13 @@ def test_prepare_trainer_unfreezes_and_adds_the_callback(model_dirs):
     prepare_model(model, processor, SMALL, "grpo")
     for param in model.parameters():
         param.requires_grad_(False)
-    added = []
+    handler = SimpleNamespace(callbacks=["DoneMarker"])
     args = SimpleNamespace(use_vllm=False)
-    prepare_trainer(SimpleNamespace(model=model, args=args, add_callback=added.append), SMALL)
+    prepare_trainer(SimpleNamespace(model=model, args=args, callback_handler=handler), SMALL)
     assert all(p.requires_grad for p in find_emit_module(model).parameters())
-    assert [type(c).__name__ for c in added] == ["EmitModuleCallback"]
-    vllm = SimpleNamespace(model=model, args=SimpleNamespace(use_vllm=True), add_callback=None)
+    # before the DONE marker: a complete checkpoint always holds the module's weights
+    assert [type(c).__name__ for c in handler.callbacks] == ["EmitModuleCallback", "str"]
+    vllm = SimpleNamespace(model=model, args=SimpleNamespace(use_vllm=True))
     with pytest.raises(EmitError, match="use_vllm"):
         prepare_trainer(vllm, SMALL)
 
