@@ -31,12 +31,14 @@ def add_hint_placeholder(
     task: str | None,
     n_images: int,
     settings: EmitModuleSettings,
+    text_query: bool = False,
 ) -> str | list[dict[str, Any]]:
     """The user message ``content`` with the hint placeholder appended, where EMIT puts hints.
 
     ``content`` is a rendered prompt string or a list of chat content blocks; ``n_images`` is
-    how many images the prompt shows (a reference and a query are needed). A prompt that gets
-    no hints comes back unchanged (the same object).
+    how many images the prompt shows (a reference and a query are needed); ``text_query``
+    marks EMIT's text samples, whose query is an object description (rendered or not), never
+    hinted. A prompt that gets no hints comes back unchanged (the same object).
 
     >>> s = EmitModuleSettings(soft_prompt_tokens=2, heatmap_grid=2, placeholder="<p>")
     >>> add_hint_placeholder("Q?", task="anomaly_detection", n_images=2, settings=s)
@@ -44,7 +46,7 @@ def add_hint_placeholder(
     >>> add_hint_placeholder("Q?", task="anomaly_detection", n_images=1, settings=s)
     'Q?'
     """
-    if not settings.active or n_images < 2 or not hint_task(task):
+    if not settings.active or text_query or n_images < 2 or not hint_task(task):
         return content
     marks = settings.placeholder * settings.num_tokens
     if isinstance(content, str):

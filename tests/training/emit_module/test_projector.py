@@ -87,25 +87,28 @@ BLOCKS = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Q"}]
 
 
 @pytest.mark.parametrize(
-    ("task", "n_images", "fields", "hinted"),
+    ("task", "n_images", "fields", "hinted", "text_query"),
     [
-        ("anomaly_detection", 2, {}, True),
-        ("defect_localization", 2, {}, True),
-        ("Anomaly Detection", 2, {}, True),  # MMAD's question type
-        ("defect_classification", 2, {}, False),
-        ("defect_description", 2, {}, False),
-        ("object_classification", 2, {}, False),
-        ("Object Analysis", 2, {}, False),
-        ("anomaly_detection", 1, {}, False),  # no reference image
-        ("anomaly_detection", 0, {}, False),  # text sample: no query image
-        ("anomaly_detection", 2, {"enabled": False}, False),
-        ("anomaly_detection", 2, {"soft_prompt": False, "contrastive": False}, False),
+        ("anomaly_detection", 2, {}, True, False),
+        ("defect_localization", 2, {}, True, False),
+        ("Anomaly Detection", 2, {}, True, False),  # MMAD's question type
+        ("defect_classification", 2, {}, False, False),
+        ("defect_description", 2, {}, False, False),
+        ("object_classification", 2, {}, False, False),
+        ("Object Analysis", 2, {}, False, False),
+        ("anomaly_detection", 1, {}, False, False),  # no reference image
+        ("anomaly_detection", 0, {}, False, False),  # no image at all
+        ("anomaly_detection", 2, {}, False, True),  # text sample: a described query
+        ("anomaly_detection", 2, {"enabled": False}, False, False),
+        ("anomaly_detection", 2, {"soft_prompt": False, "contrastive": False}, False, False),
     ],
 )
-def test_placeholder_only_where_emit_puts_hints(task, n_images, fields, hinted):
+def test_placeholder_only_where_emit_puts_hints(task, n_images, fields, hinted, text_query):
     settings = EmitModuleSettings(**fields)
     for content in (BLOCKS, "Image-1: <image>\nImage-2: <image>\nQ"):
-        out = add_hint_placeholder(content, task=task, n_images=n_images, settings=settings)
+        out = add_hint_placeholder(
+            content, task=task, n_images=n_images, settings=settings, text_query=text_query
+        )
         if hinted:
             tail = out[-1]["text"] if isinstance(out, list) else out[len(content) :]
             assert tail == settings.placeholder * settings.num_tokens
