@@ -36,13 +36,14 @@ import copy
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, BatchFeature
+from transformers import BatchFeature
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from eval.backends import (
@@ -51,6 +52,7 @@ from eval.backends import (
     BackendError,
 )
 from eval.protocols import PromptSpec, chat_text, image_size_kwargs
+from training.emit_module import add_hint_placeholder, find_emit_module, load_emit_model
 from training.tiny_model import load_processor
 
 log = logging.getLogger(__name__)
@@ -144,8 +146,11 @@ class TransformersBackend:
 
     Args:
         model_path: a model folder (the tiny model of :mod:`training.tiny_model` or a real
-            checkpoint); loaded with ``AutoModelForImageTextToText`` and the left-padded
-            processor of :func:`training.tiny_model.load_processor`.
+            checkpoint); loaded with ``AutoModelForImageTextToText`` (through
+            :func:`training.emit_module.load_emit_model`: with EMIT's comparison module when
+            the folder holds ``emit_module.safetensors``; ``load_warnings`` lists what went
+            wrong, e.g. a run's checkpoint without them) and the left-padded processor of
+            :func:`training.tiny_model.load_processor`.
         batch_size: prompts per forward pass.
         max_new_tokens: generation limit (MMAD: 128).
         mode: ``"generate"`` (greedy decoding) or ``"letter_logits"`` (see the module doc).
@@ -171,7 +176,8 @@ class TransformersBackend:
         dtype_ = _resolve_dtype(dtype, device_)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
-            model = AutoModelForImageTextToText.from_pretrained(
+            # EMIT's comparison module comes along when the checkpoint holds its weights
+            model, emit = load_emit_model(
                 model_path, dtype=dtype_, device_map=str(device_), **extra
             )
             processor = load_processor(model_path)
@@ -182,6 +188,7 @@ class TransformersBackend:
             )
             raise BackendError(msg) from exc
         self._setup(model, processor, str(model_path), batch_size, max_new_tokens, mode)
+        self.load_warnings = [emit.warning] if emit.warning else []
         self.share_images = share_images
 
     @classmethod
@@ -228,6 +235,8 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.hf_model = model.eval()
+        self.load_warnings: list[str] = []
+        self.emit = find_emit_module(model)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.tokenizer.padding_side = "left"
@@ -237,7 +246,12 @@ class TransformersBackend:
         )
         processor.image_processor = self.images
         forward = set(inspect.signature(model.forward).parameters)
-        self._pre_encoded = "mm_encoder_outputs" in forward and hasattr(model, "get_image_features")
+        # EMIT's heat map needs the vision tower's layers: no pre-encoded images with the module
+        self._pre_encoded = (
+            "mm_encoder_outputs" in forward
+            and hasattr(model, "get_image_features")
+            and self.emit is None
+        )
         self._logits_to_keep = "logits_to_keep" in forward
         self._letter_ids: dict[str, int] = {}
 
@@ -263,7 +277,7 @@ class TransformersBackend:
 
     def _inputs(self, prompts: Sequence[PromptSpec]) -> dict[str, Any]:
         """Model inputs of a batch, with shared images where the model allows it."""
-        texts = [chat_text(self.processor, p) for p in prompts]
+        texts = [chat_text(self.processor, self._with_hints(p)) for p in prompts]
         keys = [str(path) for p in prompts for path in p.images]
         loaded = {key: _open_rgb(key) for key in dict.fromkeys(keys)}
         kwargs: dict[str, Any] = {"padding": True, "return_tensors": "pt"}
@@ -285,6 +299,18 @@ class TransformersBackend:
                 "image": BaseModelOutputWithPooling(pooler_output=shared)
             }
         return inputs
+
+    def _with_hints(self, prompt: PromptSpec) -> PromptSpec:
+        """The prompt, with EMIT's placeholder in its content when the model has the module."""
+        if self.emit is None:
+            return prompt
+        blocks = add_hint_placeholder(
+            prompt.content_blocks,
+            task=prompt.question_type,
+            n_images=len(prompt.images),
+            settings=self.emit.settings,
+        )
+        return prompt if blocks is prompt.content_blocks else replace(prompt, content_blocks=blocks)
 
     def _generate(self, prompts: Sequence[PromptSpec], max_new_tokens: int) -> list[str | None]:
         inputs = self._inputs(prompts)
