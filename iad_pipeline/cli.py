@@ -235,6 +235,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         command.append("--resume")
     if args.training_set:
         command += ["--training-set", args.training_set]
+    if args.launcher == "ray":
+        # the same script as a Ray job on N Ray Train workers (training/ray_train.py)
+        ray = ["-m", "training.ray_train", "submit", "--address", args.ray_address]
+        command = [sys.executable, *ray, "--workers", str(args.workers), "--", *command[3:]]
     _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
     code = subprocess.run(command, check=False).returncode
     if code != 0:
@@ -538,6 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--training-set",
         metavar="DIR",
         help="exported training set (default: the training_set asset's export)",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("python", "ray"),
+        default="python",
+        help="python: this machine; ray: a Ray job on Ray Train workers",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="ADDR",
+        help="--launcher ray: auto (the cluster `ray start` started here), http://HOST:8265, "
+        "or local (a cluster for this run)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="--launcher ray: Ray Train workers"
     )
     p.set_defaults(func=cmd_train)
     return parser

@@ -99,6 +99,15 @@ def job_runtime_env(extra_env: Mapping[str, str] | None = None) -> dict[str, Any
     return {"env_vars": env}
 
 
+def require_ray() -> None:
+    """A one-line error when Ray is not installed (it is an extra of the package)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        msg = "the ray launcher needs Ray: pip install 'iad-pipeline[ray]'"
+        raise RayLaunchError(msg)
+
+
 def job_client(address: str | None):
     """A ``JobSubmissionClient`` for ``address``; ``None`` starts a local cluster first.
 
@@ -106,14 +115,19 @@ def job_client(address: str | None):
     URL (``http://HOST:8265``) or a cluster address. A cluster that does not answer raises
     :class:`RayLaunchError` with one line naming the address.
     """
+    require_ray()
     from ray.job_submission import JobSubmissionClient
 
     if address is None:
         import ray
+        from ray._private.worker import get_dashboard_url
 
         if not ray.is_initialized():
             ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
-        url = ray.get_runtime_context().dashboard_url or ray.worker.get_dashboard_url()
+        url = get_dashboard_url()
+        if not url:
+            msg = "ray address None: the local Ray cluster started without its dashboard"
+            raise RayLaunchError(msg)
         address = url if "://" in url else f"http://{url}"
     try:
         return JobSubmissionClient(address)

@@ -1,8 +1,8 @@
 """A real Ray cluster on loopback for the session: 2 CPUs, the job server, a temp folder.
 
 Started with ``ray start --head`` on free ports; stopped by ending the processes that name
-this cluster's temp folder (``ray stop`` would end every Ray cluster on the machine). Its workers import
-this checkout: the cluster inherits ``PYTHONPATH`` with the repository first.
+this cluster's temp folder (``ray stop`` would end every Ray cluster on the machine). Its
+workers import this checkout: the cluster inherits ``PYTHONPATH`` with the repository first.
 """
 
 from __future__ import annotations
@@ -68,6 +68,18 @@ def ray_cluster() -> Iterator[LocalCluster]:
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash}",
+        # every fixed default port taken from the free ones: a second Ray on the machine
+        # (a developer's own cluster) must not keep this one's agent from starting
+        *(
+            f"--{name}={_free_port()}"
+            for name in (
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "metrics-export-port",
+                "runtime-env-agent-port",
+                "ray-client-server-port",
+            )
+        ),
         f"--temp-dir={temp}",
         "--disable-usage-stats",
     ]
@@ -108,13 +120,18 @@ def stop_cluster(temp: Path, grace: float = 15) -> None:
             proc.kill()
 
 
-def _wait_for_job_server(url: str, timeout: float = 120) -> None:
+def _wait_for_job_server(url: str, timeout: float = 180) -> None:
+    """Until a trivial job runs: the job server answers before the node's agent can run jobs
+    ("No available agent to submit job")."""
     from ray.job_submission import JobSubmissionClient
 
     deadline = time.time() + timeout
     while True:
         try:
-            JobSubmissionClient(url).list_jobs()
+            client = JobSubmissionClient(url)
+            job = client.submit_job(entrypoint=f"{sys.executable} -c pass")
+            while not client.get_job_status(job).is_terminal():
+                time.sleep(0.2)
             return
         except Exception:
             if time.time() > deadline:
