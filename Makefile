@@ -47,6 +47,7 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_ray.py
 
 lint: install
 	$(BIN)/ruff check iad_pipeline assets training eval tests bench
