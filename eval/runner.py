@@ -11,7 +11,9 @@
 3. each batch's prompts come from :func:`~eval.protocols.build_prompt`; the responses are
    parsed by the one answer parser (:func:`eval.records.parse_response`, built on
    :mod:`iad_pipeline.answers`) and appended to the store as one shard, so a killed run
-   loses at most the batch in flight.
+   loses at most the batch in flight. A backend with ``answer_batches`` (the Ray backend)
+   gets every batch at once and returns each as it finishes (:func:`answer_batches`); each
+   is stored on arrival, so a killed run loses only the batches in flight.
 
 ``latency_s`` is the batch's wall time divided by its number of questions.
 """

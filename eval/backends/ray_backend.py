@@ -95,7 +95,7 @@ class RayBackend:
         num_workers: actors, one model each (Ray Data's ``concurrency``).
         use_gpu: one GPU per actor.
         resources_per_worker: Ray resources per actor, e.g. ``{"CPU": 4, "GPU": 1}``
-            (default one CPU, or one GPU with ``use_gpu``).
+            (default one CPU, plus one GPU with ``use_gpu``).
         batch_size: prompts per forward pass inside an actor.
         **backend_kwargs: the other ``TransformersBackend`` arguments (``max_new_tokens``,
             ``mode``, ``dtype``, ``max_pixels``...).
@@ -126,7 +126,7 @@ class RayBackend:
             **backend_kwargs,
         }
         resources = dict(resources_per_worker or {})
-        self.num_cpus = float(resources.pop("CPU", 0 if use_gpu else 1))
+        self.num_cpus = float(resources.pop("CPU", 1))
         self.num_gpus = float(resources.pop("GPU", 1 if use_gpu else 0))
         self.resources = resources
         if use_gpu:

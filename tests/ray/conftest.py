@@ -46,6 +46,9 @@ def cluster_env() -> dict[str, str]:
         # the cluster's job entrypoints run `python`: this interpreter's folder first
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # a loopback cluster without token authentication (Ray turns it on when a token
+        # file exists in ~/.ray, and its job client then fails without one)
+        "RAY_AUTH_MODE": "disabled",
         "PYTHONWARNINGS": "ignore",
         "TOKENIZERS_PARALLELISM": "false",
     }
@@ -88,15 +91,21 @@ def ray_cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(temp, ignore_errors=True)
         pytest.fail(f"ray start failed:\n{proc.stdout}\n{proc.stderr}")
     cluster = LocalCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", env)
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # this process's clients, as the cluster
     try:
         _wait_for_job_server(cluster.dashboard)
         yield cluster
     finally:
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
         stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def stop_cluster(temp: Path, grace: float = 15) -> None:
+def stop_cluster(temp: Path, grace: float = 5) -> None:
     """End the processes of the cluster started with ``--temp-dir=temp``, and only those.
 
     ``ray stop`` would end every Ray process on the machine; every process of this cluster

@@ -15,6 +15,7 @@ from eval.protocols import Protocol, mmad_templates
 from eval.runner import RunInfo, evaluate
 from eval.scoring import score_mmad
 from eval.store import AnswerStore
+from eval.warehouse import Warehouse
 from iad_pipeline.questions.mmad_json import read_mmad_json
 from iad_pipeline.synthetic import synthesize
 from training.tiny_model import build_tiny_qwen25vl
@@ -82,12 +83,28 @@ def test_ray_actors_answer_and_score_as_the_in_process_backend(
     # the rest only was asked: one shard per remaining batch, nothing answered twice
     assert answers["question_id"].n_unique() == answers.height == questions.height
     assert len(store.shards(rid)) > shards
-    assert comparable(answers).equals(comparable(expected).with_columns(run_id=pl.lit(rid)))
+    # the same run id (Ray changes where the model runs, not what answers) and answers
+    assert set(expected["run_id"]) == {rid}
+    assert comparable(answers).equals(comparable(expected))
     assert run(questions, ray, store, mini_mmad).height == questions.height  # nothing left
 
     mine, theirs = score_mmad(answers), score_mmad(expected)
     assert mine.table.equals(theirs.table)
     assert mine.by_category.equals(theirs.by_category)
+    # and the same DuckDB rows, but for the measured latencies
+    tables = {}
+    for name, frame, scores in (("local", expected, theirs), ("ray", answers, mine)):
+        warehouse = Warehouse(tmp_path / f"{name}.duckdb")
+        run_row = {"run_id": rid, "eval_set": "VisA", "backend": "transformers"}
+        warehouse.record_run(run_row, frame, scores.by_type, scores.by_category)
+        tables[name] = [
+            warehouse.query(f"SELECT * EXCLUDE (latency_s) FROM {t} ORDER BY ALL")
+            if t == "answers"
+            else warehouse.query(f"SELECT * FROM {t} ORDER BY ALL")
+            for t in ("answers", "scores_by_type", "scores_by_category")
+        ]
+    for local, ray_rows in zip(tables["local"], tables["ray"], strict=True):
+        assert local.height > 0 and local.equals(ray_rows)
 
 
 def test_a_bad_ray_address_is_one_line_naming_it(tiny_model) -> None:
