@@ -18,7 +18,7 @@ the difference of a 2-step and a ``2 + N``-step run divided by N (so start-up ca
 workers train on twice the prompts per step (each rank its own batch), so prompts per second
 is reported too.
 
-    nice python bench/bench_ray.py [--questions 148] [--steps 4]
+    nice python bench/bench_ray.py [--questions 148] [--steps 20] [--skip-eval|--skip-training]
 
 No GPU was available where this was written: the GPU figures (tiny and full-size random
 Qwen2.5-VL-3B) are still to be measured (bench/RESULTS.md).
@@ -222,12 +222,14 @@ def bench_training(work: Path, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=148)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="steps beyond the 2-step run")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPU cores, CUDA: {torch.cuda.is_available()}")
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        bench_eval(Path(tmp), args.questions)
+        if not args.skip_eval:
+            bench_eval(Path(tmp), args.questions)
         if not args.skip_training:
             bench_training(Path(tmp), args.steps)
 
