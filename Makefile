@@ -49,6 +49,7 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_warehouse.py
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_emit_heatmap.py
+	$(BIN)/python bench/bench_ray.py
 
 lint: install
 	$(BIN)/ruff check iad_pipeline assets training eval tests bench

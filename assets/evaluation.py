@@ -4,6 +4,7 @@ nightly re-evaluation schedule."""
 import json
 
 import dagster as dg
+from pydantic import Field
 
 from assets.questions import question_bank
 from assets.training import grpo_run
@@ -11,7 +12,7 @@ from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluat
 from eval.protocols import protocol_named
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
-from iad_pipeline.resources import IadConfig
+from iad_pipeline.resources import IadConfig, RaySection
 from training.checkpoints import complete_checkpoints
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -41,25 +42,33 @@ def _checkpoint(iad: IadConfig, key: str):
     return found[key]
 
 
-class ProtocolConfig(dg.Config):
-    """The evaluation protocol of a run (eval.protocols.PROTOCOLS) and MMAD's version."""
+class EvaluationConfig(dg.Config):
+    """A run's evaluation settings: the protocol (eval.protocols.PROTOCOLS), MMAD's version,
+    and what answers: ``transformers`` in the run's process, or ``ray`` (the same backend on
+    Ray Data actors, configured by the ``ray`` section; the answers, run ids and DuckDB rows
+    are the same either way)."""
 
     protocol: str = "mmad"
     knowledge: bool = False
     mmad_version: str = "original"
+    backend: str = Field(default="transformers", description="transformers or ray")
+    ray: RaySection = Field(default_factory=RaySection)
 
 
 def _evaluate(
     context: dg.AssetExecutionContext,
     iad: IadConfig,
     evaluate,
-    config: ProtocolConfig | None = None,
+    config: EvaluationConfig | None = None,
 ) -> dg.MaterializeResult:
     """Shared body of the evaluation assets: the partition's checkpoint on its set."""
     keys = context.partition_key.keys_by_dimension
     checkpoint = _checkpoint(iad, keys["checkpoint"])
     try:
-        config = config or ProtocolConfig()
+        config = config or EvaluationConfig()
+        if config.backend not in ("transformers", "ray"):
+            msg = f"evaluation backend {config.backend!r}; valid: transformers, ray"
+            raise IadError(msg)
         changes = {"mmad_version": config.mmad_version}
         if config.knowledge:
             changes["knowledge"] = True
@@ -71,6 +80,8 @@ def _evaluate(
             recipe=checkpoint.parent.name,
             layout=iad.layout(),
             protocol=protocol,
+            backend=config.backend,
+            ray=config.ray.model_dump() if config.backend == "ray" else None,
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
@@ -105,7 +116,7 @@ def _metadata(result) -> dict:
     code_version="1",
 )
 def mmad_eval(
-    context: dg.AssetExecutionContext, iad: IadConfig, config: ProtocolConfig
+    context: dg.AssetExecutionContext, iad: IadConfig, config: EvaluationConfig
 ) -> dg.MaterializeResult:
     return _evaluate(context, iad, evaluate_mmad, config)
 
@@ -120,9 +131,11 @@ def mmad_eval(
     "accuracy and F1-macro (per category too) into DuckDB.",
     code_version="1",
 )
-def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
+def cross_dataset_eval(
+    context: dg.AssetExecutionContext, iad: IadConfig, config: EvaluationConfig
+) -> dg.MaterializeResult:
     # AD-FM's cross-dataset protocol asks its binary questions 1-shot under MMAD's rendering
-    return _evaluate(context, iad, evaluate_cross_dataset)
+    return _evaluate(context, iad, evaluate_cross_dataset, config)
 
 
 mmad_eval_job = dg.define_asset_job("mmad_evaluation", selection=[mmad_eval])

@@ -61,6 +61,10 @@ def grpo_run(
     else:
         command = [sys.executable, *script]
     env = {"IAD_PROFILE": iad.resolved_profile(), "IAD_HOME": str(iad.home_dir())}
+    if launcher.launcher == "ray":  # the same script as a Ray job on Ray Train workers
+        from assets.ray_launch import launch_training_on_ray
+
+        return launch_training_on_ray(context, launcher.ray, script, env)
     return pipes_subprocess_client.run(
         command=command, context=context, env=env
     ).get_materialize_result()

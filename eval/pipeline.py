@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,15 +94,23 @@ def model_revision(path: Path) -> str | None:
     return digest.hexdigest()[:12]
 
 
-BACKEND_NAMES = ("transformers", "vllm", "openai")
+BACKEND_NAMES = ("transformers", "vllm", "openai", "ray")
 
 
-def _backend(name: str, model: Path | str, batch_size: int, layout: Layout):
-    """The backend that answers: a local model folder, or a model name on an OpenAI server."""
+def _backend(
+    name: str, model: Path | str, batch_size: int, layout: Layout, ray: Mapping | None = None
+):
+    """The backend that answers: a local model folder, or a model name on an OpenAI server.
+
+    ``ray`` holds the Ray settings of the ``ray`` backend (``address``, ``num_workers``,
+    ``use_gpu``, ``resources_per_worker``): the transformers backend on Ray Data actors.
+    """
     from eval.backends import make_backend
 
     if name == "transformers":
         return make_backend("transformers", model_path=model, batch_size=batch_size)
+    if name == "ray":
+        return make_backend("ray", model_path=model, batch_size=batch_size, **(ray or {}))
     if name == "vllm":
         return make_backend("vllm", model_path=model)
     if name == "openai":
@@ -131,6 +140,7 @@ def _answer(
     backend: str,
     batch_size: int,
     progress: bool,
+    ray: Mapping | None = None,
     **prompting,
 ) -> tuple[Path | str, str, pl.DataFrame, RunInfo]:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
@@ -142,11 +152,13 @@ def _answer(
     else:
         sha = checkpoint_fingerprint(Path(checkpoint), layout.fingerprint_cache)
         model = model_path(Path(checkpoint), sha)
-    # one run per (checkpoint content, evaluation set): its own id, store folder and rows
+    answerer = _backend(backend, model, batch_size, layout, ray)
+    # one run per (checkpoint content, evaluation set): its own id, store folder and rows; the
+    # backend's own name (Ray's actors answer as "transformers": the same run either way)
     run = RunInfo(
         model=str(model),
         checkpoint=f"{checkpoint_key}/{eval_set}",
-        backend=backend,
+        backend=answerer.name,
         protocol=protocol,
         checkpoint_sha=sha,
         model_revision=None if backend == "openai" else model_revision(Path(model)),
@@ -154,7 +166,7 @@ def _answer(
     store = AnswerStore(layout.answers)
     answers = evaluate(
         questions,
-        _backend(backend, model, batch_size, layout),
+        answerer,
         store,
         run=run,
         batch_size=batch_size,
@@ -223,6 +235,7 @@ def evaluate_mmad(
     limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    ray: Mapping | None = None,
 ) -> Evaluation:
     """Answer MMAD's questions of one query set with a checkpoint and record the scores."""
     from eval.published import as_compare, mmad_row
@@ -253,6 +266,7 @@ def evaluate_mmad(
         backend,
         batch_size,
         progress,
+        ray,
         templates=templates,
         knowledge=knowledge,
         image_root=root,
@@ -318,6 +332,7 @@ def evaluate_cross_dataset(
     limit: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    ray: Mapping | None = None,
 ) -> Evaluation:
     """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
     normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too).
@@ -351,6 +366,7 @@ def evaluate_cross_dataset(
         backend,
         batch_size,
         progress,
+        ray,
         templates=None,
         image_root=layout.data,
     )

@@ -14,7 +14,9 @@
 3. each batch's prompts come from :func:`~eval.protocols.build_prompt`; the responses are
    parsed by the one answer parser (:func:`eval.records.parse_response`, built on
    :mod:`iad_pipeline.answers`) and appended to the store as one shard, so a killed run
-   loses at most the batch in flight.
+   loses at most the batch in flight. A backend with ``answer_batches`` (the Ray backend)
+   gets every batch at once and returns each as it finishes (:func:`answer_batches`); each
+   is stored on arrival, so a killed run loses only the batches in flight.
 
 ``latency_s`` is the batch's wall time divided by its number of questions.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,25 @@ def answer_record(run_id: str, spec: PromptSpec, response: str, rule: str) -> di
         "parsed_think": parsed_think,
         "latency_s": None,
     }
+
+
+def answer_batches(
+    backend: Backend, spec_batches: Sequence[Sequence[PromptSpec]]
+) -> Iterator[tuple[int, list[str | None], float]]:
+    """``(batch index, responses, seconds per question)`` of each batch, as they are answered.
+
+    A backend with its own ``answer_batches`` (the Ray backend: a pipeline over every batch,
+    several at once) yields in the order it finishes them; any other answers one batch at a
+    time, in order.
+    """
+    own = getattr(backend, "answer_batches", None)
+    if callable(own):
+        yield from own(spec_batches)
+        return
+    for index, specs in enumerate(spec_batches):
+        start = time.perf_counter()
+        responses = backend.answer(specs)
+        yield index, responses, (time.perf_counter() - start) / len(specs)
 
 
 def evaluate(
@@ -241,13 +262,12 @@ def _ask(
         unit="q",
         disable=not progress,
     ) as bar:
-        for batch in batches:
-            specs = [
-                build_prompt(rows[i], run.protocol, templates, knowledge, image_root) for i in batch
-            ]
-            start = time.perf_counter()
-            responses = backend.answer(specs)
-            seconds = (time.perf_counter() - start) / len(specs)
+        spec_batches = [
+            [build_prompt(rows[i], run.protocol, templates, knowledge, image_root) for i in batch]
+            for batch in batches
+        ]
+        for index, responses, seconds in answer_batches(backend, spec_batches):
+            specs = spec_batches[index]
             check_answers(backend.name, specs, responses)
             records = [
                 answer_record(rid, spec, response, run.protocol.answer_rule)

@@ -299,6 +299,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         command.append("--resume")
     command += ["--training-set", args.training_set or str(_training_set_dir(args, layout))]
+    if args.launcher == "ray":
+        # the same script as a Ray job on N Ray Train workers (training/ray_train.py)
+        ray = ["-m", "training.ray_train", "submit", "--address", args.ray_address]
+        command = [sys.executable, *ray, "--workers", str(args.workers), "--", *command[3:]]
     _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
     # one trainer per run folder; the child inherits the lock and dies with this process
     with run_folder_lock(output) as fd:
@@ -448,7 +452,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.pipeline import evaluate_set
-    from eval.protocols import Protocol
+    from eval.protocols import protocol_named
 
     layout = _layout(args)
     target = args.model
@@ -461,14 +465,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise IadError(msg)
         target = folder
         key, recipe = _checkpoint_name(folder, args.name)
-    protocol = Protocol(
-        shots=args.shots,
-        template=args.template,
-        knowledge=args.knowledge,
-        shuffle_options=args.shuffle,
+    changes = {
+        "shots": args.shots,
+        "template": args.template,
+        "answer_rule": args.answer_rule,
+        "knowledge": args.knowledge or None,
+        "shuffle_options": args.shuffle or None,
+    }
+    protocol = protocol_named(
+        args.protocol,
         seed=args.seed,
-        answer_rule=args.answer_rule,
+        mmad_version=args.mmad_version,
+        **{k: v for k, v in changes.items() if v is not None},
     )
+    ray = None
+    if args.backend == "ray":
+        ray = {"address": None if args.ray_address == "local" else args.ray_address}
+        ray["num_workers"] = args.workers
     result = evaluate_set(
         target,
         args.set,
@@ -480,6 +493,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        ray=ray,
     )
     columns = result.by_type.columns
     _emit_table(
@@ -784,6 +798,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="exported training set (default: the training_set asset's export)",
     )
     _profile_arg(p)
+    p.add_argument(
+        "--launcher",
+        choices=("python", "ray"),
+        default="python",
+        help="python: this machine; ray: a Ray job on Ray Train workers",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="ADDR",
+        help="--launcher ray: auto (the cluster `ray start` started here), http://HOST:8265, "
+        "or local (a cluster for this run)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="--launcher ray: Ray Train workers"
+    )
     p.set_defaults(func=cmd_train)
 
     p = verbs.add_parser(
@@ -806,15 +836,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="MMAD: DS-MVTec, MVTec-LOCO, VisA, GoodsAD; cross-dataset: visa, mpdd, "
         "dtd_synthetic, dagm, mvtec_3d",
     )
-    p.add_argument("--backend", choices=("transformers", "vllm", "openai"), default="transformers")
+    p.add_argument(
+        "--backend",
+        choices=("transformers", "vllm", "openai", "ray"),
+        default="transformers",
+        help="ray: the transformers backend on Ray Data actors (--ray-address, --workers)",
+    )
     p.add_argument("--limit", type=int, default=None, help="first N questions only")
     p.add_argument("--name", help="checkpoint name in the results (default from the folder)")
-    p.add_argument("--shots", type=int, default=1, help="template images (MMAD: 1)")
-    p.add_argument("--template", choices=("random", "similar"), default="random")
+    p.add_argument(
+        "--protocol",
+        choices=("mmad", "emit_think", "emit_direct"),
+        default="mmad",
+        help="the authors' protocol (mmad: MMAD's qwen2_5_vl_query.py; emit_*: EMIT's)",
+    )
+    p.add_argument("--shots", type=int, default=None, help="template images (protocol's)")
+    p.add_argument("--template", choices=("random", "similar"), default=None)
     p.add_argument("--knowledge", action="store_true", help="add MMAD's domain knowledge")
     p.add_argument("--shuffle", action="store_true", help="seeded option shuffling")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (0)")
-    p.add_argument("--answer-rule", choices=("mmad", "think"), default="mmad")
+    p.add_argument("--answer-rule", choices=("mmad", "think"), default=None)
+    p.add_argument(
+        "--mmad-version",
+        choices=("original", "corrected"),
+        default="original",
+        help="corrected applies eval/mmad_errata.yaml",
+    )
+    p.add_argument("--ray-address", default="auto", metavar="ADDR", help="--backend ray")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="--backend ray: actors")
     p.add_argument("--batch-size", type=int, default=8, help="questions per batch (8)")
     _profile_arg(p)
     _json(p)

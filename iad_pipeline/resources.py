@@ -68,16 +68,33 @@ class IadConfig(dg.ConfigurableResource):
         return os.environ.get("IAD_ACCEPT_LICENSES", "").lower() in ("1", "true", "yes")
 
 
-class TrainingLauncher(dg.ConfigurableResource):
-    """How ``grpo_run`` starts training/grpo.py: plain python (CPU, one GPU) or
-    ``accelerate launch`` over N processes. A cluster swaps the Pipes client instead."""
+class RaySection(dg.Config):
+    """Where a Ray launch runs and on what: the ``ray`` section of the launcher and of the
+    evaluation configuration. ``address``: ``auto`` joins the cluster ``ray start`` started on
+    this machine, a dashboard URL (``http://HOST:8265``, a KubeRay head service) joins that
+    one, ``None`` starts a local cluster for the run (the demo)."""
 
-    launcher: str = Field(default="python", description="python or accelerate")
+    address: str | None = Field(
+        default="auto", description="auto, http://HOST:8265, or null for a local cluster"
+    )
+    num_workers: int = Field(default=1, description="Ray Train workers / Ray Data actors")
+    use_gpu: bool = Field(default=False, description="one GPU per worker (NCCL for training)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description='per worker, e.g. {"CPU": 4, "GPU": 1}'
+    )
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """How ``grpo_run`` starts training/grpo.py: plain python (CPU, one GPU), ``accelerate
+    launch`` over N processes, or a Ray job on N Ray Train workers (the ``ray`` section)."""
+
+    launcher: str = Field(default="python", description="python, accelerate or ray")
     num_processes: int = Field(default=1, description="accelerate: processes (GPUs)")
     extra_args: list[str] = Field(
         default_factory=list, description="accelerate launch options, e.g. --mixed_precision bf16"
     )
     max_steps: int | None = Field(default=None, description="override the recipe's steps")
+    ray: RaySection = Field(default_factory=RaySection, description="launcher ray: the cluster")
 
 
 class KnowledgeConfig(dg.ConfigurableResource):

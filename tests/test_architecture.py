@@ -36,3 +36,24 @@ def test_core_does_not_import_the_asset_layer() -> None:
         p.relative_to(ROOT).as_posix() for p in _core_modules() if "assets" in _imported(p)
     ]
     assert offenders == []
+
+
+# Ray runs training and evaluation beyond one machine; these modules alone may import it
+# (inside functions: importing them costs nothing without Ray), besides the asset layer.
+RAY_MODULES = {"training/ray_train.py", "eval/backends/ray_backend.py"}
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_core_module_does_not_import_ray(path: Path) -> None:
+    if path.relative_to(ROOT).as_posix() in RAY_MODULES:
+        return
+    assert not {n for n in _imported(path) if n == "ray" or n.startswith("ray_")}
+
+
+@pytest.mark.parametrize("name", sorted(RAY_MODULES))
+def test_ray_modules_import_ray_only_when_used(name: str) -> None:
+    tree = ast.parse((ROOT / name).read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and n.module}
+    assert "ray" not in names

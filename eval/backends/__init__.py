@@ -1,4 +1,5 @@
-"""Backends answer prompts: a local transformers model, an OpenAI-compatible server, vLLM.
+"""Backends answer prompts: a local transformers model (in process or on Ray actors), an
+OpenAI-compatible server, vLLM.
 
 Every backend follows :class:`Backend`: a ``name`` (part of the run id, so answers of
 different backends never mix), the ``model`` it asks, and ``answer(prompts)``, which returns
@@ -30,6 +31,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "transformers": ("eval.backends.transformers_backend", "TransformersBackend"),
     "openai": ("eval.backends.openai_backend", "OpenAIBackend"),
     "vllm": ("eval.backends.vllm_backend", "VllmBackend"),
+    # the transformers backend on Ray actors (a Ray Data pipeline); needs ray installed
+    "ray": ("eval.backends.ray_backend", "RayBackend"),
 }
 
 
@@ -61,7 +64,7 @@ def make_backend(name: str, **config: Any) -> Backend:
     >>> make_backend("tgi")
     Traceback (most recent call last):
     ...
-    eval.backends.BackendError: unknown backend 'tgi'; valid backends: openai, transformers, vllm
+    eval.backends.BackendError: unknown backend 'tgi'; valid backends: ...
     """
     if name not in BACKENDS:
         msg = f"unknown backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}"

@@ -256,7 +256,7 @@ def test_vllm_without_the_extra_says_how_to_install_it(tmp_path):
 
 
 def test_unknown_backends_list_the_valid_ones():
-    with pytest.raises(BackendError, match="openai, transformers, vllm"):
+    with pytest.raises(BackendError, match="openai, ray, transformers, vllm"):
         make_backend("tgi")
 
 

@@ -43,7 +43,9 @@ def layout(tmp_path: Path, mini_mmad: Path) -> dict[str, Path]:
 def _evaluate(layout: dict[str, Path], monkeypatch, scripted) -> list[str]:
     """Evaluate checkpoint-4 on VisA with a scripted backend; the question ids it was asked."""
     backend = scripted(name="transformers")
-    monkeypatch.setattr(pipeline, "_backend", lambda name, path, batch_size, layout: backend)
+    monkeypatch.setattr(
+        pipeline, "_backend", lambda name, path, batch_size, layout, ray=None: backend
+    )
     evaluate_mmad(
         layout["checkpoint"],
         "VisA",
