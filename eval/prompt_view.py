@@ -102,7 +102,7 @@ def show_prompt(
         ``images`` in the order the model receives them, ``text`` as described in the module
         docstring, ``system`` when the protocol sets one, ``messages`` for ``openai:``.
     """
-    mmad_json = Path(mmad_json)
+    mmad_json = Path(mmad_json).absolute()  # keys are relative to its folder, from anywhere
     root = mmad_json.parent
     changes: dict[str, Any] = {"knowledge": knowledge is not None}
     if shots is not None:

@@ -28,7 +28,8 @@ def readme_commands(text: str) -> list[tuple[str, str | None]]:
     """``(command, need)`` for every line of every ```bash block, in order."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
+        # a line ending in a backslash continues on the next, as in the shell
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             need = NEEDS_RE.search(line)

@@ -21,7 +21,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mini_mmad(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic MMAD data root: 21 query images, 148 questions, mmad.json, knowledge."""
+    """A synthetic MMAD data root: 21 query images, 180 questions, mmad.json, knowledge."""
     root = tmp_path_factory.mktemp("mmad") / "ALL_DATA"
     synthesize("mmad", root, per_class=1, size=64)
     return root

@@ -63,7 +63,7 @@ def test_every_question_is_answered_once_with_the_schema(
     answers = run_eval(mmad_questions, backend, store, mini_mmad, templates)
     assert Counter(backend.asked) == Counter(mmad_questions["question_id"].to_list())
     assert answers.schema == pl.Schema(ANSWERS_SCHEMA)
-    assert answers.height == mmad_questions.height == 148
+    assert answers.height == mmad_questions.height == 180
     assert answers["question_id"].n_unique() == answers.height
     first = answers.row(0, named=True)
     assert first["image"] == "DS-MVTec/bottle/image/broken_large/000.png"

@@ -70,6 +70,8 @@ def _launch(fake: Path, tmp_path: Path, out: Path, **extra: str) -> subprocess.P
             "demo",
             "--output",
             str(out),
+            "--training-set",  # any folder: the stand-in trainer reads nothing
+            str(tmp_path),
         ],
         env=_env(fake, tmp_path, **extra),
         cwd=tmp_path,  # `-m` puts the working folder first on the path: not the repository

@@ -55,7 +55,7 @@ def limited() -> None:
 
 
 def iad(*argv: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IAD_HOME": str(home), "COLUMNS": "200"}
+    env = {**os.environ, "IAD_HOME": str(home), "IAD_PROFILE": "real", "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "iad_pipeline.cli", *argv],
         capture_output=True,
@@ -106,20 +106,21 @@ def test_every_stage_quarantines_hostile_files_without_hanging(hostile, tmp_path
     )
     assert fetched.returncode == 0, fetched.stderr
 
-    samples = iad("samples", "mvtec_ad", "--out", str(tmp_path / "s.parquet"), "-q", home=home)
+    samples = iad("samples", "mvtec_ad", "-q", home=home)  # the table the next stages read
     assert samples.returncode == 0, samples.stderr
-    quarantine = pl.read_parquet(tmp_path / "s.quarantine.parquet")
-    # paths are as read through <data-dir>/mvtec_ad, the link to the user's folder
+    quarantine = pl.read_parquet(home / "tables" / "quarantine" / "samples" / "mvtec_ad.parquet")
+    # paths are as read through <data-dir>/mvtec_ad, the link to the user's folder, and stored
+    # relative to the profile's root (home, on the real profile)
     found = {
-        str(root / Path(p).relative_to(data / "mvtec_ad")): r
+        str(root / (home / p).relative_to(data / "mvtec_ad")): r
         for p, r in zip(quarantine["path"], quarantine["reason"], strict=True)
     }
     assert {p: found.get(p) for p in expected} == expected
-    admitted = pl.read_parquet(tmp_path / "s.parquet")["image_path"].to_list()
+    admitted = pl.read_parquet(home / "tables" / "samples" / "mvtec_ad.parquet")["image_path"]
     hostile_names = {"zero.png", "pipe.png", "outside.png", "wide.png", "long.png", "bomb.png"}
     assert not any(Path(p).name in hostile_names for p in admitted)
 
-    annotate = iad("annotate", "mvtec_ad", "--out", str(tmp_path / "a.parquet"), "-q", home=home)
+    annotate = iad("annotate", "mvtec_ad", "-q", home=home)
     assert annotate.returncode == 0, annotate.stderr
     questions = iad(
         "questions", "mvtec_ad", "--styles", "emit", "--out", str(tmp_path / "q.parquet"), "-q",

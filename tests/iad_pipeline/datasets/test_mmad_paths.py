@@ -65,7 +65,8 @@ def test_the_cli_says_it_in_one_line_without_a_traceback(mmad_copy, tmp_path) ->
     root, secret, data = mmad_copy
     bad, _ = attacks(root, secret, data)["absolute key"]
     (root / "mmad.json").write_text(json.dumps({**data, **bad}))
-    env = {**os.environ, "IAD_HOME": str(tmp_path / "home"), "COLUMNS": "300"}
+    env = {**os.environ, "IAD_HOME": str(tmp_path / "home"), "IAD_PROFILE": "real"}
+    env["COLUMNS"] = "300"
     run = [sys.executable, "-m", "iad_pipeline.cli"]
     fetched = subprocess.run(
         [*run, "datasets", "fetch", "mmad", "--from", str(root), "--accept-license"],

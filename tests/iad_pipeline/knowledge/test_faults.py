@@ -43,17 +43,19 @@ def iad(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def installed(tmp_path) -> tuple[Path, dict[str, str]]:
-    """A synthetic MVTec AD bottle installed under a fresh IAD_HOME."""
+    """A synthetic MVTec AD bottle installed, with its samples table, under a fresh home."""
     from iad_pipeline.synthetic import synthesize
 
     home = tmp_path / "home"
     synthesize("mvtec_ad", tmp_path / "src", per_class=1, categories=["bottle"])
-    env = {**os.environ, "IAD_HOME": str(home), "COLUMNS": "300"}
+    env = {**os.environ, "IAD_HOME": str(home), "IAD_PROFILE": "real", "COLUMNS": "300"}
     env.pop("OPENAI_BASE_URL", None)
     got = iad(
         "datasets", "fetch", "mvtec_ad", "--from", str(tmp_path / "src"), "--accept-license",
         env=env,
     )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    got = iad("samples", "mvtec_ad", env=env)  # knowledge is generated per sampled category
     assert got.returncode == 0, got.stderr
     return home, env
 
