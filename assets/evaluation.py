@@ -4,13 +4,20 @@ nightly re-evaluation schedule."""
 import json
 
 import dagster as dg
+import polars as pl
 
 from assets.questions import question_bank
 from assets.training import grpo_run
 from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
+from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.resources import IadConfig
-from training.checkpoints import complete_checkpoints, fingerprint
+from training.checkpoints import (
+    base_checkpoint_key,
+    checkpoint_recipe,
+    complete_checkpoints,
+    fingerprint,
+)
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 mmad_partitions = dg.MultiPartitionsDefinition(
@@ -39,7 +46,52 @@ def _checkpoint(iad: IadConfig, key: str):
     return found[key]
 
 
-def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg.MaterializeResult:
+class BaseComparison(dg.Config):
+    """How far a subtask may fall below the recipe's base model before the check warns."""
+
+    margin: float = 2.0  # percentage points
+
+
+BASE_CHECK = "no_subtask_below_base"
+
+
+def _base_check(asset: str, iad: IadConfig, result, margin: float) -> dg.AssetCheckResult:
+    """Per (dataset, type): this checkpoint minus the recipe's base model (its latest
+    evaluation on the same set and protocol); warns when one falls more than ``margin`` below."""
+    from eval.baseline import deltas_vs_base
+    from eval.warehouse import Warehouse
+
+    run = result.run
+    base_key = base_checkpoint_key(run["recipe"])
+    spec = {"asset": asset, "check_name": BASE_CHECK, "severity": dg.AssetCheckSeverity.WARN}
+    if run["checkpoint"] == base_key:
+        return dg.AssetCheckResult(passed=True, metadata={"base": "this is the base model"}, **spec)
+    base = Warehouse(iad.root() / "results.duckdb").query(
+        "SELECT s.dataset, s.type, s.accuracy FROM scores_by_type s WHERE s.run_id = ("
+        "SELECT run_id FROM runs WHERE checkpoint = $c AND eval_set = $e AND protocol = $p "
+        "ORDER BY finished_at DESC LIMIT 1)",
+        {"c": base_key, "e": run["eval_set"], "p": run["protocol"]},
+    )
+    if base.is_empty():
+        return dg.AssetCheckResult(
+            passed=True, metadata={"base": f"no evaluation of {base_key} yet"}, **spec
+        )
+    deltas = deltas_vs_base(result.by_type, base, margin)
+    below = deltas.filter(pl.col("below_base"))
+    meta = {
+        "base": base_key,
+        "margin": margin,
+        "deltas": dg.MetadataValue.md(
+            markdown_table(deltas.with_columns(pl.col(pl.Float64).round(2)), max_rows=60)
+        ),
+        "below_base": ", ".join(f"{d}/{t}" for d, t in below.select("dataset", "type").iter_rows()),
+    }
+    return dg.AssetCheckResult(passed=below.is_empty(), metadata=meta, **spec)
+
+
+def _evaluate(
+    context: dg.AssetExecutionContext, iad: IadConfig, evaluate, config: BaseComparison
+) -> dg.MaterializeResult:
     """Shared body of the evaluation assets: the partition's checkpoint on its set."""
     keys = context.partition_key.keys_by_dimension
     checkpoint = _checkpoint(iad, keys["checkpoint"])
@@ -48,7 +100,7 @@ def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg
             checkpoint,
             keys["eval_set"],
             checkpoint_key=keys["checkpoint"],
-            recipe=checkpoint.parent.name,
+            recipe=checkpoint_recipe(checkpoint),
             tables_dir=iad.tables_dir(),
             data_dir=iad.data_dir(),
             warehouse_path=iad.root() / "results.duckdb",
@@ -56,7 +108,12 @@ def _evaluate(context: dg.AssetExecutionContext, iad: IadConfig, evaluate) -> dg
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    return dg.MaterializeResult(metadata=_metadata(result))
+    check = _base_check(context.assets_def.key.path[-1], iad, result, config.margin)
+    meta = _metadata(result)
+    for key, value in (check.metadata or {}).items():
+        if key == "deltas":
+            meta["delta_vs_base"] = value
+    return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 
 def _metadata(result) -> dict:
@@ -84,9 +141,12 @@ def _metadata(result) -> dict:
     description="MMAD (1-shot, random template, MMAD's prompt and scorer) on one query set with "
     "one checkpoint: answers (resumable), scores by type and category into DuckDB, plots, CSV.",
     code_version="1",
+    check_specs=[dg.AssetCheckSpec(BASE_CHECK, asset="mmad_eval")],
 )
-def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
-    return _evaluate(context, iad, evaluate_mmad)
+def mmad_eval(
+    context: dg.AssetExecutionContext, iad: IadConfig, config: BaseComparison
+) -> dg.MaterializeResult:
+    return _evaluate(context, iad, evaluate_mmad, config)
 
 
 @dg.asset(
@@ -98,9 +158,12 @@ def mmad_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materiali
     description="AD-FM's cross-dataset protocol on one test set with one checkpoint: binary "
     "accuracy and F1-macro (per category too) into DuckDB.",
     code_version="1",
+    check_specs=[dg.AssetCheckSpec(BASE_CHECK, asset="cross_dataset_eval")],
 )
-def cross_dataset_eval(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
-    return _evaluate(context, iad, evaluate_cross_dataset)
+def cross_dataset_eval(
+    context: dg.AssetExecutionContext, iad: IadConfig, config: BaseComparison
+) -> dg.MaterializeResult:
+    return _evaluate(context, iad, evaluate_cross_dataset, config)
 
 
 mmad_eval_job = dg.define_asset_job("mmad_evaluation", selection=[mmad_eval])
