@@ -63,7 +63,7 @@ def _base_check(asset: str, iad: IadConfig, result, margin: float) -> dg.AssetCh
 
     run = result.run
     base_key = base_checkpoint_key(run["recipe"])
-    spec = {"asset": asset, "check_name": BASE_CHECK, "severity": dg.AssetCheckSeverity.WARN}
+    spec = {"asset_key": asset, "check_name": BASE_CHECK, "severity": dg.AssetCheckSeverity.WARN}
     if run["checkpoint"] == base_key:
         return dg.AssetCheckResult(passed=True, metadata={"base": "this is the base model"}, **spec)
     base = Warehouse(iad.root() / "results.duckdb").query(
