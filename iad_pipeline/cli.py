@@ -233,10 +233,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         command += ["--max-steps", str(args.max_steps)]
     if args.resume:
         command.append("--resume")
+    if args.overwrite:
+        command.append("--overwrite")
+    if args.verbose:
+        command.append("--verbose")
     if args.training_set:
         command += ["--training-set", args.training_set]
     _c.err.print(f"training {args.recipe} into {output}", soft_wrap=True)
     code = subprocess.run(command, check=False).returncode
+    if code == 2:  # a user error (recipe, data, run folder): the script printed one line
+        return 2
     if code != 0:
         msg = f"training {args.recipe} failed (exit {code}); see the log above"
         raise IadError(msg)
@@ -518,10 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "train",
-        help="GRPO training of a recipe (tiny model on CPU: demo)",
-        description="Run training/grpo.py for a recipe: progress bar, the "
-        "reward table as training runs, checkpoints in "
-        "DIR/checkpoint-<step>/ with a DONE marker.",
+        help="train a recipe, stage by stage: SFT, GRPO (tiny model on CPU: demo)",
+        description="Run training/grpo.py for a recipe: each stage (sft, grpo) in order, the "
+        "stage that runs, a progress bar, the loss or reward table as training runs, "
+        "checkpoints in DIR/<stage>/checkpoint-<step>/ with a DONE marker. A DIR holding "
+        "another run's checkpoints is refused without --resume or --overwrite.",
     )
     p.add_argument(
         "--recipe",
@@ -532,7 +539,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
     p.add_argument("--output", metavar="DIR", help="default: $IAD_HOME/[demo/]runs/<recipe>")
     p.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR, in the stage that was running, from its newest "
+        "complete checkpoint",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the checkpoints already in DIR and start over",
     )
     p.add_argument(
         "--training-set",
