@@ -6,8 +6,9 @@ questions are split by sample into a training part and a held-out part; one SFT 
 trained and saved; then GRPO runs twice from it with the same seed -- plain (TRL's
 ``GRPOTrainer``) and difficulty-aware (advantage reweighting + response resampling) -- and
 records per step the mean reward, the fraction of zero-variance groups and the wall time. At
-the end each model answers the held-out questions (the letter with the higher next-token
-logit after the answer tag, i.e. greedy on a two-letter choice). Prints the table, writes
+the end each model answers the held-out questions (``training.sft.letter_accuracy``: the
+letter whose answer token has the higher logit, i.e. greedy on the two-letter choice). Prints
+the table, writes
 ``learning.png`` (curves) and ``learning.json`` (every number) into ``--out``.
 
     python bench/bench_learning.py --sft-steps 40 --grpo-steps 20
@@ -25,26 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def held_out_accuracy(model, processor, rows) -> float:
-    """Share of rows whose solution letter gets the higher logit after ``<answer>``."""
-    import torch
-
-    tok = processor.tokenizer
-    a, b = (tok.convert_tokens_to_ids(tok.tokenize(x))[-1] for x in ("A", "B"))
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for row in rows:
-            text = processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
-            enc = processor(
-                text=[text + "<think></think><answer>"], images=[row["images"]], return_tensors="pt"
-            )
-            logits = model(**enc).logits[0, -1]
-            correct += ("A" if logits[a] > logits[b] else "B") == row["solution"]
-    model.train()
-    return correct / len(rows)
 
 
 def step_recorder():
@@ -85,7 +66,7 @@ def main(argv=None) -> int:
         load_training_dataset,
         stage_model,
     )
-    from training.sft import build_sft_trainer, sft_config
+    from training.sft import build_sft_trainer, letter_accuracy, sft_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--training-set", type=Path, default=None)
@@ -118,7 +99,7 @@ def main(argv=None) -> int:
         build_sft_trainer(recipe, model, processor, train, config).train()
     start = latest_checkpoint(sft_dir)
     model, processor = stage_model(recipe, model_dir, start)
-    results = {"sft": {"held_out_accuracy": held_out_accuracy(model, processor, test)}}
+    results = {"sft": {"held_out_accuracy": letter_accuracy(model, processor, test)}}
 
     for mode in ("plain", "difficulty"):
         difficulty = dataclasses.replace(base.difficulty, enabled=(mode == "difficulty"))
@@ -137,7 +118,7 @@ def main(argv=None) -> int:
             "steps": recorder.rows,
             "wall_s": wall,
             "s_per_step": wall / max(args.grpo_steps, 1),
-            "held_out_accuracy": held_out_accuracy(trainer.model, processor, test),
+            "held_out_accuracy": letter_accuracy(trainer.model, processor, test),
         }
 
     n = len(test)

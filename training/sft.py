@@ -152,3 +152,31 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
     trainer.add_callback(QuietProgress())
     trainer.add_callback(LossLog())
     return trainer
+
+
+def letter_accuracy(model, processor, rows) -> float:
+    """Share of ``rows`` (``prompt``, ``images``, ``solution``, ``style``) whose solution letter
+    the model prefers: the reference completions of every letter seen are tokenised, and at the
+    first token where they differ (``>A`` against ``>B`` with the tiny BPE) the letter whose
+    token has the highest logit is the model's greedy choice among them."""
+    import torch
+
+    tok = processor.tokenizer
+    letters = sorted(set(rows["solution"]))
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for row in rows:
+            texts = [answer_completion(row["style"], x) for x in letters]
+            ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+            split = 0
+            while all(len(i) > split for i in ids) and len({i[split] for i in ids}) == 1:
+                split += 1
+            prefix = tok.decode(ids[0][:split])
+            prompt = processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
+            enc = processor(text=[prompt + prefix], images=[row["images"]], return_tensors="pt")
+            logits = model(**enc).logits[0, -1]
+            scores = [logits[i[split]].item() for i in ids]
+            correct += letters[scores.index(max(scores))] == row["solution"]
+    model.train()
+    return correct / len(rows)
