@@ -78,6 +78,8 @@ def test_paper_specific_blocks() -> None:
     assert adfm.image.max_pixels == 262144
     assert (emit.peft.method, emit.peft.r, emit.peft.alpha) == ("qlora", 8, 32)
     assert emit.difficulty.enabled and emit.difficulty.resample_rounds == 3
+    assert emit.stages == ("sft", "grpo") and emit.sft.trainable == "projector"
+    assert emit.sft.args["num_train_epochs"] == 2 and emit.sft.args["learning_rate"] == 1e-5
     assert [r.weight for r in emit.rewards] == [3, 1, 1, 1]
     assert lriad.peft.target_modules == ("q_proj", "v_proj")
     assert (lriad.peft.r, lriad.peft.alpha, lriad.peft.dropout) == (4, 16, 0.1)

@@ -81,3 +81,34 @@ def test_a_run_folder_belongs_to_one_run(tmp_path) -> None:
     claim_run_dir(run, "emit", "xyz", resume=False, overwrite=True)
     assert run_checkpoints(run, complete_only=False) == []
     assert json.loads((run / RUN_MANIFEST).read_text()) == {"recipe": "emit", "fingerprint": "xyz"}
+
+
+@pytest.mark.parametrize(
+    ("trainable", "expected"),
+    [
+        ("all", lambda n: True),
+        ("projector", lambda n: "visual.merger" in n),
+        (("model.language_model.layers.1",), lambda n: "language_model.layers.1." in n),
+    ],
+)
+def test_sft_trainable_freezes_everything_else(tiny_model_dir, trainable, expected) -> None:
+    from training.sft import freeze
+    from training.tiny_model import load_model_and_processor
+
+    model, _ = load_model_and_processor(tiny_model_dir)
+    count = freeze(model, trainable)
+    params = dict(model.named_parameters())
+    assert count == sum(p.numel() for n, p in params.items() if expected(n)) > 0
+    assert all(p.requires_grad == expected(n) for n, p in params.items())
+
+
+def test_sft_with_an_adapter_trains_the_projector_beside_it() -> None:
+    import dataclasses
+
+    from training.config import load_recipe
+    from training.sft import sft_peft_config
+
+    emit = load_recipe("emit")
+    assert sft_peft_config(emit).modules_to_save == ["merger"]
+    adapter_only = dataclasses.replace(emit, sft=dataclasses.replace(emit.sft, trainable="adapter"))
+    assert sft_peft_config(adapter_only).modules_to_save is None
