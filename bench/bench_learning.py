@@ -11,7 +11,7 @@ letter whose answer token has the higher logit, i.e. greedy on the two-letter ch
 the table, writes
 ``learning.png`` (curves) and ``learning.json`` (every number) into ``--out``.
 
-    python bench/bench_learning.py --sft-steps 40 --grpo-steps 20
+    IAD_PROFILE=demo python bench/bench_learning.py --sft-steps 150 --grpo-steps 20
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--training-set", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "learning")
-    parser.add_argument("--sft-steps", type=int, default=40)
+    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--sft-lr", type=float, default=3e-3)
+    parser.add_argument("--sft-batch", type=int, default=8)
     parser.add_argument("--grpo-steps", type=int, default=20)
     parser.add_argument("--held-out", type=int, default=148)
     parser.add_argument("--seed", type=int, default=0)
@@ -96,6 +98,9 @@ def main(argv=None) -> int:
         model, processor = load_model(recipe, model_dir)
         config = sft_config(recipe, sft_dir, args.sft_steps, args.seed)
         config.save_steps = args.sft_steps
+        config.learning_rate = args.sft_lr
+        config.per_device_train_batch_size = args.sft_batch
+        config.lr_scheduler_type = "constant"
         build_sft_trainer(recipe, model, processor, train, config).train()
     start = latest_checkpoint(sft_dir)
     model, processor = stage_model(recipe, model_dir, start)
