@@ -185,12 +185,20 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
         refs = (templates.get(key) or {}).get(kind) or []
         if refs:
             shutil.copyfile(src / refs[0], data / "mmad" / key)
+    # the question table, its image paths moved to the copy
+    rebase = {
+        c: pl.col(c).str.replace(str(src), str(data / "mmad"), literal=True)
+        for c in ("image_path", "reference_image")
+    }
+    tables = iad.root() / "ablation" / "tables"
+    (tables / "questions").mkdir(parents=True, exist_ok=True)
+    questions.with_columns(**rebase).write_parquet(tables / "questions" / "mmad.parquet")
     result = evaluate_mmad(
         found[checkpoint_key],
         LEARNING_SET,
         checkpoint_key=f"{checkpoint_key}-ablation",
         recipe=recipe,
-        tables_dir=iad.tables_dir(),
+        tables_dir=tables,
         data_dir=data,
         warehouse_path=iad.root() / "results.duckdb",
         reports_dir=iad.root() / "reports",
