@@ -4,16 +4,18 @@ nightly re-evaluation schedule."""
 import json
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
 from assets.questions import question_bank
 from assets.training import grpo_run
 from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
 from eval.protocols import protocol_named
+from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.resources import IadConfig, RaySection
-from training.checkpoints import complete_checkpoints
+from training.checkpoints import base_checkpoint_key, checkpoint_recipe, complete_checkpoints
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 mmad_partitions = dg.MultiPartitionsDefinition(
@@ -44,15 +46,54 @@ def _checkpoint(iad: IadConfig, key: str):
 
 class EvaluationConfig(dg.Config):
     """A run's evaluation settings: the protocol (eval.protocols.PROTOCOLS), MMAD's version,
-    and what answers: ``transformers`` in the run's process, or ``ray`` (the same backend on
-    Ray Data actors, configured by the ``ray`` section; the answers, run ids and DuckDB rows
-    are the same either way)."""
+    what answers (``transformers`` in the run's process, or ``ray``: the same backend on Ray
+    Data actors, configured by the ``ray`` section; the answers, run ids and DuckDB rows are
+    the same either way), and how far a subtask may fall below the recipe's base model
+    before the ``no_subtask_below_base`` check warns."""
 
     protocol: str = "mmad"
     knowledge: bool = False
     mmad_version: str = "original"
     backend: str = Field(default="transformers", description="transformers or ray")
     ray: RaySection = Field(default_factory=RaySection)
+    margin: float = Field(default=2.0, description="percentage points below the base model")
+
+
+BASE_CHECK = "no_subtask_below_base"
+
+
+def _base_check(asset: str, iad: IadConfig, result, margin: float) -> dg.AssetCheckResult:
+    """Per (dataset, type): this checkpoint minus the recipe's base model (its latest
+    evaluation on the same set and protocol); warns when one falls more than ``margin`` below."""
+    from eval.baseline import deltas_vs_base
+    from eval.warehouse import Warehouse
+
+    run = result.run
+    base_key = base_checkpoint_key(run["recipe"])
+    spec = {"asset_key": asset, "check_name": BASE_CHECK, "severity": dg.AssetCheckSeverity.WARN}
+    if run["checkpoint"] == base_key:
+        return dg.AssetCheckResult(passed=True, metadata={"base": "this is the base model"}, **spec)
+    base = Warehouse(iad.layout().warehouse).query(
+        "SELECT s.dataset, s.type, s.accuracy FROM scores_by_type s WHERE s.run_id = ("
+        "SELECT run_id FROM runs WHERE checkpoint = $c AND eval_set = $e "
+        "AND protocol_key = $p ORDER BY finished_at DESC LIMIT 1)",
+        {"c": base_key, "e": run["eval_set"], "p": run["protocol_key"]},
+    )
+    if base.is_empty():
+        return dg.AssetCheckResult(
+            passed=True, metadata={"base": f"no evaluation of {base_key} yet"}, **spec
+        )
+    deltas = deltas_vs_base(result.by_type, base, margin)
+    below = deltas.filter(pl.col("below_base"))
+    meta = {
+        "base": base_key,
+        "margin": margin,
+        "deltas": dg.MetadataValue.md(
+            markdown_table(deltas.with_columns(pl.col(pl.Float64).round(2)), max_rows=60)
+        ),
+        "below_base": ", ".join(f"{d}/{t}" for d, t in below.select("dataset", "type").iter_rows()),
+    }
+    return dg.AssetCheckResult(passed=below.is_empty(), metadata=meta, **spec)
 
 
 def _evaluate(
@@ -77,7 +118,7 @@ def _evaluate(
             checkpoint,
             keys["eval_set"],
             checkpoint_key=keys["checkpoint"],
-            recipe=checkpoint.parent.name,
+            recipe=checkpoint_recipe(checkpoint),
             layout=iad.layout(),
             protocol=protocol,
             backend=config.backend,
@@ -85,7 +126,12 @@ def _evaluate(
         )
     except IadError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    return dg.MaterializeResult(metadata=_metadata(result))
+    check = _base_check(context.assets_def.key.path[-1], iad, result, config.margin)
+    meta = _metadata(result)
+    for key, value in (check.metadata or {}).items():
+        if key == "deltas":
+            meta["delta_vs_base"] = value
+    return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 
 def _metadata(result) -> dict:
@@ -114,6 +160,7 @@ def _metadata(result) -> dict:
     "mmad, the default, or emit_think/emit_direct; mmad_version original or corrected): "
     "answers (resumable), scores by type and category into DuckDB, plots, CSV.",
     code_version="1",
+    check_specs=[dg.AssetCheckSpec(BASE_CHECK, asset="mmad_eval")],
 )
 def mmad_eval(
     context: dg.AssetExecutionContext, iad: IadConfig, config: EvaluationConfig
@@ -130,6 +177,7 @@ def mmad_eval(
     description="AD-FM's cross-dataset protocol on one test set with one checkpoint: binary "
     "accuracy and F1-macro (per category too) into DuckDB.",
     code_version="1",
+    check_specs=[dg.AssetCheckSpec(BASE_CHECK, asset="cross_dataset_eval")],
 )
 def cross_dataset_eval(
     context: dg.AssetExecutionContext, iad: IadConfig, config: EvaluationConfig

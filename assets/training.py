@@ -1,4 +1,5 @@
-"""Training assets: a GRPO run per recipe, launched as a subprocess through Dagster Pipes."""
+"""Training assets: a run per recipe (its stages: SFT, GRPO), launched as a subprocess through
+Dagster Pipes."""
 
 import sys
 
@@ -22,10 +23,13 @@ RECIPES_BY_SET = {
     group_name="training",
     kinds={"trl", "pytorch"},
     pool="gpu",
-    description="GRPO training of a recipe (training/recipes/<name>.yaml) on its training set, "
-    "run by training/grpo.py through Dagster Pipes; resumes from the newest complete "
-    "checkpoint (DIR/checkpoint-<step>/ with a DONE marker).",
-    code_version="1",
+    description="Training of a recipe (training/recipes/<name>.yaml) on its training set, stage "
+    "by stage (sft, then grpo, each from the previous stage's final checkpoint), run by "
+    "training/grpo.py through Dagster Pipes; resumes in the stage that was running from its "
+    "newest complete checkpoint (DIR/<stage>/checkpoint-<step>/ with a DONE marker). "
+    "Metadata: the final stage's figures plus <stage>/steps, <stage>/final_mean_reward, "
+    "<stage>/final_loss, ... per stage.",
+    code_version="2",
 )
 def grpo_run(
     context: dg.AssetExecutionContext,

@@ -236,8 +236,13 @@ def evaluate_mmad(
     batch_size: int = 8,
     progress: bool = False,
     ray: Mapping | None = None,
+    questions: pl.DataFrame | None = None,
 ) -> Evaluation:
-    """Answer MMAD's questions of one query set with a checkpoint and record the scores."""
+    """Answer MMAD's questions of one query set with a checkpoint and record the scores.
+
+    ``questions`` replaces the layout's MMAD question bank (e.g. a control whose images were
+    changed); only its rows of ``eval_set`` are asked.
+    """
     from eval.published import as_compare, mmad_row
     from eval.reports import comparison_markdown, comparison_table, heatmap, type_bars
 
@@ -245,7 +250,9 @@ def evaluate_mmad(
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
         raise IadError(msg)
     protocol = protocol or Protocol()
-    questions = _questions(layout, "mmad").filter(pl.col("source") == eval_set)
+    if questions is None:
+        questions = _questions(layout, "mmad")
+    questions = questions.filter(pl.col("source") == eval_set)
     if limit is not None:
         questions = questions.head(limit)
     root = layout.mmad_root()

@@ -298,6 +298,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         command += ["--max-steps", str(args.max_steps)]
     if args.resume:
         command.append("--resume")
+    if args.overwrite:
+        command.append("--overwrite")
+    if args.verbose:
+        command.append("--verbose")
     command += ["--training-set", args.training_set or str(_training_set_dir(args, layout))]
     if args.launcher == "ray":
         # the same script as a Ray job on N Ray Train workers (training/ray_train.py)
@@ -324,6 +328,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 128 + stopped_by
+    if code == 2:  # a user error (recipe, data, run folder): the script printed one line
+        return 2
     if code != 0:
         msg = f"training {args.recipe} failed (exit {code}); see the log above"
         raise IadError(msg)
@@ -776,10 +782,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "train",
-        help="GRPO training of a recipe (tiny model on CPU: demo)",
-        description="Run training/grpo.py for a recipe: progress bar, the "
-        "reward table as training runs, checkpoints in "
-        "DIR/checkpoint-<step>/ with a DONE marker.",
+        help="train a recipe, stage by stage: SFT, GRPO (tiny model on CPU: demo)",
+        description="Run training/grpo.py for a recipe: each stage (sft, grpo) in order, the "
+        "stage that runs, a progress bar, the loss or reward table as training runs, "
+        "checkpoints in DIR/<stage>/checkpoint-<step>/ with a DONE marker. A DIR holding "
+        "another run's checkpoints is refused without --resume or --overwrite.",
     )
     p.add_argument(
         "--recipe",
@@ -790,7 +797,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
     p.add_argument("--output", metavar="DIR", help="default: the profile's runs/<recipe>")
     p.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR, in the stage that was running, from its newest "
+        "complete checkpoint",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the checkpoints already in DIR and start over",
     )
     p.add_argument(
         "--training-set",

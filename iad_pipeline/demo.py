@@ -126,18 +126,167 @@ def main() -> int:
             )
         console.print(recipes)
         job = defs.resolve_job_def("training")
-        with console.status("training the demo recipe (tiny Qwen2.5-VL, CPU)"):
+        with console.status("training the demo recipe: SFT, then GRPO (tiny Qwen2.5-VL, CPU)"):
             result = _run(job, "demo", instance)
         failures += not result.success
         meta = _meta(result, "grpo_run")
-        console.print(
-            f"grpo_run[demo]: {'ok' if result.success else 'FAILED'}, steps "
-            f"{meta.get('steps', '-')}, final mean reward {meta.get('final_mean_reward', '-')}, "
-            f"checkpoint {meta.get('checkpoint', '-')}",
-            soft_wrap=True,
-        )
+        for stage in str(meta.get("stages", "")).split(", "):
+            if not stage:
+                continue
+            figures = (
+                f"loss {meta.get(f'{stage}/first_loss', float('nan')):.3f} -> "
+                f"{meta.get(f'{stage}/final_loss', float('nan')):.3f}"
+                if stage == "sft"
+                else f"mean reward {meta.get(f'{stage}/first_mean_reward', float('nan')):.3f} -> "
+                f"{meta.get(f'{stage}/final_mean_reward', float('nan')):.3f}, zero-variance "
+                f"groups {meta.get(f'{stage}/mean_frac_zero_variance_groups', float('nan')):.2f}"
+            )
+            console.print(
+                f"grpo_run[demo] stage {stage}: {'ok' if result.success else 'FAILED'}, steps "
+                f"{meta.get(f'{stage}/steps', '-')}, {figures}, checkpoint "
+                f"{meta.get(f'{stage}/checkpoint', '-')}",
+                soft_wrap=True,
+            )
         failures += _evaluate(defs, instance)
+        failures += _learning("demo")
     return 1 if failures else 0
+
+
+LEARNING_SET = "DS-MVTec"  # the MMAD query set of the learning table
+
+
+def _ablation(recipe: str, checkpoint_key: str) -> str | None:
+    """The image-ablation control: the same questions with each query image replaced by its
+    normal reference (the 1-shot template the protocol shows beside it), answered by
+    ``checkpoint_key`` with the real evaluation code (a copy of the MMAD folder whose query
+    files hold the reference's pixels); returns its run_id."""
+    import shutil
+
+    import polars as pl
+
+    from eval.pipeline import evaluate_mmad
+    from eval.protocols import Protocol, image_key, mmad_templates
+    from iad_pipeline.paths import Layout
+    from iad_pipeline.resources import IadConfig
+    from iad_pipeline.stages import read_table
+    from training.checkpoints import complete_checkpoints
+
+    layout = IadConfig().layout()
+    found = complete_checkpoints(layout.runs)
+    if checkpoint_key not in found:
+        return None
+    src = layout.mmad_root()
+    # the profile's layout with the data folder moved to the copy: same answers, warehouse
+    # and reports as the real runs
+    data = layout.root / "ablation" / "data"
+    ablation = Layout(layout.home, layout.profile, data_override=data)
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.copytree(src, data / "mmad")
+    templates = mmad_templates(src / "mmad.json")
+    kind = Protocol().template
+    questions = read_table(layout, "questions", "mmad", made_by="question_bank")
+    for path in questions.filter(pl.col("source") == LEARNING_SET)["image_path"].unique():
+        key = image_key(path, src)
+        refs = (templates.get(key) or {}).get(kind) or []
+        if refs:
+            shutil.copyfile(src / refs[0], data / "mmad" / key)
+    # the question table, its image paths moved to the copy
+    rebase = {
+        c: pl.col(c).str.replace(str(src), str(data / "mmad"), literal=True)
+        for c in ("image_path", "reference_image")
+    }
+    result = evaluate_mmad(
+        found[checkpoint_key],
+        LEARNING_SET,
+        checkpoint_key=f"{checkpoint_key}-ablation",
+        recipe=recipe,
+        layout=ablation,
+        questions=questions.with_columns(**rebase),
+    )
+    return result.run["run_id"]
+
+
+def _learning(recipe: str) -> int:
+    """base -> SFT -> GRPO accuracy per question type on LEARNING_SET, beside chance and the
+    majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
+    import polars as pl
+
+    from eval.baseline import accuracy_by_type
+    from eval.warehouse import Warehouse
+    from iad_pipeline.fsutil import write_json
+    from iad_pipeline.resources import IadConfig
+
+    root = IadConfig().layout().root
+    path = IadConfig().layout().warehouse
+    if not path.is_file():
+        return 1
+    warehouse = Warehouse(path)
+    runs = warehouse.query(
+        "SELECT run_id, checkpoint FROM runs WHERE recipe = $r AND eval_set = $e "
+        "ORDER BY finished_at",
+        {"r": recipe, "e": LEARNING_SET},
+    )
+    latest: dict[str, tuple[str, str]] = {}  # stage -> (checkpoint, run_id), newest step
+    for run_id, checkpoint in runs.iter_rows():
+        parts = checkpoint.rsplit("-", 2)
+        if len(parts) == 3 and parts[1] in ("base", "sft", "grpo") and parts[2].isdigit():
+            old = latest.get(parts[1])
+            if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
+                latest[parts[1]] = (checkpoint, run_id)
+    with console.status("image-ablation control"):
+        ablation = _ablation(recipe, latest["grpo"][0]) if "grpo" in latest else None
+    columns = [("base", "base"), ("sft", "SFT"), ("grpo", "GRPO"), ("ablation", "GRPO, no image")]
+    ids = {stage: run_id for stage, (_, run_id) in latest.items()}
+    if ablation:
+        ids["ablation"] = ablation
+    frames = {}
+    for stage, run_id in ids.items():
+        answers = warehouse.query(
+            "SELECT question_type, correct_answer, gpt_answer FROM answers WHERE run_id = $r",
+            {"r": run_id},
+        )
+        frames[stage] = accuracy_by_type(answers)
+    if "base" not in frames:
+        return 1
+    table = Table(title=f"learning: {recipe} on {LEARNING_SET} (accuracy %, 95% interval)")
+    for column in ("question type", "n", "chance", "majority"):
+        table.add_column(column)
+    for _, label in columns:
+        table.add_column(label)
+    base = frames["base"]
+    summary = {}
+    for row in base.iter_rows(named=True):
+        cells = []
+        for stage, _ in columns:
+            frame = frames.get(stage)
+            hit = (
+                frame.filter(pl.col("question_type") == row["question_type"])
+                if frame is not None
+                else None
+            )
+            if hit is None or hit.is_empty():
+                cells.append("-")
+                continue
+            r = hit.row(0, named=True)
+            cells.append(f"{r['accuracy']:.1f} [{r['ci_low']:.0f}-{r['ci_high']:.0f}]")
+        table.add_row(
+            row["question_type"],
+            str(row["n"]),
+            f"{row['chance']:.0f}",
+            f"{row['majority']:.1f}",
+            *cells,
+        )
+        summary[row["question_type"]] = {"chance": row["chance"], "majority": row["majority"]}
+    console.print(table)
+    report = {
+        "eval_set": LEARNING_SET,
+        **{stage: ids.get(stage) for stage, _ in columns},
+        "chance": {t: v["chance"] for t, v in summary.items()},
+        "majority": {t: v["majority"] for t, v in summary.items()},
+    }
+    out = write_json(root / "reports" / "learning.json", report)
+    console.print(f"wrote {out} (run_ids of the answers in {path})")
+    return 0
 
 
 def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
@@ -182,8 +331,8 @@ def _print_leaderboard() -> None:
         table.add_row(*(str(v) for v in row))
     console.print(table)
     console.print(
-        "Scores are meaningless on the random tiny model; every table is real. "
-        "Open the UI with: make ui"
+        "The tiny model starts from random weights; read each accuracy against chance, the "
+        "majority-letter baseline and its interval. Open the UI with: make ui"
     )
 
 

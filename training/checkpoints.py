@@ -1,15 +1,21 @@
-"""Checkpoints that are complete or ignored: a ``DONE`` marker is written last.
+"""Checkpoints that are complete or ignored: a ``DONE`` marker is removed first, written last.
 
-TRL saves ``DIR/checkpoint-<step>/`` (``trainer_state.json`` plus the (adapter) weights). A
-process killed mid-save leaves a folder without ``DONE``; resuming picks the newest folder
-that has one, so a crashed or retried run continues from the last complete checkpoint
-instead of starting over or loading half a save.
+A run folder ``DIR`` holds one folder per stage, ``DIR/<stage>/checkpoint-<step>/`` (TRL's
+``trainer_state.json`` plus the (adapter) weights), a ``RUN.json`` naming the recipe that
+owns the folder, and for the tiny offline model ``DIR/base/checkpoint-0/`` (the untrained
+model, evaluated as the recipe's baseline). Before a checkpoint folder is (re)written its
+``DONE`` marker is deleted; the marker is written once the save has finished. A process
+killed mid-save therefore leaves a folder without ``DONE`` -- also when it was rewriting an
+older complete checkpoint of the same name -- and resuming picks the newest folder that has
+one, so a crashed or retried run continues from the last complete checkpoint instead of
+loading half a save.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -17,7 +23,10 @@ from transformers import TrainerCallback
 from iad_pipeline.fsutil import write_json
 
 DONE = "DONE"
+RUN_MANIFEST = "RUN.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+BASE_STAGE = "base"  # DIR/base/checkpoint-0: the untrained model, the recipe's baseline
+RUN_STAGES = (BASE_STAGE, "sft", "grpo")  # stage folders a run may hold, in order
 
 
 def checkpoints(output_dir: Path, *, complete_only: bool = True) -> list[Path]:
@@ -43,9 +52,95 @@ def checkpoints(output_dir: Path, *, complete_only: bool = True) -> list[Path]:
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint, or ``None``."""
+    """The newest complete checkpoint of one folder (a stage folder), or ``None``."""
     done = checkpoints(output_dir)
     return done[-1] if done else None
+
+
+def step_of(checkpoint: Path) -> int:
+    """The step of a ``checkpoint-<step>`` folder."""
+    match = CHECKPOINT.match(Path(checkpoint).name)
+    if not match:
+        msg = f"{checkpoint}: not a checkpoint-<step> folder"
+        raise ValueError(msg)
+    return int(match.group(1))
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    """Where ``stage`` of the run in ``run_dir`` saves its checkpoints."""
+    return Path(run_dir) / stage
+
+
+def run_checkpoints(run_dir: Path, *, complete_only: bool = True) -> list[tuple[str, Path]]:
+    """``(stage, folder)`` of every checkpoint of a run folder, in stage then step order.
+
+    A folder of the one-stage layout (``DIR/checkpoint-<step>``, before stages) is listed with
+    stage ``""``.
+    """
+    found = [("", p) for p in checkpoints(run_dir, complete_only=complete_only)]
+    for stage in RUN_STAGES:
+        found += [
+            (stage, p) for p in checkpoints(stage_dir(run_dir, stage), complete_only=complete_only)
+        ]
+    return found
+
+
+def read_manifest(run_dir: Path) -> dict | None:
+    """The run folder's ``RUN.json`` (the recipe that owns it), or ``None``."""
+    path = Path(run_dir) / RUN_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def claim_run_dir(
+    run_dir: Path, recipe: str, fingerprint_: str, *, resume: bool, overwrite: bool
+) -> None:
+    """Make ``run_dir`` this run's folder, or refuse with an error naming the fix.
+
+    A folder holding checkpoints (complete or not) is only reused with ``resume`` (and then
+    only when its ``RUN.json`` names the same recipe with the same settings) or emptied with
+    ``overwrite``; nothing else ever trains over another run's checkpoints.
+    """
+    from iad_pipeline.errors import IadError
+
+    run_dir = Path(run_dir)
+    held = run_checkpoints(run_dir, complete_only=False)
+    manifest = read_manifest(run_dir)
+    mine = {"recipe": recipe, "fingerprint": fingerprint_}
+    if overwrite:
+        for stage in ("", *RUN_STAGES):
+            for _, folder in [(s, p) for s, p in held if s == stage]:
+                shutil.rmtree(folder, ignore_errors=False)
+        (run_dir / RUN_MANIFEST).unlink(missing_ok=True)
+    elif held or manifest is not None:
+        other = manifest or {}
+        if not resume:
+            msg = (
+                f"{run_dir} holds checkpoints of an earlier run (recipe "
+                f"{other.get('recipe', 'unknown')}); pass --resume to continue it or "
+                "--overwrite to delete them and start over"
+            )
+            raise IadError(msg)
+        if other.get("recipe") != recipe or other.get("fingerprint") != fingerprint_:
+            what = (
+                "no RUN.json"
+                if manifest is None
+                else f"recipe {other.get('recipe')!r} with other settings"
+                if other.get("recipe") == recipe
+                else f"recipe {other.get('recipe')!r}"
+            )
+            msg = (
+                f"{run_dir} holds checkpoints of another run ({what}); --resume continues only "
+                "the same recipe with the same settings: pass --overwrite to start over or "
+                "choose another --output"
+            )
+            raise IadError(msg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / RUN_MANIFEST, mine)
 
 
 def read_done(checkpoint: Path) -> dict:
@@ -53,37 +148,84 @@ def read_done(checkpoint: Path) -> dict:
     return json.loads((checkpoint / DONE).read_text(encoding="utf-8"))
 
 
-class DoneMarker(TrainerCallback):
-    """Writes ``DONE`` (step, mean reward) into each checkpoint once the save has finished."""
+def write_done(folder: Path, **fields) -> None:
+    """Mark ``folder`` complete (atomically: temp name, then rename)."""
+    write_json(Path(folder) / DONE, fields)
 
-    def __init__(self, recipe: str) -> None:
+
+class DoneMarker(TrainerCallback):
+    """Deletes a checkpoint's ``DONE`` before the trainer (re)writes the folder and writes it
+    (step, stage, mean reward or loss) once the save has finished.
+
+    TRL sets ``control.should_save`` in ``on_step_end`` and saves right after the callbacks'
+    ``on_step_end``: the stale marker of an older checkpoint of the same name is gone before
+    the first byte of the new save.
+    """
+
+    def __init__(self, recipe: str, stage: str = "grpo") -> None:
         self.recipe = recipe
+        self.stage = stage
+
+    def _folder(self, args, state) -> Path:
+        return Path(args.output_dir) / f"checkpoint-{state.global_step}"
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save and state.is_world_process_zero:
+            (self._folder(args, state) / DONE).unlink(missing_ok=True)
+        return control
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder = self._folder(args, state)
             if folder.is_dir():
                 rewards = [h["reward"] for h in state.log_history if "reward" in h]
-                write_json(
-                    folder / DONE,
-                    {
-                        "step": state.global_step,
-                        "recipe": self.recipe,
-                        "mean_reward": rewards[-1] if rewards else None,
-                    },
+                losses = [h["loss"] for h in state.log_history if "loss" in h]
+                write_done(
+                    folder,
+                    step=state.global_step,
+                    recipe=self.recipe,
+                    stage=self.stage,
+                    mean_reward=rewards[-1] if rewards else None,
+                    loss=losses[-1] if losses else None,
                 )
         return control
 
 
 def checkpoint_key(checkpoint: Path) -> str:
-    """The partition key of a checkpoint: ``<recipe>-<step>`` (its run folder and step).
+    """The partition key of a checkpoint: ``<recipe>-<stage>-<step>`` (run folder, stage,
+    step); ``<recipe>-<step>`` for the one-stage layout.
 
+    >>> checkpoint_key(Path("/x/runs/emit/grpo/checkpoint-400"))
+    'emit-grpo-400'
     >>> checkpoint_key(Path("/x/runs/emit/checkpoint-400"))
     'emit-400'
     """
     match = CHECKPOINT.match(checkpoint.name)
     step = match.group(1) if match else checkpoint.name
+    if checkpoint.parent.name in RUN_STAGES:
+        return f"{checkpoint.parent.parent.name}-{checkpoint.parent.name}-{step}"
     return f"{checkpoint.parent.name}-{step}"
+
+
+def checkpoint_recipe(checkpoint: Path) -> str:
+    """The recipe (run folder name) a checkpoint belongs to.
+
+    >>> checkpoint_recipe(Path("/x/runs/emit/sft/checkpoint-40"))
+    'emit'
+    """
+    parent = Path(checkpoint).parent
+    return parent.parent.name if parent.name in RUN_STAGES else parent.name
+
+
+def checkpoint_stage(checkpoint: Path) -> str:
+    """The stage of a checkpoint (``base``, ``sft``, ``grpo``; ``grpo`` for the old layout)."""
+    parent = Path(checkpoint).parent
+    return parent.name if parent.name in RUN_STAGES else "grpo"
+
+
+def base_checkpoint_key(recipe: str) -> str:
+    """The partition key of a recipe's untrained base model (``DIR/base/checkpoint-0``)."""
+    return f"{recipe}-{BASE_STAGE}-0"
 
 
 def fingerprint(checkpoint: Path) -> str:
@@ -113,6 +255,6 @@ def complete_checkpoints(runs_dir: Path) -> dict[str, Path]:
     if not Path(runs_dir).is_dir():
         return found
     for run in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
-        for checkpoint in checkpoints(run):
+        for _, checkpoint in run_checkpoints(run):
             found[checkpoint_key(checkpoint)] = checkpoint
     return found

@@ -1,10 +1,15 @@
-"""GRPO training of a recipe: the script ``accelerate launch`` (or ``iad train``) runs.
+"""Training of a recipe, stage by stage: the script ``accelerate launch`` (or ``iad train``) runs.
 
-One straight ``main()``: load the recipe, the training set (a ``datasets.Dataset`` exported by
-the ``training_set`` asset), the model and processor, the rewards by name, build the trainer,
-train (resuming from the newest complete checkpoint when asked), report. Launched by Dagster
-through Pipes, rank 0 alone reports logs and the final materialization (every rank inherits
-the Pipes environment; several reports would fail the step).
+One straight ``main()``: load the recipe, claim the run folder (a folder holding another run's
+checkpoints is refused unless ``--resume`` continues the same recipe or ``--overwrite``
+empties it), then run the recipe's stages in order on the same folder -- ``sft`` (TRL's
+``SFTTrainer``, see ``training/sft.py``) and ``grpo`` (TRL's ``GRPOTrainer`` or EMIT's
+difficulty-aware one) -- each saving ``DIR/<stage>/checkpoint-<step>/`` and each starting from
+the previous stage's final checkpoint. A run killed in either stage resumes in that stage
+(``--resume``); a finished stage is not trained again. For the tiny offline model the
+untrained model is kept as ``DIR/base/checkpoint-0``, the recipe's baseline for evaluation.
+Launched by Dagster through Pipes, rank 0 alone reports logs and the final materialization
+(every rank inherits the Pipes environment; several reports would fail the step).
 
     accelerate launch training/grpo.py --recipe emit --output runs/emit
     python -m training.grpo --recipe demo --output runs/demo --max-steps 4
@@ -22,7 +27,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import DoneMarker, latest_checkpoint
+from training.checkpoints import (
+    BASE_STAGE,
+    DoneMarker,
+    claim_run_dir,
+    latest_checkpoint,
+    stage_dir,
+    step_of,
+    write_done,
+)
 from training.config import TINY_MODEL, Recipe, load_recipe
 
 log = logging.getLogger("training.grpo")
@@ -178,7 +191,7 @@ def build_trainer(recipe: Recipe, model, processor, dataset, config):
         trainer = DifficultyAwareGRPOTrainer(difficulty=difficulty, **kwargs)
     else:
         trainer = GRPOTrainer(**kwargs)
-    trainer.add_callback(DoneMarker(recipe.name))
+    trainer.add_callback(DoneMarker(recipe.name, "grpo"))
     # our reward table replaces the raw log dictionaries the progress bar would print
     from transformers.trainer_callback import ProgressCallback
 
@@ -232,30 +245,120 @@ class RewardLog:
         return _RewardLog()
 
 
+class LossLog:
+    """Prints one line per logged SFT step on rank 0: step, loss, token accuracy."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _LossLog(TrainerCallback):
+            header_done = False
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not state.is_world_process_zero or not logs or "loss" not in logs:
+                    return control
+                if not self.header_done:
+                    print(f"{'step':>6}{'loss':>10}{'token acc':>11}", flush=True)
+                    self.header_done = True
+                acc = logs.get("mean_token_accuracy", float("nan"))
+                print(f"{state.global_step:>6}{logs['loss']:>10.4f}{acc:>11.3f}", flush=True)
+                return control
+
+        return _LossLog()
+
+
 def summary(output: Path) -> dict:
-    """What rank 0 reports, read from the newest complete checkpoint's trainer_state.json:
-    steps, last mean reward, zero-variance fraction, checkpoint path."""
+    """What rank 0 reports for one stage folder, read from its newest complete checkpoint's
+    trainer_state.json: steps, first and last mean reward (GRPO) or loss (SFT), zero-variance
+    fraction, checkpoint path."""
     checkpoint = latest_checkpoint(output)
     history: list[dict] = []
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         history = state.get("log_history", [])
-    last = next((h for h in reversed(history) if "reward" in h), {})
+    rewards = [h for h in history if "reward" in h]
+    losses = [h for h in history if "loss" in h]
+    last = rewards[-1] if rewards else {}
     nan = float("nan")
+    zero = [h.get("frac_zero_variance_groups", h.get("frac_reward_zero_std")) for h in rewards]
+    zero = [z for z in zero if z is not None]
     return {
-        "steps": int(last.get("step", 0)) if checkpoint else 0,
+        "steps": step_of(checkpoint) if checkpoint else 0,
+        "first_mean_reward": float(rewards[0]["reward"]) if rewards else nan,
         "final_mean_reward": float(last.get("reward", nan)),
-        "frac_zero_variance_groups": float(
-            last.get("frac_zero_variance_groups", last.get("frac_reward_zero_std", nan))
-        ),
+        "frac_zero_variance_groups": float(zero[-1]) if zero else nan,
+        "mean_frac_zero_variance_groups": sum(zero) / len(zero) if zero else nan,
+        "first_loss": float(losses[0]["loss"]) if losses else nan,
+        "final_loss": float(losses[-1]["loss"]) if losses else nan,
         "checkpoint": str(checkpoint) if checkpoint else "",
     }
 
 
-def target_steps(recipe: Recipe, max_steps: int | None) -> int | None:
-    """The step count the run aims at, when it is fixed (``max_steps``), else ``None``."""
-    steps = max_steps if max_steps is not None else recipe.grpo.get("max_steps")
+def stage_args(recipe: Recipe, stage: str) -> dict:
+    """The recipe's trainer fields of ``stage`` (``grpo`` block or ``sft.args``)."""
+    return recipe.grpo if stage == "grpo" else recipe.sft.args
+
+
+def target_steps(recipe: Recipe, max_steps: int | None, stage: str = "grpo") -> int | None:
+    """The step count a stage aims at, when it is fixed (``max_steps``), else ``None``."""
+    steps = max_steps if max_steps is not None else stage_args(recipe, stage).get("max_steps")
     return int(steps) if steps is not None and int(steps) > 0 else None
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """A digest of everything in the recipe that changes what trains (not its description)."""
+    import dataclasses
+    import hashlib
+
+    values = dataclasses.asdict(recipe)
+    values.pop("description")
+    values.pop("source")
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def keep_base(recipe: Recipe, model_dir: Path, output: Path) -> Path | None:
+    """``DIR/base/checkpoint-0``: the untrained tiny model, kept as the recipe's baseline.
+
+    Only for the tiny offline model (a copy of a hub model would cost its size in disk).
+    """
+    import shutil
+
+    from iad_pipeline.fsutil import temp_sibling
+    from training.checkpoints import DONE
+
+    if recipe.model != TINY_MODEL:
+        return None
+    folder = stage_dir(output, BASE_STAGE) / "checkpoint-0"
+    if (folder / DONE).is_file():
+        return folder
+    source = model_dir / "tiny-qwen25vl"
+    if not source.is_dir():
+        from training.tiny_model import build_tiny_qwen25vl
+
+        build_tiny_qwen25vl(source)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(folder, ".copying")
+    shutil.copytree(source, tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    write_done(folder, step=0, recipe=recipe.name, stage=BASE_STAGE)
+    return folder
+
+
+def stage_model(recipe: Recipe, model_dir: Path, start: Path | None):
+    """Model and processor a stage starts from: the recipe's model, or the previous stage's
+    final checkpoint (a LoRA adapter is merged into the base model first)."""
+    import dataclasses
+
+    if start is None:
+        return load_model(recipe, model_dir)
+    if (start / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model, processor = load_model(recipe, model_dir)
+        model = PeftModel.from_pretrained(model, str(start)).merge_and_unload()
+        return model, processor
+    return load_model(dataclasses.replace(recipe, model=str(start)), model_dir)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -268,49 +371,128 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the checkpoints already in --output and start over",
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="tracebacks for errors in the recipe or data"
+    )
     return parser.parse_args(argv)
 
 
+def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path, start, pipes):
+    """Train one stage into ``DIR/<stage>``, resuming from its newest complete checkpoint;
+    a stage already at its target step is not trained again."""
+    folder = stage_dir(output, stage)
+    resume = latest_checkpoint(folder)
+    target = target_steps(recipe, args.max_steps, stage)
+    done_step = step_of(resume) if resume else 0
+    position = f"stage {stage} ({recipe.stages.index(stage) + 1}/{len(recipe.stages)})"
+    if target is not None and done_step >= target:
+        # already trained (a retried or re-materialized run): report, train nothing
+        log.info(
+            "recipe %s: %s: %s already reached step %d", recipe.name, position, resume, done_step
+        )
+        return
+    dataset_dir = (
+        Path(args.training_set)
+        if args.training_set
+        else (default_training_set_dir(recipe.training_set))
+    )
+    dataset = load_training_dataset(dataset_dir, recipe, args.seed)
+    model, processor = stage_model(recipe, Path(args.model_dir or output), start)
+    if stage == "sft":
+        from training.sft import build_sft_trainer, sft_config
+
+        config = sft_config(recipe, folder, args.max_steps, args.seed)
+        trainer = build_sft_trainer(recipe, model, processor, dataset, config)
+    else:
+        config = grpo_config(recipe, folder, args.max_steps, args.seed)
+        trainer = build_trainer(recipe, model, processor, dataset, config)
+    begin = f"resuming from {resume}" if resume else "starting from step 0"
+    origin = f" from {start}" if start is not None else ""
+    message = f"recipe {recipe.name}: {position}{origin}: {len(dataset)} prompts; {begin}"
+    log.info(message)
+    if rank() == 0:
+        print(message, flush=True)
+    if pipes:
+        pipes.log.info(message)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from iad_pipeline.errors import IadError
+
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if rank() == 0 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    try:
+        return train(args)
+    except IadError as exc:
+        if args.verbose:
+            raise
+        # a user error: one line, exit 2 (``iad train`` prints nothing more)
+        print(f"iad: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     output = Path(args.output).absolute()
-    with pipes_session() as pipes:
-        dataset_dir = (
-            Path(args.training_set)
-            if args.training_set
-            else (default_training_set_dir(recipe.training_set))
+    if rank() == 0:
+        claim_run_dir(
+            output,
+            recipe.name,
+            recipe_fingerprint(recipe),
+            resume=args.resume,
+            overwrite=args.overwrite,
         )
-        resume = latest_checkpoint(output) if args.resume else None
-        target = target_steps(recipe, args.max_steps)
-        done_step = int(resume.name.split("-")[1]) if resume else 0
-        if target is not None and done_step >= target:
-            # already trained (a retried or re-materialized run): report, train nothing
-            log.info("recipe %s: %s already reached step %d", recipe.name, resume, done_step)
-        else:
-            dataset = load_training_dataset(dataset_dir, recipe, args.seed)
-            model, processor = load_model(recipe, Path(args.model_dir or output))
-            config = grpo_config(recipe, output, args.max_steps, args.seed)
-            trainer = build_trainer(recipe, model, processor, dataset, config)
-            start = f"resuming from {resume}" if resume else "starting from step 0"
-            log.info("recipe %s: %d prompts; %s", recipe.name, len(dataset), start)
-            if pipes:
-                pipes.log.info(f"recipe {recipe.name}: {len(dataset)} prompts; {start}")
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        result = summary(output)
+    with pipes_session() as pipes:
+        if rank() == 0:
+            keep_base(recipe, Path(args.model_dir or output), output)
+        start = None
+        for stage in recipe.stages:
+            run_stage(recipe, stage, args, output, start, pipes)
+            start = latest_checkpoint(stage_dir(output, stage))
+        result = run_summary(recipe, output)
         if rank() == 0:
             print(json.dumps({"iad_training_summary": result}), flush=True)
         if pipes:
             pipes.report_asset_materialization(
-                metadata={**result, "recipe": recipe.name, "model": recipe.model},
-                data_version=Path(result["checkpoint"]).name or "none",
+                metadata=run_metadata(recipe, result), data_version=run_data_version(result)
             )
     return 0
+
+
+def run_summary(recipe: Recipe, output: Path) -> dict:
+    """The final stage's figures (:func:`summary`), its name, and every stage's figures."""
+    stages = {stage: summary(stage_dir(output, stage)) for stage in recipe.stages}
+    return {**stages[recipe.stages[-1]], "stage": recipe.stages[-1], "stages": stages}
+
+
+def run_metadata(recipe: Recipe, result: dict) -> dict:
+    """What ``grpo_run`` shows: the final stage's figures, then ``<stage>/<figure>`` of each."""
+    metadata = {k: v for k, v in result.items() if k not in ("stage", "stages")}
+    metadata |= {
+        "recipe": recipe.name,
+        "model": recipe.model,
+        "description": recipe.description,
+        "stages": ", ".join(recipe.stages),
+    }
+    for stage, values in result["stages"].items():
+        for key, value in values.items():
+            metadata[f"{stage}/{key}"] = value
+    return metadata
+
+
+def run_data_version(result: dict) -> str:
+    """``<final stage>-checkpoint-<step>``: a new version whenever a checkpoint is added."""
+    return f"{result['stage']}-{Path(result['checkpoint']).name or 'none'}"
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def train_on_ray(
     except Exception as exc:
         msg = f"recipe {recipe.name}: Ray Train failed ({type(exc).__name__}: {exc})"
         raise RayLaunchError(msg.splitlines()[0]) from exc
-    return {**grpo.summary(output), "recipe": recipe.name, "model": recipe.model}
+    return grpo.run_summary(recipe, output)
 
 
 def _device(use_gpu: bool) -> str:
@@ -249,9 +249,13 @@ def run(argv: argparse.Namespace) -> int:
         )
         print(json.dumps({SUMMARY_KEY: result}), flush=True)
         if pipes:
+            from training import grpo
+            from training.config import load_recipe
+
+            recipe = load_recipe(grpo.parse_args(argv.grpo_args).recipe)
             pipes.report_asset_materialization(
-                metadata={**result, "ray_workers": argv.workers},
-                data_version=Path(result["checkpoint"]).name or "none",
+                metadata={**grpo.run_metadata(recipe, result), "ray_workers": argv.workers},
+                data_version=grpo.run_data_version(result),
             )
     return 0
 

@@ -21,8 +21,10 @@ from training.checkpoints import DONE
 from training.tiny_model import build_tiny_qwen25vl
 
 
-def make_checkpoint(runs, recipe: str, step: int, reward: float = 0.0, seed: int = 0):
-    folder = runs / recipe / f"checkpoint-{step}"
+def make_checkpoint(
+    runs, recipe: str, step: int, reward: float = 0.0, stage: str = "", seed: int = 0
+):
+    folder = runs / recipe / stage / f"checkpoint-{step}"
     build_tiny_qwen25vl(folder, seed=seed)
     (folder / "trainer_state.json").write_text(
         json.dumps({"global_step": step, "log_history": [{"step": step, "reward": reward}]})
@@ -88,7 +90,9 @@ def test_nightly_schedule_re_evaluates_each_recipes_latest_checkpoint(tmp_path) 
 def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
     make_checkpoint(iad.layout().runs, "demo", 4)
+    make_checkpoint(iad.layout().runs, "demo", 0, stage="base")  # the same weights
     partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
+    base_partition = dg.MultiPartitionKey({"checkpoint": "demo-base-0", "eval_set": "VisA"})
     with dg.instance_for_test() as instance:
         assert dg.materialize(
             [raw_dataset, samples, annotations, question_bank],
@@ -96,11 +100,21 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
             resources={"iad": iad},
             instance=instance,
         ).success
-        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        instance.add_dynamic_partitions("checkpoints", ["demo-4", "demo-base-0"])
+        base = dg.materialize(
+            [mmad_eval], partition_key=base_partition, resources={"iad": iad}, instance=instance
+        )
         result = dg.materialize(
             [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
         )
-    assert result.success
+    assert base.success and result.success
+    # the checkpoint is compared with its recipe's base model, subtask by subtask
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "no_subtask_below_base" and check.passed  # same weights: delta 0
+    assert check.metadata["base"].value == "demo-base-0"
+    assert "delta_vs_base" in result.asset_materializations_for_node("mmad_eval")[0].metadata
+    [base_check] = base.get_asset_check_evaluations()
+    assert base_check.metadata["base"].value == "this is the base model"
     meta = result.asset_materializations_for_node("mmad_eval")[0].metadata
     assert 0 <= meta["headline"].value <= 100
     assert "accuracy/anomaly_detection" in meta
@@ -108,9 +122,12 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
         runs = con.sql("SELECT eval_set, checkpoint, n_questions FROM runs").fetchall()
         n_answers = con.sql("SELECT count(*) FROM answers").fetchall()[0][0]
         board = con.sql("SELECT count(*) FROM leaderboard").fetchall()[0][0]
-    assert runs == [("VisA", "demo-4", meta["questions"].value)]
-    assert n_answers == meta["questions"].value > 0
-    assert board == 1
+    assert sorted(runs) == [
+        ("VisA", "demo-4", meta["questions"].value),
+        ("VisA", "demo-base-0", meta["questions"].value),
+    ]
+    assert n_answers == 2 * meta["questions"].value > 0
+    assert board == 2
     assert (iad.layout().reports / "demo-4" / "VisA" / "heatmap.png").is_file()
 
     # re-trained into the same name (same DONE marker and trainer state, new weights): a new

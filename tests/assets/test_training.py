@@ -1,5 +1,7 @@
 """grpo_run materializes through Dagster Pipes on the demo recipe, and resumes."""
 
+import json
+
 import dagster as dg
 import pytest
 
@@ -44,11 +46,16 @@ def test_demo_recipe_trains_through_pipes(tmp_path, monkeypatch) -> None:
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["steps"] == 2
     assert meta["recipe"] == "demo"
-    checkpoint = tmp_path / "demo" / "runs" / "demo" / "checkpoint-2"
+    assert meta["stages"] == "sft, grpo"
+    assert meta["sft/steps"] == 2 and meta["grpo/steps"] == 2  # each stage is reported
+    checkpoint = tmp_path / "demo" / "runs" / "demo" / "grpo" / "checkpoint-2"
     assert meta["checkpoint"] == str(checkpoint)
+    assert meta["sft/checkpoint"] == str(checkpoint.parents[1] / "sft" / "checkpoint-2")
     assert (checkpoint / DONE).is_file()
     assert (checkpoint / "trainer_state.json").is_file()
-    assert mat.tags["dagster/data_version"] == "checkpoint-2"
+    sft_done = json.loads((checkpoint.parents[1] / "sft" / "checkpoint-2" / DONE).read_text())
+    assert (sft_done["stage"], sft_done["step"]) == ("sft", 2)
+    assert mat.tags["dagster/data_version"] == "grpo-checkpoint-2"
     # a second materialization resumes from the complete checkpoint: nothing is retrained
     again_meta = again.asset_materializations_for_node("grpo_run")[0].metadata
     assert again_meta["steps"].value == 2

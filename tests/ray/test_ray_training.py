@@ -40,10 +40,14 @@ def training_set(tmp_path_factory) -> Path:
     return save_hf_dataset(to_hf_dataset(questions), base / "emit")
 
 
+# the demo recipe's GRPO stage alone (its SFT warm start is 120 steps): checkpoints in grpo/
+RECIPE = Path(__file__).parent / "demo_grpo.yaml"
+
+
 def grpo_ray_asset(output: Path, training_set: Path) -> dg.AssetsDefinition:
     @dg.asset(name="grpo_run")
     def grpo_run(context: dg.AssetExecutionContext, launcher: TrainingLauncher):
-        script = ["-m", "training.grpo", "--recipe", "demo", "--output", str(output)]
+        script = ["-m", "training.grpo", "--recipe", str(RECIPE), "--output", str(output)]
         script += ["--resume", "--training-set", str(training_set)]
         if launcher.max_steps is not None:
             script += ["--max-steps", str(launcher.max_steps)]
@@ -88,9 +92,9 @@ def test_the_demo_recipe_trains_two_steps_on_two_ray_train_workers(first_run) ->
     assert result.success
     meta = metadata(result)
     assert meta["steps"] == 2 and meta["ray_workers"] == 2
-    assert meta["checkpoint"] == str(output / "checkpoint-2")
-    checkpoint = latest_checkpoint(output)
-    assert checkpoint == output / "checkpoint-2" and read_done(checkpoint)["step"] == 2
+    assert meta["checkpoint"] == str(output / "grpo" / "checkpoint-2")
+    checkpoint = latest_checkpoint(output / "grpo")
+    assert checkpoint == output / "grpo" / "checkpoint-2" and read_done(checkpoint)["step"] == 2
     # one RNG state per rank: both Ray Train workers trained in one process group
     assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == [
         "rng_state_0.pth",
@@ -106,17 +110,18 @@ def test_a_killed_job_resumes_from_the_newest_complete_checkpoint(
     from assets.ray_launch import training_job
 
     output, _ = first_run
+    stage = output / "grpo"
     client = JobSubmissionClient(ray_cluster.dashboard)
     params = training_job(
         RaySection(address=ray_cluster.dashboard, num_workers=2),
         [
-            *("--recipe", "demo", "--output", str(output)),
+            *("--recipe", str(RECIPE), "--output", str(output)),
             *("--training-set", str(training_set), "--resume", "--max-steps", "40"),
         ],
     )
     job = client.submit_job(**params)
     deadline = time.time() + 300
-    while not (output / "checkpoint-4" / DONE).is_file():
+    while not (stage / "checkpoint-4" / DONE).is_file():
         status = client.get_job_status(job)
         assert not status.is_terminal(), client.get_job_logs(job)[-3000:]
         assert time.time() < deadline, "no checkpoint-4 within 5 minutes"
@@ -126,19 +131,19 @@ def test_a_killed_job_resumes_from_the_newest_complete_checkpoint(
         time.sleep(0.5)
     assert client.get_job_status(job) == JobStatus.STOPPED
     # the job may have saved more checkpoints before the stop reached it
-    stopped_at = latest_checkpoint(output)
+    stopped_at = latest_checkpoint(stage)
     step = int(stopped_at.name.split("-")[1])
     assert 4 <= step < 40
-    (output / f"checkpoint-{step + 1}").mkdir(exist_ok=True)  # a save cut short: no DONE
-    assert latest_checkpoint(output) == stopped_at
+    (stage / f"checkpoint-{step + 1}").mkdir(exist_ok=True)  # a save cut short: no DONE
+    assert latest_checkpoint(stage) == stopped_at
 
     result = materialize(ray_cluster, output, training_set, max_steps=step + 2)
     assert result.success
     assert metadata(result)["steps"] == step + 2
-    assert [p.name for p in checkpoints(output)][-1] == f"checkpoint-{step + 2}"
+    assert [p.name for p in checkpoints(stage)][-1] == f"checkpoint-{step + 2}"
     # the steps done before were not trained again: their log entries are the stopped job's
     done = set(range(1, step + 1))
-    assert history(output / f"checkpoint-{step + 2}", done) == history(stopped_at, done)
+    assert history(stage / f"checkpoint-{step + 2}", done) == history(stopped_at, done)
 
 
 def test_a_bad_address_fails_with_one_line_naming_it(training_set, tmp_path) -> None:

@@ -79,6 +79,8 @@ def test_paper_specific_blocks() -> None:
     assert adfm.image.max_pixels == 262144
     assert (emit.peft.method, emit.peft.r, emit.peft.alpha) == ("lora", 8, 32)  # Stage2.sh
     assert emit.difficulty.enabled and emit.difficulty.resample_rounds == 3
+    assert emit.stages == ("sft", "grpo") and emit.sft.trainable == "projector"
+    assert emit.sft.args["num_train_epochs"] == 2 and emit.sft.args["learning_rate"] == 1e-5
     assert [r.weight for r in emit.rewards] == [3, 1, 1, 1]
     assert lriad.peft.target_modules == ("q_proj", "v_proj")
     assert (lriad.peft.r, lriad.peft.alpha, lriad.peft.dropout) == (4, 16, 0.1)
@@ -102,15 +104,47 @@ BASE = "name: x\nmodel: tiny\ntraining_set: emit\nrewards:\n  - {name: format}\n
     ("text", "message"),
     [
         (BASE + "colour: red\n", "unknown key"),
-        (BASE + "grpo: {num_generation: 8}\n", "not GRPOConfig fields: num_generation"),
+        (BASE + "grpo: {num_generation: 8}\n", "'num_generation' is not a GRPOConfig field"),
         (BASE + "peft: {method: lora, rank: 4}\n", "peft: unknown key"),
         (BASE + "peft: {method: dora}\n", "peft.method"),
-        (BASE.replace("emit", "nope"), "training_set 'nope' unknown"),
+        (BASE.replace("emit", "nope"), "training_set: 'nope' unknown"),
         (BASE.replace("format", "accuracy"), "reward 'accuracy'"),
         ("name: x\nmodel: tiny\nrewards: []\ntraining_set: emit\n", "at least one reward"),
         ("name: x\n", "missing required key"),
         ("[1, 2", "not valid YAML"),
         (BASE + "deepspeed: zero9\n", "deepspeed"),
+        # types and ranges (issue 10, item 11): one line naming the file and the field
+        (BASE + "grpo: {learning_rate: fast}\n", r"grpo\.learning_rate: .*'fast'"),
+        (BASE + "grpo: {num_generations: -1}\n", r"grpo\.num_generations: must be >= 2"),
+        (BASE + "deepspeed: /etc/passwd\n", r"\.deepspeed: '/etc/passwd' is neither"),
+        (BASE + "max_train_samples: -5\n", r"max_train_samples: must be >= 1"),
+        (BASE + "max_train_samples: many\n", r"max_train_samples: .*'many'"),
+        (BASE + "peft: {method: lora, r: 0}\n", r"peft\.r: must be >= 1"),
+        (BASE + "peft: {method: lora, dropout: 2}\n", r"peft\.dropout"),
+        (BASE + "image: {min_pixels: 5000, max_pixels: 100}\n", r"image\.max_pixels"),
+        (BASE + "difficulty: {enabled: yes, resample_rounds: -2}\n", r"resample_rounds: must"),
+        ("name: ../x\nmodel: tiny\ntraining_set: emit\n", r"\.name: letters"),
+        # output paths come from the command line, never the recipe (issue 10, item 5)
+        (BASE + "grpo: {output_dir: /tmp/elsewhere}\n", r"grpo\.output_dir: not allowed.*--output"),
+        (BASE + "grpo: {logging_dir: /tmp/logs}\n", r"grpo\.logging_dir: not allowed"),
+        (BASE + "grpo: {deepspeed: zero2}\n", r"grpo\.deepspeed: not allowed"),
+        (
+            BASE + "stages: [sft, grpo]\nsft: {args: {output_dir: /tmp/x}}\n",
+            r"sft\.args\.output_dir: not allowed",
+        ),
+        # options nothing would read are errors (issue 9, item 7)
+        (BASE + "peft: {r: 4}\n", r"peft: r set but peft\.method is none"),
+        (BASE + "difficulty: {resample_rounds: 2}\n", r"difficulty: resample_rounds set but"),
+        (BASE + "sft: {trainable: projector}\n", r"sft: an sft block but no sft stage"),
+        (BASE + "stages: [grpo, sft]\n", r"stages: stages run in the order sft, grpo"),
+        (BASE + "stages: [sft, rl]\n", r"stages: a list of sft and/or grpo"),
+        (BASE + "stages: [sft, grpo]\nsft: {trainable: adapter}\n", r"adapter needs peft"),
+        (
+            BASE + "stages: [sft, grpo]\npeft: {method: lora}\nsft: {trainable: all}\n",
+            r"all cannot train with a LoRA adapter",
+        ),
+        (BASE + "stages: [sft, grpo]\nsft: {args: {max_steps: 0}}\n", r"sft\.args\.max_steps"),
+        (BASE + "stages: [sft, grpo]\nsft: {args: {beta: 0.1}}\n", r"not a SFTConfig field"),
     ],
 )
 def test_mistakes_are_errors_naming_the_file(tmp_path, text: str, message: str) -> None:
@@ -124,3 +158,83 @@ def test_mistakes_are_errors_naming_the_file(tmp_path, text: str, message: str) 
 def test_unknown_recipe_lists_the_built_in_ones() -> None:
     with pytest.raises(RecipeError, match="built-in recipes: adfm, anomalyr1, demo"):
         load_recipe("nope")
+
+
+def test_a_deepspeed_json_must_parse_as_a_deepspeed_config(tmp_path) -> None:
+    good = tmp_path / "ds.json"
+    good.write_text('{"zero_optimization": {"stage": 2}}')
+    bad = tmp_path / "other.json"
+    bad.write_text('{"hello": 1}')
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE + "deepspeed: ds.json\n")
+    assert load_recipe(path).deepspeed_config() == str(good)
+    path.write_text(BASE + "deepspeed: other.json\n")
+    with pytest.raises(RecipeError, match="not a DeepSpeed config"):
+        load_recipe(path)
+
+
+def test_yaml_numbers_in_strings_are_read_as_numbers(tmp_path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE + "grpo: {learning_rate: 1e-5, max_steps: 10}\n")  # YAML: a string
+    assert load_recipe(path).grpo == {"learning_rate": 1e-5, "max_steps": 10}
+
+
+def test_an_alias_bomb_fails_fast_with_a_small_message(tmp_path) -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BASE + "\n".join(lines) + "\n")
+    assert path.stat().st_size < 1100
+    with pytest.raises(RecipeError, match="expands to more than") as info:
+        load_recipe(path)
+    assert len(str(info.value)) < 300 and str(path) in str(info.value)
+
+
+def test_oversized_and_deeply_nested_recipes_are_refused(tmp_path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(BASE + "description: " + "x" * 300_000 + "\n")
+    with pytest.raises(RecipeError, match="a recipe is at most"):
+        load_recipe(big)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(BASE + "description: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(RecipeError, match="nested") as info:
+        load_recipe(deep)
+    assert len(str(info.value)) < 300
+
+
+def _fields_of(cls, prefix: str = "") -> list[str]:
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            out += _fields_of(type(f.default), f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def test_every_recipe_field_is_read_by_the_training_code() -> None:
+    """Walks the recipe schema: each field must be read (``.field``) by code that trains or
+    reports a run, outside the module that defines it (issue 9, item 7)."""
+    import re
+    from pathlib import Path
+
+    from training.config import Recipe
+
+    root = Path(__file__).resolve().parents[2]
+    readers = "".join(
+        (root / p).read_text()
+        for p in ("training/grpo.py", "training/sft.py", "training/checkpoints.py")
+    )
+    # config.py itself reads a few: deepspeed (deepspeed_config), source (relative paths)
+    config_reads = {"deepspeed", "source"}
+    unread = []
+    for name in _fields_of(Recipe):
+        attr = name.rsplit(".", 1)[-1]
+        if attr in config_reads:
+            continue
+        if not re.search(rf"\.{attr}\b", readers):
+            unread.append(name)
+    assert unread == [], f"recipe fields nothing reads: {unread}"

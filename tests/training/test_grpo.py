@@ -1,6 +1,7 @@
 """training/grpo.py: every recipe's rewards train on the tiny model; checkpoints resume."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -108,57 +109,116 @@ def _run(args: list[str], env: dict) -> subprocess.Popen:
     )
 
 
+STAGED = """\
+name: staged
+model: tiny
+training_set: emit
+max_train_samples: 8
+stages: [sft, grpo]
+sft:
+  args: {per_device_train_batch_size: 2, learning_rate: 1.0e-3, save_steps: 2, logging_steps: 1}
+rewards:
+  - {name: choice_accuracy, params: {invalid: -1.0}}
+image: {min_pixels: 3136, max_pixels: 12544}
+grpo:
+  num_generations: 4
+  per_device_train_batch_size: 4
+  max_completion_length: 8
+  learning_rate: 1.0e-3
+  save_steps: 2
+  logging_steps: 1
+"""
+SFT_ONLY = STAGED.split("rewards:")[0].replace("[sft, grpo]", "[sft]") + (
+    "image: {min_pixels: 3136, max_pixels: 12544}\n"
+)
+
+
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_the_last_complete_checkpoint(exports, tmp_path) -> None:
+def test_a_killed_run_resumes_in_its_stage_from_the_last_complete_checkpoint(
+    exports, tmp_path
+) -> None:
+    recipe = tmp_path / "staged.yaml"
+    recipe.write_text(STAGED)
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    args = [
-        "--recipe",
-        "demo",
-        "--output",
-        str(out),
-        "--training-set",
-        str(exports["emit"]),
-        "--max-steps",
-        "40",
-    ]
-    proc = _run(args, env)
+    common = ["--recipe", str(recipe), "--output", str(out), "--training-set", str(exports["emit"])]
+    proc = _run([*common, "--max-steps", "40"], env)
     deadline = time.time() + 240
-    while not (out / "checkpoint-2" / DONE).is_file():
+    while not (out / "sft" / "checkpoint-2" / DONE).is_file():
         assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "no checkpoint-2 within 4 minutes"
+        assert time.time() < deadline, "no sft/checkpoint-2 within 4 minutes"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # a save cut short leaves a folder without DONE: it must be ignored, not loaded
-    (out / "checkpoint-3").mkdir(exist_ok=True)
-    assert latest_checkpoint(out).name == "checkpoint-2"
+    (out / "sft" / "checkpoint-3").mkdir(exist_ok=True)
+    assert latest_checkpoint(out / "sft").name == "checkpoint-2"
+    # without --resume the folder is refused: it holds the killed run's checkpoints
+    refused = _run([*common, "--max-steps", "4"], env)
+    log, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 2
+    assert "pass --resume to continue it or --overwrite" in log
+    assert "Traceback" not in log
 
-    resumed = _run(
-        [
-            "--recipe",
-            "demo",
-            "--output",
-            str(out),
-            "--training-set",
-            str(exports["emit"]),
-            "--max-steps",
-            "4",
-            "--resume",
-        ],
-        env,
-    )
+    resumed = _run([*common, "--max-steps", "4", "--resume"], env)
     log, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, log
-    assert '"steps": 4' in log
-    done = [p.name for p in checkpoints(out)]
-    assert done[-1] == "checkpoint-4"
-    assert f"resuming from {out / 'checkpoint-2'}" in log
-    # steps 1 and 2 were not redone: their log entries are the killed run's, byte for byte
-    import json
+    assert f"stage sft (1/2): 8 prompts; resuming from {out / 'sft' / 'checkpoint-2'}" in log
+    assert f"stage grpo (2/2) from {out / 'sft' / 'checkpoint-4'}" in log
+    assert [p.name for p in checkpoints(out / "sft")] == ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in checkpoints(out / "grpo")][-1] == "checkpoint-4"
+    summary = json.loads(log.strip().splitlines()[-1])["iad_training_summary"]
+    assert summary["stage"] == "grpo" and summary["steps"] == 4
+    assert summary["stages"]["sft"]["steps"] == 4
+    assert (out / "base" / "checkpoint-0" / DONE).is_file()  # the baseline, for evaluation
 
+    # steps 1 and 2 of sft were not redone: their log entries are the killed run's
     def history(step: int) -> list[dict]:
-        state = json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        path = out / "sft" / f"checkpoint-{step}" / "trainer_state.json"
+        state = json.loads(path.read_text())
         return [h for h in state["log_history"] if h.get("step") in (1, 2)]
 
     assert history(4) == history(2)
+    # a finished run resumed again trains nothing
+    again = _run([*common, "--max-steps", "4", "--resume"], env)
+    log, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, log
+    assert log.count("already reached step 4") == 2
+
+
+@pytest.mark.slow
+def test_a_retraining_killed_mid_save_is_never_taken_as_complete(
+    exports, tmp_path, monkeypatch
+) -> None:
+    """Issue 10, item 2: re-training over a finished run, killed while writing its
+    checkpoint, leaves no complete-looking folder; --resume trains it again."""
+    from transformers import Trainer
+
+    from training.grpo import main
+
+    recipe = tmp_path / "staged.yaml"
+    recipe.write_text(SFT_ONLY)
+    out = tmp_path / "run"
+    common = ["--recipe", str(recipe), "--output", str(out), "--training-set", str(exports["emit"])]
+    assert main([*common, "--max-steps", "2"]) == 0
+    first = (out / "sft" / "checkpoint-2" / "model.safetensors").read_bytes()
+    assert main([*common, "--max-steps", "2"]) == 2  # refused: the folder holds a run
+
+    class Killed(BaseException):
+        pass
+
+    def die(self, output_dir):  # weights are written, the optimizer state is not
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_save_optimizer_and_scheduler", die)
+        m.setattr(Trainer, "_save_rng_state", die)
+        with pytest.raises(Killed):
+            main([*common, "--max-steps", "2", "--overwrite", "--seed", "1"])
+    folder = out / "sft" / "checkpoint-2"
+    assert folder.is_dir() and not (folder / DONE).exists()
+    assert latest_checkpoint(out / "sft") is None
+    # --resume does not take the half-written folder: it trains the stage again, completely
+    assert main([*common, "--max-steps", "2", "--resume", "--seed", "1"]) == 0
+    assert (folder / DONE).is_file() and (folder / "optimizer.pt").is_file()
+    assert (folder / "model.safetensors").read_bytes() != first

@@ -1,0 +1,67 @@
+"""Learning direction: 60 SFT steps on the tiny model moves held-out accuracy off chance on
+a task only the image answers (a red or a blue square; letters balanced, options fixed)."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from training.config import load_recipe
+from training.grpo import load_model
+from training.sft import build_sft_trainer, letter_accuracy, sft_config
+
+QUESTION = "Is the square red? A. Yes. B. No."
+
+
+def _rows(n: int, seed: int) -> Dataset:
+    rng = random.Random(seed)
+    answers = ["A", "B"] * (n // 2)
+    rng.shuffle(answers)
+    images = []
+    for answer in answers:
+        shade = rng.randint(0, 60)
+        colour = (
+            (200 + shade // 2, shade, shade) if answer == "A" else (shade, shade, 200 + shade // 2)
+        )
+        images.append(Image.new("RGB", (56, 56), colour))
+    return Dataset.from_dict(
+        {
+            "prompt": [
+                [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image"}, {"type": "text", "text": QUESTION}],
+                    }
+                ]
+            ]
+            * n,
+            "images": [[image] for image in images],
+            "solution": answers,
+            "style": ["emit"] * n,
+        }
+    ).cast_column("images", [ImageFeature()])
+
+
+@pytest.mark.slow
+def test_sixty_sft_steps_move_held_out_accuracy_off_chance(tmp_path) -> None:
+    torch.manual_seed(0)
+    recipe = dataclasses.replace(
+        load_recipe("demo"),
+        sft=dataclasses.replace(
+            load_recipe("demo").sft,
+            args={"per_device_train_batch_size": 8, "learning_rate": 3e-3, "logging_steps": 10},
+        ),
+    )
+    train, held_out = _rows(240, seed=0), _rows(60, seed=1)
+    model, processor = load_model(recipe, tmp_path)
+    before = letter_accuracy(model, processor, held_out)
+    config = sft_config(recipe, tmp_path / "sft", 60, 0)
+    config.save_strategy = "no"
+    build_sft_trainer(recipe, model, processor, train, config).train()
+    after = letter_accuracy(model, processor, held_out)
+    assert after >= 0.8, (before, after)
+    assert after > before

@@ -1,0 +1,182 @@
+"""The SFT stage: TRL's ``SFTTrainer`` on the training set's prompts, the reference answer as
+the completion, written in the recipe's answer format.
+
+A recipe with ``stages: [sft, grpo]`` warms the model up with supervised fine-tuning before
+GRPO: each training question becomes ``prompt`` (the same structured prompt GRPO sees, with its
+images) and ``completion`` (the assistant's answer in the style's format, e.g.
+``<think></think><answer>B</answer>`` for EMIT's questions). The loss covers the completion
+only (TRL's ``completion_only_loss`` for prompt/completion data).
+
+What trains (``sft.trainable``):
+
+- ``all`` (the default without an adapter): every weight;
+- ``adapter`` (the default with ``peft``): the LoRA adapter only;
+- ``projector``: the vision-to-text merger (``visual.merger``) only; with ``peft``, the adapter
+  plus the merger (PEFT's ``modules_to_save``);
+- a list of module-name prefixes (``model.visual.merger``, ``model.language_model.layers.1``):
+  those modules only; with ``peft``, the adapter plus those modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from training.config import Recipe
+
+log = logging.getLogger("training.sft")
+
+PROJECTOR = "visual.merger"
+# The completion each style's prompt asks for; {answer} is the reference letter.
+ANSWER_FORMATS = {
+    "emit": "<think></think><answer>{answer}</answer>",
+    "anomalyr1": "<think></think><answer>{answer}</answer>",
+    "mmad": "{answer}",
+    "lr_iad": "<think></think> <answer>{answer}</answer>",
+    "adfm": "<think></think><rethink></rethink><answer>{answer}</answer>",
+}
+
+
+def answer_completion(style: str, answer: str) -> str:
+    """The reference completion of one question in its style's answer format.
+
+    >>> answer_completion("emit", "B")
+    '<think></think><answer>B</answer>'
+    """
+    if style not in ANSWER_FORMATS:
+        msg = f"no SFT answer format for question style {style!r}; known: {sorted(ANSWER_FORMATS)}"
+        raise ValueError(msg)
+    return ANSWER_FORMATS[style].format(answer=answer)
+
+
+def to_sft(dataset):
+    """GRPO's rows (``prompt``, ``images``, ``solution``, ``style``) as SFT's prompt/completion."""
+
+    def add_completion(row: dict) -> dict:
+        text = answer_completion(row["style"], row["solution"])
+        return {"completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}]}
+
+    keep = {"prompt", "images", "completion"}
+    out = dataset.map(add_completion)
+    return out.remove_columns([c for c in out.column_names if c not in keep])
+
+
+def trainable_names(model, trainable: str | tuple[str, ...]) -> list[str]:
+    """Parameter names that ``trainable`` selects (``all``, ``projector`` or prefixes)."""
+    names = [n for n, _ in model.named_parameters()]
+    if trainable == "all":
+        return names
+    prefixes = (PROJECTOR,) if trainable == "projector" else tuple(trainable)
+    chosen = [n for n in names if any(p in n for p in prefixes)]
+    if not chosen:
+        msg = f"sft.trainable {trainable!r} selects no parameter of the model"
+        raise ValueError(msg)
+    return chosen
+
+
+def freeze(model, trainable: str | tuple[str, ...]) -> int:
+    """Train only the parameters ``trainable`` selects; returns how many weights train."""
+    chosen = set(trainable_names(model, trainable))
+    count = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in chosen)
+        count += param.numel() if name in chosen else 0
+    return count
+
+
+def effective_trainable(recipe: Recipe) -> str | tuple[str, ...]:
+    """``sft.trainable`` with its default resolved (``adapter`` with peft, else ``all``)."""
+    if recipe.sft.trainable is not None:
+        return recipe.sft.trainable
+    return "adapter" if recipe.peft.method != "none" else "all"
+
+
+def sft_peft_config(recipe: Recipe):
+    """The LoRA config of the SFT stage, with ``modules_to_save`` for projector / prefixes."""
+    from training.grpo import peft_config
+
+    config = peft_config(recipe)
+    trainable = effective_trainable(recipe)
+    if config is not None and trainable != "adapter":
+        prefixes = [PROJECTOR] if trainable == "projector" else list(trainable)
+        config.modules_to_save = [p.rsplit(".", 1)[-1] for p in prefixes]
+    return config
+
+
+def sft_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    fields = {
+        "output_dir": str(output),
+        "seed": seed,
+        "report_to": "none",
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "gradient_checkpointing": cuda,
+        "save_strategy": "steps",
+        "save_only_model": False,
+        "max_length": None,  # truncation would cut image tokens
+        "deepspeed": recipe.deepspeed_config(),
+        **recipe.sft.args,
+    }
+    if max_steps is not None:
+        fields["max_steps"] = max_steps
+    return SFTConfig(**fields)
+
+
+def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
+    """``SFTTrainer`` for the recipe's SFT stage, with the DONE marker and the loss table."""
+    from trl import SFTTrainer
+
+    from training.checkpoints import DoneMarker
+
+    peft = sft_peft_config(recipe)
+    if peft is None:
+        n = freeze(model, effective_trainable(recipe))
+        log.info("sft: %s trainable parameters (%s)", f"{n:,}", effective_trainable(recipe))
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=to_sft(dataset),
+        processing_class=processor,
+        peft_config=peft,
+    )
+    trainer.add_callback(DoneMarker(recipe.name, "sft"))
+    from transformers.trainer_callback import ProgressCallback
+
+    from training.grpo import LossLog, QuietProgress
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress())
+    trainer.add_callback(LossLog())
+    return trainer
+
+
+def letter_accuracy(model, processor, rows) -> float:
+    """Share of ``rows`` (``prompt``, ``images``, ``solution``, ``style``) whose solution letter
+    the model prefers: the reference completions of every letter seen are tokenised, and at the
+    first token where they differ (``>A`` against ``>B`` with the tiny BPE) the letter whose
+    token has the highest logit is the model's greedy choice among them."""
+    import torch
+
+    tok = processor.tokenizer
+    letters = sorted(set(rows["solution"]))
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for row in rows:
+            texts = [answer_completion(row["style"], x) for x in letters]
+            ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+            split = 0
+            while all(len(i) > split for i in ids) and len({i[split] for i in ids}) == 1:
+                split += 1
+            prefix = tok.decode(ids[0][:split])
+            prompt = processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
+            enc = processor(text=[prompt + prefix], images=[row["images"]], return_tensors="pt")
+            logits = model(**enc).logits[0, -1]
+            scores = [logits[i[split]].item() for i in ids]
+            correct += letters[scores.index(max(scores))] == row["solution"]
+    model.train()
+    return correct / len(rows)
