@@ -26,15 +26,17 @@ from typing import Any
 import yaml
 
 from iad_pipeline.errors import IadError
+from training.emit_module.settings import EmitModuleSettings, EmitSettingsError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
 TINY_MODEL = "tiny"  # the model name that builds the tiny offline Qwen2.5-VL
+TINY_INTERNVL = "tiny-internvl3"  # the model name that builds the tiny offline InternVL3
 STAGES = ("sft", "grpo")  # the order stages run in
 MAX_RECIPE_BYTES = 256 * 1024
 MAX_YAML_NODES = 20_000  # nodes after alias expansion: a recipe has a few hundred
 MAX_YAML_DEPTH = 64
-SFT_TRAINABLE = ("all", "adapter", "projector")
+SFT_TRAINABLE = ("all", "adapter", "projector", "emit_module")
 # Trainer fields a recipe may not set: paths and destinations come from the command line or
 # the layout (a recipe's output_dir would put checkpoints where --resume and the sensor never
 # look); the rest are set from other recipe keys.
@@ -143,6 +145,11 @@ class Recipe:
     deepspeed: str | None = None  # zero2 | zero3 | a json path
     max_train_samples: int | None = None
     grpo: dict[str, Any] = field(default_factory=dict)
+    # EMIT's soft prompt and heat-map contrastive embeddings (training.emit_module); off unless
+    # a recipe enables it
+    emit_module: EmitModuleSettings = field(
+        default_factory=lambda: EmitModuleSettings(enabled=False)
+    )
     source: str = ""
 
     def deepspeed_config(self) -> str | None:
@@ -422,6 +429,9 @@ def _check_unused(data: dict, recipe: Recipe, where: str) -> None:
             "base weights); use adapter, projector or module names, or peft.method none"
         )
         raise RecipeError(msg)
+    if trainable == "emit_module" and not recipe.emit_module.active:
+        msg = f"{where}.sft.trainable: emit_module needs an enabled emit_module block"
+        raise RecipeError(msg)
     if isinstance(trainable, str) and trainable not in SFT_TRAINABLE:
         msg = (
             f"{where}.sft.trainable: {', '.join(SFT_TRAINABLE)} or a list of module names, "
@@ -431,6 +441,23 @@ def _check_unused(data: dict, recipe: Recipe, where: str) -> None:
     if isinstance(trainable, tuple) and (not trainable or not all(trainable)):
         msg = f"{where}.sft.trainable: an empty list of module names trains nothing"
         raise RecipeError(msg)
+
+
+def _emit_module(data: dict, where: str) -> EmitModuleSettings:
+    """The recipe's ``emit_module`` block; absent: the module is off."""
+    if "emit_module" not in data:
+        return EmitModuleSettings(enabled=False)
+    block = data["emit_module"]
+    if not isinstance(block, dict):
+        msg = f"{where}.emit_module: expected a mapping, found {_short(block)}"
+        raise RecipeError(msg)
+    if block.get("enabled", True) is False and set(block) - {"enabled"}:
+        msg = f"{where}.emit_module: settings given with enabled: false are read by nothing"
+        raise RecipeError(msg)
+    try:
+        return EmitModuleSettings.from_mapping(block, source=f"{where}: emit_module")
+    except EmitSettingsError as exc:
+        raise RecipeError(f"{where}: {exc}") from exc
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
@@ -496,6 +523,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         deepspeed=_check_deepspeed(data.get("deepspeed"), path, where),
         max_train_samples=max_samples,
         grpo=_trainer_fields(data.get("grpo"), "grpo", f"{where}.grpo"),
+        emit_module=_emit_module(data, where),
         source=str(path),
     )
     from iad_pipeline.stages import TRAINING_SETS

@@ -36,7 +36,7 @@ from training.checkpoints import (
     step_of,
     write_done,
 )
-from training.config import TINY_MODEL, Recipe, load_recipe
+from training.config import TINY_INTERNVL, TINY_MODEL, Recipe, load_recipe
 
 log = logging.getLogger("training.grpo")
 
@@ -64,12 +64,18 @@ def default_training_set_dir(name: str) -> Path:
     return Layout.resolve().training_set_hf(name)
 
 
-def load_training_dataset(path: Path, recipe: Recipe, seed: int):
-    """The exported training set, in TRL's multimodal form: structured prompt + images list."""
+def load_training_dataset(path: Path, recipe: Recipe, seed: int, stage: str = "grpo"):
+    """The exported training set, in TRL's multimodal form: structured prompt + images list.
+
+    With EMIT's module, hinted questions get its placeholder, and stage 1 (``sft``) keeps
+    only the questions EMIT aligns the module on (anomaly discrimination, localization).
+    """
     import datasets
 
     from iad_pipeline.errors import IadError
     from iad_pipeline.questions.prompts import to_content
+    from training.emit_module import add_hint_placeholder
+    from training.emit_module.stages import stage1_question
 
     if not path.is_dir():
         msg = (
@@ -78,6 +84,9 @@ def load_training_dataset(path: Path, recipe: Recipe, seed: int):
         )
         raise IadError(msg)
     ds = datasets.load_from_disk(str(path))
+    module = recipe.emit_module
+    if module.active and stage == "sft":
+        ds = ds.filter(lambda row: stage1_question(row["task"]))
     if recipe.max_train_samples is not None and len(ds) > recipe.max_train_samples:
         ds = ds.shuffle(seed=seed).select(range(recipe.max_train_samples))
 
@@ -91,13 +100,16 @@ def load_training_dataset(path: Path, recipe: Recipe, seed: int):
             content = [{"type": "image"} for _ in images] + [
                 b for b in content if b["type"] != "image"
             ]
+        content = add_hint_placeholder(
+            content, task=row["task"], n_images=len(images), settings=module
+        )
         return {"prompt": [{"role": "user", "content": content}], "images": images}
 
     return ds.map(to_trl, remove_columns=["image", "reference_image"])
 
 
 def load_model(recipe: Recipe, model_dir: Path):
-    """Model and processor; ``tiny`` builds the offline tiny Qwen2.5-VL once."""
+    """Model and processor; ``tiny`` / ``tiny-internvl3`` build the offline tiny models once."""
     import torch
 
     from training.tiny_model import build_tiny_qwen25vl, load_model_and_processor
@@ -107,6 +119,23 @@ def load_model(recipe: Recipe, model_dir: Path):
         path = model_dir / "tiny-qwen25vl"
         if not path.is_dir():
             build_tiny_qwen25vl(path)
+    if recipe.model == TINY_INTERNVL or _is_internvl(path):
+        from training.tiny_internvl import (
+            build_tiny_internvl3,
+            load_internvl_model_and_processor,
+        )
+
+        if recipe.model == TINY_INTERNVL:
+            path = model_dir / TINY_INTERNVL
+            if not path.is_dir():
+                build_tiny_internvl3(path)
+        if recipe.peft.method == "qlora":
+            from training.quantization import load_qlora_model
+            from training.tiny_internvl import load_internvl_processor
+
+            return load_qlora_model(path), load_internvl_processor(path)
+        # InternVL tiles images at its own size: the Qwen pixel budget does not apply
+        return load_internvl_model_and_processor(path)
     if recipe.peft.method == "qlora":
         # 4-bit NF4 base or a clear stop at start, never a silent unquantized run
         from training.quantization import load_qlora_model
@@ -124,6 +153,14 @@ def load_model(recipe: Recipe, model_dir: Path):
         "longest_edge": recipe.image.max_pixels,
     }
     return model, processor
+
+
+def _is_internvl(path: str | Path) -> bool:
+    """Whether a local model folder holds an InternVL model (its config's model_type)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "internvl"
 
 
 def peft_config(recipe: Recipe):
@@ -386,6 +423,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path, start, pipes):
     """Train one stage into ``DIR/<stage>``, resuming from its newest complete checkpoint;
     a stage already at its target step is not trained again."""
+    from training.emit_module.stages import prepare_model, prepare_trainer
+
     folder = stage_dir(output, stage)
     resume = latest_checkpoint(folder)
     target = target_steps(recipe, args.max_steps, stage)
@@ -402,8 +441,11 @@ def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path
         if args.training_set
         else (default_training_set_dir(recipe.training_set))
     )
-    dataset = load_training_dataset(dataset_dir, recipe, args.seed)
+    dataset = load_training_dataset(dataset_dir, recipe, args.seed, stage)
     model, processor = stage_model(recipe, Path(args.model_dir or output), start)
+    # EMIT's module: attached, its weights from the checkpoint resumed or the previous stage,
+    # and in stage 1 everything else frozen
+    model = prepare_model(model, processor, recipe.emit_module, stage, start=start, resume=resume)
     if stage == "sft":
         from training.sft import build_sft_trainer, sft_config
 
@@ -412,6 +454,7 @@ def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path
     else:
         config = grpo_config(recipe, folder, args.max_steps, args.seed)
         trainer = build_trainer(recipe, model, processor, dataset, config)
+    prepare_trainer(trainer, recipe.emit_module)  # module trained and saved with each checkpoint
     begin = f"resuming from {resume}" if resume else "starting from step 0"
     origin = f" from {start}" if start is not None else ""
     message = f"recipe {recipe.name}: {position}{origin}: {len(dataset)} prompts; {begin}"

@@ -14,7 +14,9 @@ What trains (``sft.trainable``):
 - ``projector``: the vision-to-text merger (``visual.merger``) only; with ``peft``, the adapter
   plus the merger (PEFT's ``modules_to_save``);
 - a list of module-name prefixes (``model.visual.merger``, ``model.language_model.layers.1``):
-  those modules only; with ``peft``, the adapter plus those modules.
+  those modules only; with ``peft``, the adapter plus those modules;
+- ``emit_module``: EMIT's stage 1, the soft prompt and the heat-map projector only (the model
+  frozen, no adapter; needs the recipe's ``emit_module`` block).
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ def sft_peft_config(recipe: Recipe):
     """The LoRA config of the SFT stage, with ``modules_to_save`` for projector / prefixes."""
     from training.grpo import peft_config
 
-    config = peft_config(recipe)
     trainable = effective_trainable(recipe)
+    if trainable == "emit_module":  # EMIT's stage 1: the MLLM frozen, no adapter at all
+        return None
+    config = peft_config(recipe)
     if config is not None and trainable != "adapter":
         prefixes = [PROJECTOR] if trainable == "projector" else list(trainable)
         config.modules_to_save = [p.rsplit(".", 1)[-1] for p in prefixes]
@@ -133,7 +137,8 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
     from training.checkpoints import DoneMarker
 
     peft = sft_peft_config(recipe)
-    if peft is None:
+    if peft is None and effective_trainable(recipe) != "emit_module":
+        # (emit_module: training.emit_module.stages.prepare_model froze all but the module)
         n = freeze(model, effective_trainable(recipe))
         log.info("sft: %s trainable parameters (%s)", f"{n:,}", effective_trainable(recipe))
     trainer = SFTTrainer(

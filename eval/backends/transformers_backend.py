@@ -317,6 +317,9 @@ class TransformersBackend:
         config = _greedy(
             self.hf_model.generation_config, max_new_tokens, self.tokenizer.pad_token_id
         )
+        module = find_emit_module(self.hf_model) if self.emit is not None else None
+        if module is not None:  # a sampled hint slot would be taken for one
+            config.suppress_tokens = [module.placeholder_id]
         generated = self.hf_model.generate(**inputs, generation_config=config)
         new = generated[:, inputs["input_ids"].shape[1] :]
         return list(

@@ -75,7 +75,8 @@ def test_ray_actors_answer_and_score_as_the_in_process_backend(
     # a first, interrupted evaluation answered part of the questions (one image's batch)
     first = questions.filter(pl.col("image_path") == questions["image_path"][0])
     run(first, ray, store, mini_mmad)
-    rid = store.open_run("tiny", "demo-4/VisA", "1shot-random", "transformers")
+    info = RunInfo("tiny", "demo-4/VisA", ray.name, Protocol())
+    rid = store.open_run(info.model, info.checkpoint, info.protocol_name, info.backend)
     assert store.answered(rid) == set(first["question_id"])
     shards = len(store.shards(rid))
 

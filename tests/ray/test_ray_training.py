@@ -63,12 +63,13 @@ def materialize(ray_cluster, output: Path, training_set: Path, max_steps: int):
         max_steps=max_steps,
         ray=RaySection(address=ray_cluster.dashboard, num_workers=2),
     )
-    result = dg.materialize(
-        [grpo_ray_asset(output, training_set)],
-        resources={"launcher": launcher},
-        raise_on_error=False,
-    )
-    return result
+    with dg.instance_for_test() as instance:
+        return dg.materialize(
+            [grpo_ray_asset(output, training_set)],
+            resources={"launcher": launcher},
+            raise_on_error=False,
+            instance=instance,
+        )
 
 
 def metadata(result) -> dict:
@@ -148,23 +149,28 @@ def test_a_killed_job_resumes_from_the_newest_complete_checkpoint(
 
 def test_a_bad_address_fails_with_one_line_naming_it(training_set, tmp_path) -> None:
     bad = "http://127.0.0.1:9"
-    result = dg.materialize(
-        [grpo_ray_asset(tmp_path / "demo", training_set)],
-        resources={"launcher": TrainingLauncher(launcher="ray", ray=RaySection(address=bad))},
-        raise_on_error=False,
-    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [grpo_ray_asset(tmp_path / "demo", training_set)],
+            resources={"launcher": TrainingLauncher(launcher="ray", ray=RaySection(address=bad))},
+            raise_on_error=False,
+            instance=instance,
+        )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.message.strip()
     assert bad in message and "\n" not in message
 
 
-def test_iad_train_with_a_bad_ray_address_fails_in_one_line_naming_it(tmp_path) -> None:
+def test_iad_train_with_a_bad_ray_address_fails_in_one_line_naming_it(
+    training_set, tmp_path
+) -> None:
     bad = "http://127.0.0.1:9"
     proc = subprocess.run(
         [
             *(sys.executable, "-m", "iad_pipeline.cli", "train", "--recipe", "demo"),
             *("--launcher", "ray", "--ray-address", bad, "--output", str(tmp_path / "demo")),
+            *("--training-set", str(training_set)),
         ],
         cwd=ROOT,
         capture_output=True,

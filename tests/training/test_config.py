@@ -4,7 +4,7 @@ import pytest
 
 from training.config import RecipeError, builtin_recipes, load_recipe, recipe_training_sets
 
-BUILTIN = ["adfm", "anomalyr1", "demo", "emit", "lriad"]
+BUILTIN = ["adfm", "anomalyr1", "demo", "demo_emit", "emit", "lriad"]
 
 
 def test_the_five_recipes_ship_and_validate() -> None:
@@ -79,7 +79,8 @@ def test_paper_specific_blocks() -> None:
     assert adfm.image.max_pixels == 262144
     assert (emit.peft.method, emit.peft.r, emit.peft.alpha) == ("lora", 8, 32)  # Stage2.sh
     assert emit.difficulty.enabled and emit.difficulty.resample_rounds == 3
-    assert emit.stages == ("sft", "grpo") and emit.sft.trainable == "projector"
+    assert emit.stages == ("sft", "grpo") and emit.sft.trainable == "emit_module"
+    assert emit.emit_module.active  # EMIT's soft prompt and contrastive embeddings
     assert emit.sft.args["num_train_epochs"] == 2 and emit.sft.args["learning_rate"] == 1e-5
     assert [r.weight for r in emit.rewards] == [3, 1, 1, 1]
     assert lriad.peft.target_modules == ("q_proj", "v_proj")
@@ -92,6 +93,7 @@ def test_each_recipe_names_its_training_set() -> None:
         "adfm": "adfm_multidomain",
         "anomalyr1": "anomalyr1_fewshot",
         "demo": "emit",
+        "demo_emit": "emit",
         "emit": "emit",
         "lriad": "lriad",
     }
@@ -226,7 +228,12 @@ def test_every_recipe_field_is_read_by_the_training_code() -> None:
     root = Path(__file__).resolve().parents[2]
     readers = "".join(
         (root / p).read_text()
-        for p in ("training/grpo.py", "training/sft.py", "training/checkpoints.py")
+        for p in (
+            "training/grpo.py",
+            "training/sft.py",
+            "training/checkpoints.py",
+            *(str(q.relative_to(root)) for q in (root / "training/emit_module").glob("*.py")),
+        )
     )
     # config.py itself reads a few: deepspeed (deepspeed_config), source (relative paths)
     config_reads = {"deepspeed", "source"}

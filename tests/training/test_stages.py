@@ -109,6 +109,8 @@ def test_sft_with_an_adapter_trains_the_projector_beside_it() -> None:
     from training.sft import sft_peft_config
 
     emit = load_recipe("emit")
+    assert sft_peft_config(emit) is None  # EMIT's stage 1: the module alone, no adapter
+    emit = dataclasses.replace(emit, sft=dataclasses.replace(emit.sft, trainable="projector"))
     assert sft_peft_config(emit).modules_to_save == ["merger"]
     adapter_only = dataclasses.replace(emit, sft=dataclasses.replace(emit.sft, trainable="adapter"))
     assert sft_peft_config(adapter_only).modules_to_save is None

@@ -15,31 +15,42 @@ after a learnable soft prompt, with anomaly discrimination and defect localizati
 - :mod:`.stages`: the calls a training stage makes (stage 1 freezing, weights between stages).
 """
 
-from training.emit_module.checkpoint import (
-    EMIT_WEIGHTS_NAME,
-    EmitLoad,
-    EmitModuleCallback,
-    load_emit_model,
-    load_emit_module,
-    save_emit_module,
-)
-from training.emit_module.heatmap import layered_heatmap, patch_heatmap
-from training.emit_module.model import (
-    EmitError,
-    EmitModule,
-    attach_emit_module,
-    find_emit_module,
-    freeze_for_alignment,
-    train_emit_module,
-)
-from training.emit_module.projector import HeatmapProjector, SoftPrompt
-from training.emit_module.prompts import add_hint_placeholder, hint_task
-from training.emit_module.settings import (
-    EMIT_HINT_TASKS,
-    EMIT_SOFT_PROMPT_CUE,
-    EmitModuleSettings,
-    EmitSettingsError,
-)
+import importlib
+from typing import Any
+
+# Names are imported on first use: the recipe schema (training.config) reads the settings
+# without loading torch and the model code.
+_WHERE = {
+    "EMIT_WEIGHTS_NAME": "checkpoint",
+    "EmitLoad": "checkpoint",
+    "EmitModuleCallback": "checkpoint",
+    "load_emit_model": "checkpoint",
+    "load_emit_module": "checkpoint",
+    "save_emit_module": "checkpoint",
+    "layered_heatmap": "heatmap",
+    "patch_heatmap": "heatmap",
+    "EmitError": "model",
+    "EmitModule": "model",
+    "attach_emit_module": "model",
+    "find_emit_module": "model",
+    "freeze_for_alignment": "model",
+    "train_emit_module": "model",
+    "HeatmapProjector": "projector",
+    "SoftPrompt": "projector",
+    "add_hint_placeholder": "prompts",
+    "hint_task": "prompts",
+    "EMIT_HINT_TASKS": "settings",
+    "EMIT_SOFT_PROMPT_CUE": "settings",
+    "EmitModuleSettings": "settings",
+    "EmitSettingsError": "settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "EMIT_HINT_TASKS",

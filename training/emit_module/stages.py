@@ -24,6 +24,7 @@ from training.emit_module.checkpoint import EMIT_WEIGHTS_NAME, EmitModuleCallbac
 from training.emit_module.model import (
     EmitError,
     attach_emit_module,
+    find_emit_module,
     freeze_for_alignment,
     train_emit_module,
 )
@@ -82,6 +83,22 @@ def prepare_trainer(trainer: Any, settings: EmitModuleSettings) -> None:
     train_emit_module(trainer.model)
     # first in line: the module's file is in the checkpoint before a DONE marker says complete
     trainer.callback_handler.callbacks.insert(0, EmitModuleCallback())
+    suppress_placeholder(trainer)
+
+
+def suppress_placeholder(trainer: Any) -> None:
+    """Never sample the placeholder token in GRPO's generation: a completion holding it would
+    look like a hint slot in the log-probability pass (TRL suppresses the image token the same
+    way)."""
+    config = getattr(trainer, "generation_config", None)
+    if config is None:  # an SFT trainer: nothing is generated
+        return
+    module = find_emit_module(trainer.model)
+    token = module.placeholder_id
+    config.suppress_tokens = sorted({*(config.suppress_tokens or []), token})
+    kwargs = getattr(trainer, "generation_kwargs", None)
+    if isinstance(kwargs, dict):
+        kwargs["suppress_tokens"] = sorted({*(kwargs.get("suppress_tokens") or []), token})
 
 
 def stage1_question(task: str | None) -> bool:
