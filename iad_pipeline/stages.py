@@ -101,6 +101,9 @@ GUARDS: dict[str, LeakageGuard] = {
     "emit": LeakageGuard(("mmad", "own_eval"), {"cross_dataset": _NOT_CROSS_DATASET}),
 }
 GUARDS["lriad"] = GUARDS["cross_dataset"]
+# Training sets whose prompts carry the knowledge entries shuffled per question, as their
+# authors' data generation does (EMIT's random_join); the others keep MMAD's order.
+SHUFFLED_KNOWLEDGE = frozenset({"emit"})
 
 
 # The CLI verb that writes each kind of table (for "run this first" messages).
@@ -366,8 +369,13 @@ def write_training_set(
     write_parquet(relative_paths(evals, layout), paths["eval"])
     write_parquet(relative_paths(leaks, layout), paths["leaks"])
     if export_hf and train.height:
-        knowledge = knowledge_texts(layout, used)
-        save_hf_dataset(to_hf_dataset(train, knowledge=knowledge), paths["hf"])
+        # EMIT's training data shuffles the knowledge entries per question (random_join);
+        # the other recipes keep MMAD's order
+        shuffle = seed if recipe in SHUFFLED_KNOWLEDGE else None
+        knowledge = knowledge_entries(layout, used)
+        save_hf_dataset(
+            to_hf_dataset(train, knowledge=knowledge, shuffle_knowledge_seed=shuffle), paths["hf"]
+        )
     if leaks.height and allow_leaks:
         log.warning(
             "%s: %d leaking training images kept by explicit override", recipe, leaks.height
@@ -471,20 +479,18 @@ def write_text_samples(
     return result, table, path
 
 
-def knowledge_texts(layout: Layout, keys: Sequence[str]) -> dict[str, str]:
-    """``{knowledge_key: text}`` from the knowledge json files that exist, MMAD's way.
-
-    A category's texts are its defect texts and its normal text joined by newlines, as MMAD's
-    evaluation joins ``domain_knowledge.json``'s values.
-    """
+def knowledge_entries(layout: Layout, keys: Sequence[str]) -> dict[str, list[str]]:
+    """``{knowledge_key: entries}`` from the knowledge json files that exist: a category's
+    defect texts and its normal text, in the file's order (MMAD's evaluation joins them by
+    newlines in that order; :func:`~iad_pipeline.questions.export.join_knowledge`)."""
     import json
 
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for key in keys:
         path = layout.knowledge_json(key)
         if not path.is_file():
             continue
         for dataset, categories in json.loads(path.read_text(encoding="utf-8")).items():
             for category, texts in categories.items():
-                out[f"{dataset}/{category}"] = "\n".join(texts.values())
+                out[f"{dataset}/{category}"] = list(texts.values())
     return out

@@ -18,8 +18,9 @@ Columns of :func:`to_hf_dataset`:
 from __future__ import annotations
 
 import os
+import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -51,22 +52,56 @@ def _resolve(path: str, image_root: Path | None) -> str:
     return str(image_root / p) if image_root is not None and not p.is_absolute() else str(p)
 
 
+def join_knowledge(
+    entries: str | Sequence[str] | None, *, shuffle_seed: int | None = None, key: str = ""
+) -> str | None:
+    """A question's domain-knowledge text: its entries joined by newlines.
+
+    With ``shuffle_seed`` the entries are shuffled first, per question (``key``: its id), as
+    EMIT's ``random_join`` does for every training question (guanwei49/EMIT 01dc319,
+    traindata_gen/make_jonsl.py); the shuffle is seeded, so an export is reproducible.
+
+    >>> print(join_knowledge(["a", "b", "c"]))
+    a
+    b
+    c
+    >>> sorted(join_knowledge(["a", "b", "c"], shuffle_seed=0, key="q1").split())
+    ['a', 'b', 'c']
+    """
+    if entries is None or isinstance(entries, str):
+        return entries
+    entries = list(entries)
+    if shuffle_seed is not None:
+        random.Random(f"{shuffle_seed}:{key}").shuffle(entries)
+    return "\n".join(entries)
+
+
 def to_hf_dataset(
     questions: pl.DataFrame,
     *,
     image_root: Path | None = None,
-    knowledge: Mapping[str, str] | None = None,
+    knowledge: Mapping[str, str | Sequence[str]] | None = None,
+    shuffle_knowledge_seed: int | None = None,
 ) -> datasets.Dataset:
     """A ``datasets.Dataset`` of the questions, one row each (columns in the module docstring).
 
     Relative image paths are resolved against ``image_root``; ``knowledge`` maps
-    ``knowledge_key`` to its domain-knowledge text for the prompts that carry it. Every image
+    ``knowledge_key`` to its domain-knowledge text, or to its entries, for the prompts that
+    carry it; entries are joined in order, or shuffled per question with
+    ``shuffle_knowledge_seed`` (EMIT's training data, :func:`join_knowledge`). Every image
     must exist: a missing one raises :class:`QuestionError` naming it.
     """
     knowledge = knowledge or {}
     cols: dict[str, list] = {name: [] for name in FEATURES}
     for row in questions.iter_rows(named=True):
-        text = render_prompt(row, knowledge=knowledge.get(row["knowledge_key"]))
+        text = render_prompt(
+            row,
+            knowledge=join_knowledge(
+                knowledge.get(row["knowledge_key"]),
+                shuffle_seed=shuffle_knowledge_seed,
+                key=str(row["question_id"]),
+            ),
+        )
         shown = [_resolve(p, image_root) for p in prompt_images(row)]
         cols["prompt"].append([{"role": "user", "content": text}])
         cols["image"].append(shown[-1])

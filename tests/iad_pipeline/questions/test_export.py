@@ -101,3 +101,17 @@ def test_save_is_atomic_and_replaces(bottle: pl.DataFrame, tmp_path: Path) -> No
     loaded = datasets.load_from_disk(str(out))
     assert len(loaded) == 1 and loaded[0]["image"].size == (64, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_knowledge_entries_are_shuffled_per_question_only_when_asked() -> None:
+    from iad_pipeline.questions.export import join_knowledge
+
+    entries = [f"entry {i}" for i in range(6)]
+    fixed = {join_knowledge(entries, key=f"q{i}") for i in range(20)}
+    assert fixed == {"\n".join(entries)}  # MMAD's order, every question
+    shuffled = [join_knowledge(entries, shuffle_seed=0, key=f"q{i}") for i in range(20)]
+    assert all(sorted(s.split("\n")) == entries for s in shuffled)  # all entries, once each
+    assert len(set(shuffled)) > 5  # EMIT's random_join: an order per question
+    again = [join_knowledge(entries, shuffle_seed=0, key=f"q{i}") for i in range(20)]
+    assert again == shuffled  # seeded: the export is reproducible
+    assert join_knowledge("already joined", shuffle_seed=0, key="q") == "already joined"
