@@ -147,6 +147,8 @@ def _metadata(result) -> dict:
             meta[f"accuracy/{name}"] = float(row["accuracy"])
     for name, path in result.paths.items():
         meta[name] = dg.MetadataValue.path(str(path))
+    if result.warnings:  # e.g. a module-trained run's checkpoint evaluated as the plain model
+        meta["warnings"] = "; ".join(result.warnings)
     return meta
 
 

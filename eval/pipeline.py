@@ -63,6 +63,9 @@ class Evaluation:
     headline: float | None
     paths: dict[str, Path] = field(default_factory=dict)
     table_markdown: str = ""
+    # what the backend reported while loading the model (e.g. a checkpoint of a run that
+    # used EMIT's module, without its weights: evaluated as the plain model)
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_path(checkpoint: Path, checkpoint_sha: str = "") -> Path:
@@ -142,10 +145,11 @@ def _answer(
     progress: bool,
     ray: Mapping | None = None,
     **prompting,
-) -> tuple[Path | str, str, pl.DataFrame, RunInfo]:
+) -> tuple[Path | str, str, pl.DataFrame, RunInfo, list[str]]:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
 
-    Returns the model folder, the checkpoint's content fingerprint, the answers and the run.
+    Returns the model folder, the checkpoint's content fingerprint, the answers, the run and
+    the backend's load warnings.
     """
     if backend == "openai":  # a model served elsewhere: its name is all there is
         sha, model = "", checkpoint
@@ -173,7 +177,7 @@ def _answer(
         progress=progress,
         **prompting,
     )
-    return model, sha, answers, run
+    return model, sha, answers, run, list(getattr(answerer, "load_warnings", []))
 
 
 def _run_row(
@@ -263,7 +267,7 @@ def evaluate_mmad(
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
     warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, sha, answers, run = _answer(
+    model, sha, answers, run, warnings = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -324,6 +328,7 @@ def evaluate_mmad(
         scores.headline,
         paths,
         markdown_table(_rounded(scores.table), max_rows=50),
+        warnings=warnings,
     )
 
 
@@ -363,7 +368,7 @@ def evaluate_cross_dataset(
     protocol = protocol or Protocol(shots=1)
     warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
     started = dt.datetime.now(dt.UTC)
-    model, sha, answers, run = _answer(
+    model, sha, answers, run, warnings = _answer(
         questions,
         checkpoint,
         checkpoint_key,
@@ -427,6 +432,7 @@ def evaluate_cross_dataset(
         accuracy,
         {},
         markdown_table(_rounded(metrics)),
+        warnings=warnings,
     )
 
 

@@ -57,6 +57,25 @@ def _processor(model: Path | None) -> Any:
     return load_processor(model)
 
 
+def _with_emit_hints(spec: Any, model: Path | None) -> Any:
+    """The prompt as the backend sends it to a checkpoint with EMIT's comparison module: the
+    placeholder its hints replace appended where they go (the transformers backend's rule)."""
+    from dataclasses import replace
+
+    from training.emit_module import EMIT_WEIGHTS_NAME, add_hint_placeholder
+    from training.emit_module.checkpoint import read_emit_file
+
+    if model is None or not (model / EMIT_WEIGHTS_NAME).is_file():
+        return spec
+    settings, _ = read_emit_file(model / EMIT_WEIGHTS_NAME)
+    hint = {"task": spec.question_type, "n_images": len(spec.images), "settings": settings}
+    blocks = add_hint_placeholder(spec.content_blocks, **hint)
+    text = add_hint_placeholder(spec.text, **hint)
+    if blocks is spec.content_blocks:
+        return spec
+    return replace(spec, content_blocks=blocks, text=text)
+
+
 def question_row(mmad_json: Path, key: str, number: int) -> dict[str, Any]:
     """The question table row of question ``number`` (1-based, MMAD's) of image ``key``."""
     table = read_mmad_json(mmad_json, mmad_json.parent)
@@ -133,6 +152,7 @@ def show_prompt(
                         url = part["image_url"]["url"]
                         part["image_url"]["url"] = image_key(url.strip("<>"), root)
         return out
+    spec = _with_emit_hints(spec, None if model is None else Path(model))
     if chosen.style == "emit":
         out["text"] = spec.text
     else:

@@ -512,6 +512,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _note(f"headline {headline}; run {result.run['run_id']} recorded in {layout.warehouse}")
     for name, path in result.paths.items():
         _note(f"{name}: {path}")
+    for warning in result.warnings:
+        _c.err.print(f"warning: {warning}", markup=False, soft_wrap=True)
     return 0
 
 

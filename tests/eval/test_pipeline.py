@@ -158,3 +158,32 @@ def test_a_corrupt_results_file_fails_before_any_question_with_one_line(
     assert str(info.value).startswith(f"{results}: not a usable DuckDB file")
     assert "\n" not in str(info.value)
     assert not (layout["root"] / "answers").exists()  # no question was asked
+
+
+def test_a_module_runs_checkpoint_without_its_weights_warns_in_the_result(
+    layout, tiny_model_dir: Path
+) -> None:
+    import shutil
+
+    from training.emit_module import EmitModuleSettings, attach_emit_module, save_emit_module
+    from training.tiny_model import load_model_and_processor
+
+    run = layout["checkpoint"].parent
+    shutil.rmtree(layout["checkpoint"])
+    shutil.copytree(tiny_model_dir, layout["checkpoint"])  # checkpoint-4: no module weights
+    sibling = run / "checkpoint-2"  # an earlier checkpoint of the same run had the module
+    shutil.copytree(tiny_model_dir, sibling)
+    model, processor = load_model_and_processor(sibling)
+    settings = EmitModuleSettings(layers=(1, 2), window=1, soft_prompt_tokens=2, heatmap_grid=2)
+    attach_emit_module(model, settings, processor.tokenizer)
+    save_emit_module(model, sibling)
+    result = evaluate_mmad(
+        layout["checkpoint"],
+        "VisA",
+        checkpoint_key="demo-4",
+        recipe="demo",
+        layout=layout["layout"],
+        limit=2,
+    )
+    assert result.answers.height == 2
+    assert len(result.warnings) == 1 and "without EMIT's hints" in result.warnings[0]

@@ -109,3 +109,32 @@ def test_cli_prints_one_json_object(data_root: Path, tiny_model_dir: Path, capsy
 def test_bad_requests_are_clear_errors(data_root: Path, kwargs: dict, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         show_prompt(data_root / "mmad.json", **kwargs)
+
+
+def test_a_checkpoint_with_emits_module_shows_its_hint_placeholder(
+    data_root: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from training.emit_module import EmitModuleSettings, attach_emit_module, save_emit_module
+    from training.tiny_model import load_model_and_processor
+
+    checkpoint = tmp_path / "checkpoint-2"
+    shutil.copytree(tiny_model_dir, checkpoint)
+    settings = EmitModuleSettings(layers=(1, 2), window=1, soft_prompt_tokens=2, heatmap_grid=2)
+    model, processor = load_model_and_processor(checkpoint)
+    attach_emit_module(model, settings, processor.tokenizer)
+    save_emit_module(model, checkpoint)
+    marks = settings.placeholder * settings.num_tokens
+    seen = {}
+    for case in GOLDEN["mmad"]:
+        args = (data_root / "mmad.json", case["key"], case["question"])
+        plain = show_prompt(*args, model=tiny_model_dir)["text"]
+        hinted = show_prompt(*args, model=checkpoint)["text"]
+        kind = "hinted" if marks in hinted else "plain"
+        seen.setdefault(kind, []).append(case["question"])
+        if kind == "plain":
+            assert hinted == plain  # other question types: byte for byte the same
+        else:
+            assert hinted.replace(marks, "") == plain
+    assert seen.get("hinted") and seen.get("plain")  # anomaly questions only
