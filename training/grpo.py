@@ -177,12 +177,13 @@ def peft_config(recipe: Recipe):
     )
 
 
-def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
+def trainer_fields(recipe: Recipe, output: Path, seed: int) -> dict[str, Any]:
+    """The trainer arguments every stage shares: output, seed, device and precision, step
+    checkpoints with their optimizer state (so a stage resumes), DeepSpeed."""
     import torch
-    from trl import GRPOConfig
 
     cuda = torch.cuda.is_available()
-    fields = {
+    return {
         "output_dir": str(output),
         "seed": seed,
         "report_to": "none",
@@ -191,9 +192,17 @@ def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
         "gradient_checkpointing": cuda,
         "save_strategy": "steps",
         "save_only_model": False,
+        "deepspeed": recipe.deepspeed_config(),
+    }
+
+
+def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
+    from trl import GRPOConfig
+
+    fields = {
+        **trainer_fields(recipe, output, seed),
         "reward_weights": [r.weight for r in recipe.rewards],
         "remove_unused_columns": False,
-        "deepspeed": recipe.deepspeed_config(),
         **recipe.grpo,
     }
     if max_steps is not None:

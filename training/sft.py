@@ -108,21 +108,13 @@ def sft_peft_config(recipe: Recipe):
 
 
 def sft_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
-    import torch
     from trl import SFTConfig
 
-    cuda = torch.cuda.is_available()
+    from training.grpo import trainer_fields
+
     fields = {
-        "output_dir": str(output),
-        "seed": seed,
-        "report_to": "none",
-        "use_cpu": not cuda,
-        "bf16": cuda,
-        "gradient_checkpointing": cuda,
-        "save_strategy": "steps",
-        "save_only_model": False,
+        **trainer_fields(recipe, output, seed),
         "max_length": None,  # truncation would cut image tokens
-        "deepspeed": recipe.deepspeed_config(),
         **recipe.sft.args,
     }
     if max_steps is not None:

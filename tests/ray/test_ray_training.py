@@ -15,6 +15,7 @@ import pytest
 
 from assets.ray_launch import launch_training_on_ray
 from iad_pipeline.resources import RaySection, TrainingLauncher
+from tests.support.training_sets import emit_training_set
 from training.checkpoints import DONE, checkpoints, latest_checkpoint, read_done
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,20 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def training_set(tmp_path_factory) -> Path:
     """A tiny exported EMIT training set from one synthetic MPDD category."""
-    from iad_pipeline.annotate import annotate_samples
-    from iad_pipeline.datasets.registry import get_spec
-    from iad_pipeline.datasets.samples import build_samples
-    from iad_pipeline.questions.builders import build_questions
-    from iad_pipeline.questions.export import save_hf_dataset, to_hf_dataset
-    from iad_pipeline.synthetic import synthesize
-
-    base = tmp_path_factory.mktemp("set")
-    root = synthesize("mpdd", base / "mpdd", per_class=1, categories=["metal_plate"])
-    samples = build_samples(get_spec("mpdd").scan(root.root)).samples
-    annotations = annotate_samples(samples, workers=1).annotations
-    refs = dict(zip(samples["sample_id"], samples["image_path"], strict=True))
-    questions = build_questions(samples, annotations, styles=["emit"], reference_images=refs)
-    return save_hf_dataset(to_hf_dataset(questions), base / "emit")
+    return emit_training_set(tmp_path_factory.mktemp("set"))["emit"]
 
 
 # the demo recipe's GRPO stage alone (its SFT warm start is 120 steps): checkpoints in grpo/

@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.annotate import annotate_samples
-from iad_pipeline.datasets.registry import get_spec
-from iad_pipeline.datasets.samples import build_samples
-from iad_pipeline.questions.builders import build_questions
-from iad_pipeline.questions.export import save_hf_dataset, to_hf_dataset
-from iad_pipeline.synthetic import synthesize
+from tests.support.training_sets import emit_training_set
 from training.checkpoints import DONE, checkpoints, latest_checkpoint
 from training.config import load_recipe
 from training.grpo import build_trainer, grpo_config, load_model, load_training_dataset
@@ -34,21 +29,8 @@ STYLE = {
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, Path]:
     """One exported training set per question style, from a synthetic MPDD category."""
-    base = tmp_path_factory.mktemp("exports")
-    root = synthesize("mpdd", base / "mpdd", per_class=1, categories=["metal_plate"])
-    spec = get_spec("mpdd")
-    samples = build_samples(spec.scan(root.root)).samples
-    annotations = annotate_samples(samples, workers=1).annotations
-    refs = {sid: p for sid, p in zip(samples["sample_id"], samples["image_path"], strict=True)}
-    questions = build_questions(
-        samples, annotations, styles=list(set(STYLE.values())), reference_images=refs
-    )
-    out = {}
-    for style in set(STYLE.values()):
-        out[style] = save_hf_dataset(
-            to_hf_dataset(questions.filter(questions["style"] == style)), base / style
-        )
-    return out
+    styles = tuple(sorted(set(STYLE.values())))
+    return emit_training_set(tmp_path_factory.mktemp("exports"), styles)
 
 
 @pytest.mark.slow

@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from iad_pipeline.annotate import annotate_samples
-from iad_pipeline.datasets.registry import get_spec
-from iad_pipeline.datasets.samples import build_samples
-from iad_pipeline.questions.builders import build_questions
-from iad_pipeline.questions.export import save_hf_dataset, to_hf_dataset
-from iad_pipeline.synthetic import synthesize
+from tests.support.training_sets import emit_training_set
 from training import grpo
 from training.checkpoints import checkpoints
 from training.config import RecipeError, load_recipe
@@ -26,13 +21,7 @@ RECIPES = Path(grpo.__file__).parent / "recipes"
 @pytest.fixture(scope="module")
 def emit_set(tmp_path_factory) -> Path:
     """EMIT-style questions (with normal references) of one synthetic MPDD category."""
-    base = tmp_path_factory.mktemp("emit_set")
-    root = synthesize("mpdd", base / "mpdd", per_class=1, categories=["metal_plate"])
-    samples = build_samples(get_spec("mpdd").scan(root.root)).samples
-    annotations = annotate_samples(samples, workers=1).annotations
-    refs = dict(zip(samples["sample_id"], samples["image_path"], strict=True))
-    questions = build_questions(samples, annotations, styles=["emit"], reference_images=refs)
-    return save_hf_dataset(to_hf_dataset(questions), base / "emit")
+    return emit_training_set(tmp_path_factory.mktemp("emit_set"))["emit"]
 
 
 def module_tensors(checkpoint: Path) -> set[str]:
