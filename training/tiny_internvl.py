@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -38,7 +36,7 @@ from transformers import (
 )
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-from training.tiny_model import _replace_dir, build_tokenizer
+from training.tiny_model import build_tokenizer, save_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -178,17 +176,7 @@ def build_tiny_internvl3(out_dir: Path, *, seed: int = 0) -> Path:
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
     )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("wrote %s (%s parameters)", out_dir, f"{model.num_parameters():,}")
-    return out_dir
+    return save_model_folder(model, processor, out_dir)
 
 
 def load_internvl_processor(path: str | Path) -> InternVLImageOnlyProcessor:

@@ -331,6 +331,12 @@ def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: in
         pad_token_id=tokenizer.pad_token_id,
     )
 
+    return save_model_folder(model, processor, out_dir)
+
+
+def save_model_folder(model: PreTrainedModel, processor: ProcessorMixin, out_dir: Path) -> Path:
+    """Save a built model and its processor to ``out_dir``: written to a temporary folder
+    beside it, then renamed into place (an older folder is replaced)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
