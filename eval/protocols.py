@@ -612,18 +612,21 @@ def build_prompt(
         options, answer = shuffled_options(options, answer, protocol.seed, qid)
         question = format_question(bare, options)
     if protocol.style == "emit":
-        return _emit_prompt(question_row, protocol, templates, knowledge, image_root, key, qtype)
-    refs = _templates_of(question_row, key, protocol, templates)
-    text = render_prompt(
-        {**question_row, "question": question, "reference_image": refs[0] if refs else None},
-        knowledge=_knowledge_of(question_row, qtype, protocol, knowledge),
-        style="mmad",
-    )
-    if len(refs) > 1:
-        one = MMAD_TEMPLATE_INTRO.format(k=1) + IMAGE_PLACEHOLDER
-        text = text.replace(
-            one, MMAD_TEMPLATE_INTRO.format(k=len(refs)) + IMAGE_PLACEHOLDER * len(refs), 1
+        text, refs = _emit_text(
+            question_row, protocol, templates, knowledge, key, qtype, format_question(bare, options)
         )
+    else:
+        refs = _templates_of(question_row, key, protocol, templates)
+        text = render_prompt(
+            {**question_row, "question": question, "reference_image": refs[0] if refs else None},
+            knowledge=_knowledge_of(question_row, qtype, protocol, knowledge),
+            style="mmad",
+        )
+        if len(refs) > 1:
+            one = MMAD_TEMPLATE_INTRO.format(k=1) + IMAGE_PLACEHOLDER
+            text = text.replace(
+                one, MMAD_TEMPLATE_INTRO.format(k=len(refs)) + IMAGE_PLACEHOLDER * len(refs), 1
+            )
     images = [_resolve(p, image_root) for p in [*refs, question_row["image_path"]]]
     blocks = to_content(text)
     if sum(b["type"] == "image" for b in blocks) != len(images):
@@ -650,57 +653,27 @@ def build_prompt(
     )
 
 
-def _emit_prompt(
+def _emit_text(
     row: Mapping[str, Any],
     protocol: Protocol,
     templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
     knowledge: Mapping[str, str] | None,
-    image_root: Path | str | None,
     key: str,
     qtype: str,
-) -> PromptSpec:
-    """EMIT's MMAD evaluation prompt (``evaluate_batch_mmad_choice.py``, EMIT ``01dc319``).
+    question: str,
+) -> tuple[str, list[str]]:
+    """EMIT's MMAD evaluation prompt text and its template images
+    (``evaluate_batch_mmad_choice.py``, EMIT ``01dc319``).
 
     Anomaly Detection and Defect questions (EMIT's test: ``"Defect" in type``) get the
     two-image prompt with the template and the knowledge; the others the query alone and no
     knowledge. The text keeps EMIT's ``<image>`` markers (InternVL expands them); for a chat
     template they become image parts, so ``Image-1: `` labels the template.
     """
-    qid = str(row.get("question_id") or "")
-    options = [str(o) for o in row["options"]]
-    answer = str(row["answer"])
-    bare = bare_question(str(row["question"]), options)
-    if protocol.shuffle_options:
-        options, answer = shuffled_options(options, answer, protocol.seed, qid)
-    question = format_question(bare, options)
     compares = "Defect" in qtype or qtype == "Anomaly Detection"
     refs = _templates_of(row, key, protocol, templates) if compares else []
     text_k = _knowledge_of(row, qtype, protocol, knowledge) if compares else None
     rag = P.EMIT_EVAL_KNOWLEDGE + text_k if text_k else ""
     instruct = P.EMIT_EVAL_THINK if protocol.think else P.EMIT_EVAL_DIRECT
     template = P.EMIT_EVAL_TWO_IMAGE if refs else P.EMIT_EVAL_ONE_IMAGE
-    text = template.format(rag=rag, instruct=instruct, question=question)
-    images = [_resolve(p, image_root) for p in [*refs, row["image_path"]]]
-    blocks = to_content(text)
-    if sum(b["type"] == "image" for b in blocks) != len(images):
-        msg = (
-            f"question {qid}: its text holds {text.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER!r} "
-            f"markers for {len(images)} images; remove the marker from the question or options"
-        )
-        raise ProtocolError(msg)
-    return PromptSpec(
-        question_id=qid,
-        image=key,
-        question=bare,
-        question_type=qtype,
-        content_blocks=blocks,
-        images=images,
-        options={LETTERS[i]: o for i, o in enumerate(options)},
-        answer=answer,
-        text=text,
-        shots=len(refs),
-        system=protocol.system_prompt,
-        add_vision_id=protocol.add_vision_id,
-        min_pixels=protocol.min_pixels,
-        max_pixels=protocol.max_pixels,
-    )
+    return template.format(rag=rag, instruct=instruct, question=question), list(refs)
