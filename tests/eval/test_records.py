@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import polars as pl
 import pytest
@@ -54,9 +53,8 @@ LONG_PROSE = "the surface looks uniform " * 400  # about 10 kB, no standalone ca
     ],
 )
 def test_parse_response(response, options, expected):
-    started = time.perf_counter()
+    # the 10 kB cases guard against regex backtracking; parsing speed is bench_scoring.py's
     assert parse_response(response, options) == expected
-    assert time.perf_counter() - started < 1.0
 
 
 MMAD_FILE = [
