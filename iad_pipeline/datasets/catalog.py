@@ -54,7 +54,7 @@ MVTEC_AD_DEFECTS: dict[str, tuple[str, ...]] = {
 }
 
 # VisA's 1cls split collapses every defect type into ``bad``; the raw tree keeps per-image
-# defect names in image_anno.csv. These per-category names are illustrative (unverified).
+# defect names in image_anno.csv.
 # VisA: the defect classes of spot-diff's ``utils/id2class.py`` (amazon-science/spot-diff @
 # 2a692ab), the ids of the index-valued masks, in id order (id = position + 1), names in
 # snake_case with the source's spelling; BACKGROUND (0) and the catch-all "Other" (the last
@@ -152,14 +152,19 @@ MPDD_DEFECTS: dict[str, tuple[str, ...]] = {
     "tubes": ("anomalous",),
 }
 
-# Per-category assignment is unverified; the global set comes from MMAD's copy.
+# GoodsAD: the per-category defect keys of MMAD's domain_knowledge.json (jam-cc/MMAD @
+# bad03b44c30fdb4d0e1774e07e0f245fbaae3b6c, dataset/MMAD/domain_knowledge.json, "GoodsAD"
+# section, "good" left out); MMAD keeps GoodsAD's own layout, so these are the test/ folder
+# names. The per-category counts agree with the "Anomaly type" column of GoodsAD's README
+# (jianzhang96/GoodsAD @ 3634130426cff1841ef4af837c2b3860db4e35ff, README.md): 3, 3, 3, 3,
+# 2 and 1 for drink_bottle, drink_can, food_bottle, food_box, food_package, cigarette_box.
 GOODSAD_DEFECTS: dict[str, tuple[str, ...]] = {
-    "cigarette_box": ("opened", "surface_damage"),
+    "cigarette_box": ("opened",),
     "drink_bottle": ("cap_half_open", "cap_open", "surface_damage"),
-    "drink_can": ("deformation", "surface_damage"),
-    "food_bottle": ("cap_open", "surface_anomaly"),
-    "food_box": ("broken", "deformation"),
-    "food_package": ("broken", "straw_missing", "surface_anomaly"),
+    "drink_can": ("deformation", "straw_missing", "surface_damage"),
+    "food_bottle": ("deformation", "opened", "surface_damage"),
+    "food_box": ("deformation", "opened", "surface_damage"),
+    "food_package": ("broken", "surface_anomaly"),
 }
 
 DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
@@ -180,8 +185,15 @@ DTD_SYNTHETIC_DEFECTS: dict[str, tuple[str, ...]] = {
     )
 }
 
-# MVTec 3D-AD: the test/ folder names of the released archive (Bergmann et al., VISAPP 2022,
-# Table 1; anomalib reads the same folders). tire has a hole defect like the food categories.
+# MVTec 3D-AD: test/ folder names. Only tire is checked against files from the dataset:
+# its class_ids.json ({"255": "contamination", "254": "cut", "253": "hole", "0": "good"})
+# and test/ folders (combined, contamination, cut, hole) in a public copy of MVTec's
+# review subset (yagamieren09/Automated-Defect-Detection-System-using-AI-vision @
+# bd3a0214078903388351d4292c82a09ad8800fbf, dataset/mvtec_3d/tire/). For the other nine
+# categories no primary source was found (the paper's table and the other categories'
+# class_ids.json were not read); the lists agree with third-party code whose paths name
+# these folders, which is corroboration, not proof. "combined" holds images with several
+# defect kinds and has no class id of its own.
 MVTEC_3D_DEFECTS: dict[str, tuple[str, ...]] = {
     "bagel": ("combined", "contamination", "crack", "hole"),
     "cable_gland": ("bent", "cut", "hole", "thread"),

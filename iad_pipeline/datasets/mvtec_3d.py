@@ -18,8 +18,9 @@ parameters) and the text/json files beside the categories and inside them (``rea
 rather than 255 only: like every mask of the pipeline, any non-zero pixel is defect, so they
 read as binary masks.
 
-Defects per category (``catalog.MVTEC_3D_DEFECTS``) are the archive's ``test/`` folder names
-as published with the dataset (the paper's Table 1): ``tire`` has ``hole``.
+Defects per category (``catalog.MVTEC_3D_DEFECTS``) are the archive's ``test/`` folder names;
+only ``tire``'s are checked against files of the dataset (see the catalog's comment for the
+source and for what the other categories rest on).
 """
 
 from __future__ import annotations
