@@ -399,7 +399,9 @@ def image_size_kwargs(processor_images: Any, specs: Sequence[PromptSpec]) -> dic
 
     Qwen2-VL's image processor reads ``size={"shortest_edge": min_pixels, "longest_edge":
     max_pixels}``; MMAD passes them to ``AutoProcessor.from_pretrained``. A batch holds
-    prompts of one protocol; prompts with other bounds are an error.
+    prompts of one protocol; prompts with other bounds are an error. An image processor that
+    cuts images into tiles of a fixed ``{"height", "width"}`` (InternVL's) has no pixel budget:
+    the bounds do not apply and nothing is passed.
     """
     bounds = {(s.min_pixels, s.max_pixels) for s in specs}
     if len(bounds) > 1:
@@ -411,6 +413,8 @@ def image_size_kwargs(processor_images: Any, specs: Sequence[PromptSpec]) -> dic
     if low is None and high is None:
         return {}
     size = dict(getattr(processor_images, "size", None) or {})
+    if {"height", "width"} <= size.keys():  # fixed tiles (InternVL): no pixel budget
+        return {}
     if low is not None:
         size["shortest_edge"] = low
     if high is not None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +58,28 @@ from training.tiny_model import load_processor
 log = logging.getLogger(__name__)
 
 Mode = Literal["generate", "letter_logits"]
+
+
+def processor_loader(model_type: str) -> Callable[[str | Path], Any]:
+    """The processor loader of a model family (a config's ``model_type``), left-padded.
+
+    InternVL (transformers' native classes, e.g. InternVL3-hf and the tiny InternVL3) loads
+    image-only: its stock processor wants a video processor, which real checkpoints do not
+    ship without torchvision. Every other family goes through the generic
+    :func:`training.tiny_model.load_processor`.
+
+    >>> processor_loader("internvl").__name__
+    'load_internvl_processor'
+    >>> processor_loader("qwen2_5_vl").__name__
+    'load_processor'
+    """
+    if model_type == "internvl":
+        from training.tiny_internvl import load_internvl_processor
+
+        return load_internvl_processor
+    return load_processor
+
+
 MODES = ("generate", "letter_logits")
 
 
@@ -149,8 +171,8 @@ class TransformersBackend:
             checkpoint); loaded with ``AutoModelForImageTextToText`` (through
             :func:`training.emit_module.load_emit_model`: with EMIT's comparison module when
             the folder holds ``emit_module.safetensors``; ``load_warnings`` lists what went
-            wrong, e.g. a run's checkpoint without them) and the left-padded processor of
-            :func:`training.tiny_model.load_processor`.
+            wrong, e.g. a run's checkpoint without them) and the left-padded processor its
+            family's loader gives (:func:`processor_loader`).
         batch_size: prompts per forward pass.
         max_new_tokens: generation limit (MMAD: 128).
         mode: ``"generate"`` (greedy decoding) or ``"letter_logits"`` (see the module doc).
@@ -180,7 +202,7 @@ class TransformersBackend:
             model, emit = load_emit_model(
                 model_path, dtype=dtype_, device_map=str(device_), **extra
             )
-            processor = load_processor(model_path)
+            processor = processor_loader(model.config.model_type)(model_path)
         except (OSError, ValueError) as exc:
             msg = (
                 f"{model_path}: cannot load a vision-language model ({exc}); expected a "
