@@ -108,6 +108,8 @@ def run(recipe, train_set: Path, held_out: Path, out: Path, seed: int) -> dict:
     )
     rows = rows.filter(lambda r: r["task"] == "anomaly_detection")
     result["held_out"] = len(rows)
+    letters = list(rows["solution"])
+    result["held_out_letters"] = {x: letters.count(x) for x in sorted(set(letters))}
     result["held_out_accuracy"] = letter_accuracy(model, processor, rows)
     return result
 
@@ -153,7 +155,11 @@ def main(argv=None) -> int:
         results[name] = run(recipe, train_set, held_out, args.out / name, args.seed)
 
     n = results["on"]["held_out"]
-    print(f"\nheld-out anomaly-detection questions: {n} (chance 50%); seed {args.seed}")
+    letters = ", ".join(f"{k} {v}" for k, v in results["on"]["held_out_letters"].items())
+    print(
+        f"\nheld-out anomaly-detection questions: {n} (chance 50%; answers {letters}); "
+        f"seed {args.seed}"
+    )
     print(
         f"{'module':<8}{'acc %':>8}{'95% +-':>8}{'sft s':>8}{'sft s/step':>12}"
         f"{'grpo s':>8}{'grpo s/step':>13}"
