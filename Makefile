@@ -43,6 +43,7 @@ bench: install  ## benchmarks: print ratios measured in one run
 	$(BIN)/python bench/bench_annotate.py
 	$(BIN)/python bench/bench_questions.py
 	$(BIN)/python bench/bench_knowledge.py
+	$(BIN)/python bench/bench_tiny_model.py
 	$(BIN)/python bench/bench_rewards.py
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_scoring.py

@@ -1,7 +1,8 @@
 """Published results of the papers this project reproduces, as data, each with its source.
 
-Every number here was read from a table of a paper (the text extractions in the project's
-``shared/papers/``) or from MMAD's released result files; none is computed or rounded by us.
+Every number here was read from a table of a paper (the cited tables are kept verbatim in
+``tests/eval/data/paper_tables/``, which a test checks every number against) or from MMAD's
+released result files; none is computed or rounded by us.
 A cell the source does not print is absent (never 0). Rows are comparable with ours only
 under the same protocol, so each names its setting, and the notes say where a protocol
 departs from MMAD's official one (template choice, domain knowledge, a held-out split).
@@ -52,7 +53,8 @@ class Source:
     paper: str
     table: str
     page: int | None = None
-    # The text extraction under shared/papers/ the numbers were read from (None: not a paper).
+    # The paper's file under tests/eval/data/paper_tables/ holding the cited table (None: not a
+    # paper).
     paper_file: str | None = None
 
     def cite(self) -> str:

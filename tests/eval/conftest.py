@@ -1,4 +1,5 @@
-"""Shared fixtures for the evaluation tests: a tiny Qwen2.5-VL and a mini MMAD per session."""
+"""Shared fixtures for the evaluation tests: a tiny Qwen2.5-VL and a mini MMAD per session, an
+empty results warehouse per test."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import polars as pl
 import pytest
 
 from eval.protocols import PromptSpec, mmad_knowledge, mmad_templates
+from eval.warehouse import Warehouse
 from iad_pipeline.questions.mmad_json import read_mmad_json
 from iad_pipeline.synthetic import synthesize
 from training.tiny_model import build_tiny_qwen25vl
@@ -70,3 +72,9 @@ class ScriptedBackend:
 @pytest.fixture
 def scripted():
     return ScriptedBackend
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Warehouse:
+    """An empty results warehouse in the test's own folder."""
+    return Warehouse(tmp_path / "results.duckdb")

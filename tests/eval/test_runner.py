@@ -134,8 +134,9 @@ def test_protocols_and_models_are_separate_runs(
     assert len([p for p in store.root.iterdir() if p.is_dir()]) == 2
 
 
+# rule, response, parsed by MMAD's rule, by the think rule, the gpt_answer stored
 @pytest.mark.parametrize(
-    ("rule", "response", "parsed_mmad", "parsed_think", "gpt_answer"),
+    "case",
     [
         ("mmad", "A, no wait: B", "B", "A", "B"),  # MMAD: the last letter
         ("think", "A, no wait: B", "B", "A", "A"),  # think: the first letter
@@ -146,24 +147,19 @@ def test_protocols_and_models_are_separate_runs(
     ],
 )
 def test_gpt_answer_follows_the_protocols_rule(
-    tmp_path,
-    mini_mmad,
-    mmad_questions,
-    templates,
-    scripted,
-    rule,
-    response,
-    parsed_mmad,
-    parsed_think,
-    gpt_answer,
+    tmp_path, mini_mmad, mmad_questions, templates, scripted, case
 ):
+    rule, response, parsed_mmad, parsed_think, gpt_answer = case
     q = mmad_questions.filter(pl.col("task") == "defect_classification").head(1)
     run = RunInfo("scripted-model", "", "scripted", Protocol(answer_rule=rule))
     backend = scripted(lambda p: response)
     answers = run_eval(q, backend, AnswerStore(tmp_path), mini_mmad, templates, run=run)
     r = answers.row(0, named=True)
     assert r["response"] == response
-    assert r["parsed_mmad"] == parsed_mmad or (parsed_mmad == "?" and r["parsed_mmad"] in "ABCD")
+    # "?": MMAD's fallback picks some option letter (a str "in 'ABCD'" would let "" through)
+    assert r["parsed_mmad"] == parsed_mmad or (
+        parsed_mmad == "?" and r["parsed_mmad"] in set("ABCD")
+    )
     assert (r["parsed_think"], r["gpt_answer"]) == (parsed_think, gpt_answer)
 
 

@@ -6,80 +6,34 @@ Every case writes MMAD's own answer format (a JSON list), reads it back with
 
 from __future__ import annotations
 
-import csv
-import json
-import random
-from collections import defaultdict
-
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from eval.records import load_answer_records
 from eval.scoring import (
     Counts,
-    ScoringError,
     drop_and_skip,
-    format_table,
     score_mmad,
-    write_mmad_csv,
 )
-from iad_pipeline.questions.prompts import MMAD_RAW_TYPES
-
-AD, DC, DL, DD, DA, OC = (
-    "Anomaly Detection",
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
+from tests.support.mmad_answers import (
+    AD,
+    ALL_PARSEABLE,
+    BOTTLE_CRACK,
+    CANDLE_BAD,
+    DC,
+    DD,
+    DL,
+    EMPTY_CELL,
+    OA,
+    OC,
+    OD,
+    OS,
+    cells,
+    load,
+    rec,
 )
-OS, OD, OA = "Object Structure", "Object Details", "Object Analysis"
-BOTTLE_CRACK = "DS-MVTec/bottle/image/crack/000.png"
-BOTTLE_GOOD = "DS-MVTec/bottle/image/good/001.png"
-CANDLE_BAD = "VisA/candle/test/bad/002.JPG"
-CANDLE_GOOD = "VisA/candle/test/good/003.JPG"
 
-
-def rec(image: str, qtype: str, correct: str, answer: str) -> dict:
-    return {
-        "image": image,
-        "question": {"Question": "q", "Answer": correct, "Options": {"A": "x", "B": "y"}},
-        "question_type": qtype,
-        "correct_answer": correct,
-        "gpt_answer": answer,
-    }
-
-
-def load(tmp_path, rows: list[dict]) -> pl.DataFrame:
-    path = tmp_path / "answers_1_shot_model.json"
-    path.write_text(json.dumps(rows, indent=4), encoding="utf-8")
-    return load_answer_records(path)
-
-
-def cells(scores) -> dict[tuple[str, str], float | None]:
-    table = scores.table
-    return {
-        (row["dataset"], col): row[col]
-        for row in table.iter_rows(named=True)
-        for col in table.columns[1:]
-    }
-
-
-# -- all parseable: cells are plain accuracies --------------------------------------------------
-ALL_PARSEABLE = [
-    rec(BOTTLE_CRACK, AD, "A", "A"),  # anomalous, right
-    rec(BOTTLE_CRACK, DC, "B", "B"),  # right
-    rec(BOTTLE_CRACK, DC, "B", "C"),  # wrong
-    rec(BOTTLE_GOOD, AD, "B", "A"),  # normal, wrong
-    rec(BOTTLE_GOOD, OC, "A", "A"),  # right
-    rec(CANDLE_BAD, AD, "A", "A"),  # anomalous, right
-    rec(CANDLE_BAD, DC, "C", "C"),  # right
-    rec(CANDLE_BAD, OC, "A", "B"),  # wrong
-    rec(CANDLE_GOOD, AD, "B", "B"),  # normal, right
-]
+# -- all parseable: cells are plain accuracies (ALL_PARSEABLE: tests/support/mmad_answers.py) -
 
 
 def test_all_parseable_cells_are_plain_accuracies(tmp_path):
@@ -192,11 +146,6 @@ def test_drop_and_skip_helper():
 
 
 # -- empty cells: 0 and averaged (official), null and left out (strict) ------------------------
-EMPTY_CELL = [
-    rec(BOTTLE_CRACK, DC, "A", "A"),  # DS-MVTec DC 1/1
-    rec(BOTTLE_CRACK, OC, "A", "B"),  # DS-MVTec OC 0/1
-    rec(CANDLE_BAD, OC, "A", "A"),  # VisA OC 1/1; VisA has no DC question
-]
 
 
 @pytest.mark.parametrize(
@@ -325,169 +274,3 @@ def test_answer_column_scores_the_think_reading(tmp_path):
     # record 3 read "B" where "B" is right -> 1/2
     assert cells(think)[("DS-MVTec", AD)] == 100.0
     assert cells(think)[("DS-MVTec", DC)] == 50.0
-
-
-# -- output ------------------------------------------------------------------------------------
-def test_csv_layout(tmp_path):
-    scores = score_mmad(load(tmp_path, ALL_PARSEABLE))
-    path = write_mmad_csv(scores, tmp_path / "out" / "answers_accuracy.csv")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == ["", AD, DC, OC, "Average"]  # first header cell empty
-    assert [r[0] for r in rows[1:]] == ["DS-MVTec", "VisA", "Average"]
-    assert rows[1] == ["DS-MVTec", "50.0", "50.0", "100.0", repr(200 / 3)]  # unrounded
-    assert [p.name for p in path.parent.iterdir()] == ["answers_accuracy.csv"]  # no temp file
-
-
-def test_csv_strict_null_is_empty_and_extras_append(tmp_path):
-    scores = score_mmad(load(tmp_path, EMPTY_CELL), "strict")
-    path = write_mmad_csv(scores, tmp_path / "strict.csv", extras=True)
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == ["", DC, OC, "Average", "Recall", "Precision", "F1", "Overkill", "Miss"]
-    assert rows[2][:4] == ["VisA", "", "100.0", "100.0"]
-    assert rows[2][4:] == ["", "", "", "", ""]  # no anomaly-detection questions
-
-
-def test_format_table(tmp_path):
-    text = format_table(score_mmad(load(tmp_path, EMPTY_CELL), "strict"))
-    lines = text.splitlines()
-    assert lines[0].split() == [
-        "dataset",
-        "Defect",
-        "Classification",
-        "Object",
-        "Classification",
-        "Average",
-    ]
-    assert lines[2].split() == ["VisA", "-", "100.00", "100.00"]
-    assert lines[-1] == "strict: 3 scored, 0 dropped, 0 skipped"
-    assert len({len(line) for line in lines[:-1]}) == 1  # fixed width
-
-
-@pytest.mark.parametrize(
-    ("records", "mode", "message"),
-    [
-        (pl.DataFrame({"image": ["a/b"], "question_type": [DC]}), "official", "correct_answer"),
-        (pl.DataFrame({"image": ["a/b"]}, schema={"image": pl.String}).clear(), "strict", "lack"),
-        (
-            pl.DataFrame(
-                {"image": [], "question_type": [], "correct_answer": [], "gpt_answer": []},
-                schema=dict.fromkeys(
-                    ("image", "question_type", "correct_answer", "gpt_answer"), pl.String
-                ),
-            ),
-            "official",
-            "no answer records",
-        ),
-        (
-            pl.DataFrame(
-                {
-                    "image": ["a/b"],
-                    "question_type": [DC],
-                    "correct_answer": ["A"],
-                    "gpt_answer": ["A"],
-                }
-            ),
-            "lenient",
-            "unknown scoring mode",
-        ),
-        (
-            pl.DataFrame(
-                {
-                    "image": ["a/b"],
-                    "question_type": [None],
-                    "correct_answer": ["A"],
-                    "gpt_answer": ["A"],
-                },
-                schema=dict.fromkeys(
-                    ("image", "question_type", "correct_answer", "gpt_answer"), pl.String
-                ),
-            ),
-            "official",
-            "record 1",
-        ),
-    ],
-)
-def test_errors(records, mode, message):
-    with pytest.raises(ScoringError, match=message):
-        score_mmad(records, mode)
-
-
-# -- properties --------------------------------------------------------------------------------
-DATASETS = {"DS-MVTec": ["bottle", "cable"], "VisA": ["candle"], "GoodsAD": ["drink_can"]}
-record_strategy = st.builds(
-    lambda ds, cat_i, normal, qtype, truth, answer, n: rec(
-        f"{ds}/{DATASETS[ds][cat_i % len(DATASETS[ds])]}/{'good' if normal else 'bad'}/{n}.png",
-        qtype,
-        truth,
-        answer,
-    ),
-    st.sampled_from(sorted(DATASETS)),
-    st.integers(0, 1),
-    st.booleans(),
-    st.sampled_from(MMAD_RAW_TYPES),
-    st.sampled_from("ABCDE"),
-    st.sampled_from("ABCDE"),
-    st.integers(0, 99),
-)
-
-
-def plain_cells(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """Independent reference: per cell plain accuracy, AD balanced over 'good' paths."""
-    tally: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rows:
-        ds, qtype = r["image"].split("/")[0], r["question_type"]
-        qtype = OA if qtype in (OS, OD) else qtype
-        side = ("good" in r["image"]) if qtype == AD else None
-        t = tally[(ds, qtype, side)]
-        t[0] += r["gpt_answer"] == r["correct_answer"]
-        t[1] += 1
-    out = {}
-    for ds in {r["image"].split("/")[0] for r in rows}:
-        for qtype in {OA if r["question_type"] in (OS, OD) else r["question_type"] for r in rows}:
-            if qtype == AD:
-                accs = [tally[(ds, AD, s)] for s in (True, False)]
-                out[(ds, qtype)] = sum(c / t if t else 0 for c, t in accs) / 2 * 100
-            else:
-                c, t = tally[(ds, qtype, None)]
-                out[(ds, qtype)] = c / t * 100 if t else 0
-    return out
-
-
-@settings(max_examples=60, deadline=None)
-@given(rows=st.lists(record_strategy, min_size=1, max_size=60), seed=st.integers(0, 2**16))
-def test_shuffling_parseable_records_keeps_official_scores(tmp_path_factory, rows, seed):
-    tmp_path = tmp_path_factory.mktemp("shuffle")
-    shuffled = rows[:]
-    random.Random(seed).shuffle(shuffled)
-    first = score_mmad(load(tmp_path, rows))
-    second = score_mmad(load(tmp_path, shuffled))
-    first_cells, second_cells = cells(first), cells(second)
-    assert first_cells.keys() == second_cells.keys()
-    for key, value in first_cells.items():
-        if "Average" in key:  # means add in another order: equal up to rounding
-            assert second_cells[key] == pytest.approx(value, rel=1e-12)
-        else:
-            assert second_cells[key] == value
-            assert value == plain_cells(rows)[key]
-    assert second.headline == pytest.approx(first.headline, rel=1e-12)
-    assert first.counts == second.counts == Counts(len(rows), 0, 0)
-
-
-@settings(max_examples=40, deadline=None)
-@given(rows=st.lists(record_strategy, max_size=40))
-def test_strict_equals_official_without_unparseable_answers_or_empty_cells(tmp_path_factory, rows):
-    tmp_path = tmp_path_factory.mktemp("strict")
-    # every dataset gets every type, and both sides of anomaly detection
-    cover = [
-        rec(f"{ds}/{cats[0]}/{side}/x.png", qtype, "A", "A")
-        for ds, cats in DATASETS.items()
-        for qtype in MMAD_RAW_TYPES
-        for side in ("good", "bad")
-    ]
-    df = load(tmp_path, cover + rows)
-    official, strict = score_mmad(df), score_mmad(df, "strict")
-    assert_frame_equal(official.table, strict.table)
-    assert_frame_equal(official.by_category, strict.by_category)
-    assert_frame_equal(official.extras, strict.extras)

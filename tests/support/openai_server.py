@@ -4,7 +4,8 @@ A real :class:`http.server.ThreadingHTTPServer` on ``127.0.0.1`` (port chosen by
 serves ``POST /v1/chat/completions`` in a daemon thread and answers OpenAI-shaped JSON
 (``id``, ``object``, ``created``, ``model``, ``choices[0].message.content``, ``usage``). Every
 request is checked the way a strict server would, and a broken one is answered 400 with the
-reason (the reason is also recorded, so a test can assert none happened):
+reason (the reason is also recorded, so a test can assert none happened; the checks are
+:mod:`tests.support.openai_checks`):
 
 - the model is the expected one;
 - ``messages`` is a list holding one ``user`` message, after an optional ``system`` message
@@ -43,28 +44,23 @@ the parsed body, the headers, the prompt text, image sizes and the status answer
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import io
 import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image
-
 from tests.support.background import BackgroundServer, QuietServer
+from tests.support.openai_checks import CheckFailed, Expected, Seen, check_request
 
 logger = logging.getLogger(__name__)
 
-PNG_PREFIX = "data:image/png;base64,"
 FAULTS = ("429", "500", "slow", "malformed", "empty", "no_choices", "trickle")
 
 
@@ -92,43 +88,6 @@ class Fault:
         return n in self.nth or (self.when is not None and bool(self.when(body)))
 
 
-@dataclass
-class Seen:
-    """One request as the server saw it."""
-
-    n: int
-    headers: dict[str, str]
-    body: dict | None
-    prompt: str = ""
-    image_sizes: list[tuple[int, int]] = field(default_factory=list)
-    layout: list[str] = field(default_factory=list)
-    system: str | None = None
-    status: int = 0
-    reason: str = ""
-    fault: str | None = None
-
-
-class CheckFailed(ValueError):
-    """A request that breaks the server's checks (answered 400)."""
-
-
-def _decode_image(url: str) -> tuple[int, int]:
-    if not url.startswith(PNG_PREFIX):
-        msg = f"image url starts with {url[:30]!r}, expected {PNG_PREFIX!r}"
-        raise CheckFailed(msg)
-    try:
-        data = base64.b64decode(url[len(PNG_PREFIX) :], validate=True)
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.format != "PNG":
-                msg = f"image is {image.format}, expected PNG"
-                raise CheckFailed(msg)
-            return image.size
-    except (binascii.Error, OSError) as exc:
-        msg = f"image does not decode: {exc}"
-        raise CheckFailed(msg) from exc
-
-
 class _App:
     def __init__(self, model: str, api_key: str | None, max_side: int) -> None:
         self.lock = threading.Lock()
@@ -146,59 +105,7 @@ class _App:
 
     def check(self, seen: Seen) -> None:
         """Raise :class:`CheckFailed` unless the request is one a strict server accepts."""
-        if self.api_key is not None:
-            auth = seen.headers.get("authorization")
-            if auth != f"Bearer {self.api_key}":
-                msg = "missing or wrong Authorization header"
-                raise CheckFailed(msg)
-        body = seen.body
-        if not isinstance(body, dict):
-            msg = "body is not a JSON object"
-            raise CheckFailed(msg)
-        if body.get("model") != self.model:
-            msg = f"model {body.get('model')!r}, expected {self.model!r}"
-            raise CheckFailed(msg)
-        messages = body.get("messages")
-        if isinstance(messages, list) and len(messages) == 2:
-            system, *messages = messages
-            if not isinstance(system, dict) or system.get("role") != "system":
-                msg = "the first of two messages must have role 'system'"
-                raise CheckFailed(msg)
-            if not isinstance(system.get("content"), str):
-                msg = "the system message's content must be a string"
-                raise CheckFailed(msg)
-            seen.system = system["content"]
-        if not isinstance(messages, list) or len(messages) != 1:
-            msg = "messages must be a list of one user message (after an optional system one)"
-            raise CheckFailed(msg)
-        message = messages[0]
-        if not isinstance(message, dict) or message.get("role") != "user":
-            msg = "the message must have role 'user'"
-            raise CheckFailed(msg)
-        content = message.get("content")
-        if not isinstance(content, list) or not content:
-            msg = "content must be a non-empty list of parts"
-            raise CheckFailed(msg)
-        texts = []
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-                seen.layout.append("text")
-                continue
-            if kind != "image_url":
-                msg = "every content part must be a text or an image_url part"
-                raise CheckFailed(msg)
-            size = _decode_image(str((part.get("image_url") or {}).get("url", "")))
-            if max(size) > self.max_side:
-                msg = f"image is {size[0]}x{size[1]}, long side above {self.max_side}"
-                raise CheckFailed(msg)
-            seen.image_sizes.append(size)
-            seen.layout.append("image")
-        if not texts:
-            msg = "the content holds no text part"
-            raise CheckFailed(msg)
-        seen.prompt = "".join(texts)
+        check_request(seen, Expected(self.model, self.api_key, self.max_side))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +114,31 @@ SFT_ONLY = STAGED.split("rewards:")[0].replace("[sft, grpo]", "[sft]") + (
 )
 
 
+# Runs training/grpo.py as `python -m training.grpo` does, and SIGKILLs the process the moment
+# the DONE marker of checkpoint <step> of <stage> is written: argv is <stage> <step> <args...>.
+# The kill lands at the same point on every run (polling for the marker, then killing, let the
+# trainer race on to later checkpoints on a fast machine).
+KILLED_AFTER_SAVE = """
+import os, runpy, signal, sys
+from training.checkpoints import DoneMarker
+
+KILL_AT = (sys.argv[1], int(sys.argv[2]))
+mark_done = DoneMarker.on_save
+
+
+def on_save(self, args, state, control, **kwargs):
+    control = mark_done(self, args, state, control, **kwargs)
+    if (self.stage, state.global_step) == KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return control
+
+
+DoneMarker.on_save = on_save
+sys.argv = ["training.grpo", *sys.argv[3:]]
+runpy.run_module("training.grpo", run_name="__main__", alter_sys=True)
+"""
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_in_its_stage_from_the_last_complete_checkpoint(
     exports, tmp_path
@@ -124,14 +148,16 @@ def test_a_killed_run_resumes_in_its_stage_from_the_last_complete_checkpoint(
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     common = ["--recipe", str(recipe), "--output", str(out), "--training-set", str(exports["emit"])]
-    proc = _run([*common, "--max-steps", "40"], env)
-    deadline = time.time() + 240
-    while not (out / "sft" / "checkpoint-2" / DONE).is_file():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "no sft/checkpoint-2 within 4 minutes"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_SAVE, "sft", "2", *common, "--max-steps", "40"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert [p.name for p in checkpoints(out / "sft", complete_only=False)] == ["checkpoint-2"]
     # a save cut short leaves a folder without DONE: it must be ignored, not loaded
     (out / "sft" / "checkpoint-3").mkdir(exist_ok=True)
     assert latest_checkpoint(out / "sft").name == "checkpoint-2"

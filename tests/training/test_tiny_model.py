@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -41,14 +40,9 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_builds_offline_in_under_a_second(tmp_path: Path) -> None:
-    build_tiny_qwen25vl(tmp_path / "warm")  # first call pays for lazy imports inside transformers
-    timings = []
-    for _ in range(3):  # best of 3: CI machines are shared
-        start = time.perf_counter()
-        out = build_tiny_qwen25vl(tmp_path / "model")
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 1.0
+def test_builds_offline_a_small_folder_with_weights_and_tokenizer(tmp_path: Path) -> None:
+    # build time is bench/bench_tiny_model.py's to measure, never a test's
+    out = build_tiny_qwen25vl(tmp_path / "model")
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json"} <= {
         p.name for p in out.iterdir()
     }

@@ -374,8 +374,14 @@ def test_two_processes_with_one_failing_rank_finish(tiny_model_dir: Path, tmp_pa
 
 @pytest.mark.slow
 def test_deepspeed_zero2_on_cpu_runs_two_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The first DeepSpeed use JIT-builds its shared-memory op (~30 s, cached afterwards)."""
+    """DeepSpeed JIT-builds its shared-memory op (~30 s) into this run's own folder.
+
+    Not into the shared ``~/.cache/torch_extensions``: a build killed there leaves a ``lock``
+    file that makes every later run wait for it (600 s) and fail.
+    """
+    extensions = tmp_path / "torch_extensions"
     env = {
+        "TORCH_EXTENSIONS_DIR": str(extensions),
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(_free_port()),
         "RANK": "0",
@@ -388,3 +394,5 @@ def test_deepspeed_zero2_on_cpu_runs_two_steps(tiny_model_dir: Path, tmp_path: P
     assert report["deepspeed"] is True
     assert report["global_step"] == 2
     assert any("difficulty/mean_weight" in e for e in report["log_history"])
+    built = [p.name for p in extensions.rglob("*.so")]
+    assert built, f"no op was built under {extensions}"

@@ -1,4 +1,5 @@
-"""EMIT's 3x3 rule: hand cases and a straightforward reference on random masks."""
+"""EMIT's 3x3 rule: hand cases, and on random masks a reference that states the rule per
+pixel (comparisons with the third lines), not as the implementation's slice bounds."""
 
 from __future__ import annotations
 
@@ -23,20 +24,50 @@ NAMES = [
 ]
 
 
+def band(i: int, n: int) -> int:
+    """Which third (0, 1, 2) of ``n`` rows holds row ``i``, by comparing with the third lines.
+
+    EMIT cuts at ``n//3`` and ``(2*n)//3``. Stated per row instead of as slice bounds: row
+    ``i`` lies wholly above the line at ``n/3`` when its lower edge ``i + 1`` is at most
+    ``n/3`` (``3 * (i + 1) <= n``), wholly above ``2n/3`` when ``3 * (i + 1) <= 2 * n``; a row
+    the line cuts through falls below it (11 rows: row 3 spans 3..4 and ``11/3`` is 3.67,
+    so it is a middle row).
+    """
+    if 3 * (i + 1) <= n:
+        return 0
+    if 3 * (i + 1) <= 2 * n:
+        return 1
+    return 2
+
+
 def reference(mask: np.ndarray) -> list[str]:
-    """The rule as EMIT states it, written plainly: nine slices, count, sort."""
+    """The rule stated pixel by pixel: each defect pixel votes for its ninth; most votes first,
+    ties in reading order (top left to bottom right)."""
     m = np.asarray(mask)
-    if m.ndim == 3:
-        m = (m != 0).any(axis=2)
-    h, w = m.shape
-    r = [0, h // 3, (2 * h) // 3, h]
-    c = [0, w // 3, (2 * w) // 3, w]
-    counts = {}
-    for i in range(3):
-        for j in range(3):
-            counts[NAMES[3 * i + j]] = int(np.count_nonzero(m[r[i] : r[i + 1], c[j] : c[j + 1]]))
-    touched = [name for name in NAMES if counts[name] > 0]
-    return sorted(touched, key=lambda name: -counts[name])  # sorted() is stable
+    h, w = m.shape[:2]
+    votes = [0] * 9
+    for y in range(h):
+        for x in range(w):
+            if np.any(m[y, x]):
+                votes[3 * band(y, h) + band(x, w)] += 1
+    ranked = sorted((-votes[k], k) for k in range(9) if votes[k])
+    return [NAMES[k] for _, k in ranked]
+
+
+# band(i, n) by hand: the rows of each third for a few heights (n//3 and (2*n)//3 cuts)
+BANDS = [
+    (1, [2]),  # cuts at 0 and 0: the only row is below both
+    (2, [1, 2]),  # cuts at 0 and 1
+    (3, [0, 1, 2]),
+    (7, [0, 0, 1, 1, 2, 2, 2]),  # cuts at 2 and 4
+    (10, [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]),  # cuts at 3 and 6
+    (11, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]),  # cuts at 3 and 7 (not 2 * 3 = 6)
+]
+
+
+@pytest.mark.parametrize(("n", "bands"), BANDS, ids=[str(n) for n, _ in BANDS])
+def test_reference_bands_by_hand(n: int, bands: list[int]) -> None:
+    assert [band(i, n) for i in range(n)] == bands
 
 
 def test_regions_constant_is_emits_order() -> None:
@@ -127,5 +158,6 @@ def test_ties_keep_fixed_order(counts: list[int], scale: int) -> None:
         r, c = divmod(k, 3)
         for i in range(n):
             m[r * s + i // s, c * s + i % s] = 1
-    expected = [NAMES[k] for k in sorted(range(9), key=lambda k: -counts[k]) if counts[k]]
+    # most pixels first; equal counts in reading order (the smaller ninth index)
+    expected = [NAMES[k] for _, k in sorted((-n, k) for k, n in enumerate(counts) if n)]
     assert grid_regions(m) == expected

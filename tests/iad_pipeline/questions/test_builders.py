@@ -278,7 +278,6 @@ def test_lr_iad_asks_one_binary_question_per_sample() -> None:
 
 
 def test_adfm_boxes_are_in_model_space() -> None:
-    pytest.importorskip("iad_pipeline.annotate.coords")
     # 1024x1024 at max_pixels 512*512: 37*28 = 1036 per side is too many, beta = 2,
     # floor(512 / 28) * 28 = 504. Box [100, 100, 200, 200] * 504/1024 = [49.2, ..., 98.4]
     # -> rounded half up [49, 49, 98, 98].
@@ -294,7 +293,6 @@ def test_adfm_boxes_are_in_model_space() -> None:
 
 
 def test_adfm_asks_unlocalizable_anomalies_without_boxes() -> None:
-    pytest.importorskip("iad_pipeline.annotate.coords")
     bad = sample("visa", "candle", "bad", width=640, height=480)
     good = sample("visa", "candle", "good", "001", width=640, height=480)
     ann = annotations_frame(

@@ -62,7 +62,6 @@ def test_columns_prompts_and_images(bottle: pl.DataFrame) -> None:
 
 
 def test_adfm_boxes_travel(bottle: pl.DataFrame) -> None:
-    pytest.importorskip("iad_pipeline.annotate.coords")
     test = bottle.filter(pl.col("is_anomalous")).head(1)
     sid = test["sample_id"][0]
     ann = pl.DataFrame(

@@ -39,7 +39,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised CLIP of a few thousand weights, saved like a hub checkpoint."""
-    torch = pytest.importorskip("torch")
+    import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
