@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from eval.protocols import image_key, question_type
+from eval.mmad_files import image_key, question_type
 from iad_pipeline.errors import IadError
 from iad_pipeline.questions.prompts import LETTERS
 

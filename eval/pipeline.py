@@ -26,7 +26,9 @@ import polars as pl
 
 from eval.crossdataset import binary_metrics, per_category, predictions_frame
 from eval.errata import apply_errata
-from eval.protocols import Protocol, mmad_knowledge, mmad_templates
+from eval.mmad_files import mmad_knowledge, mmad_templates
+from eval.prompting import PromptSources
+from eval.protocols import Protocol
 from eval.records import ANSWERS_SCHEMA
 from eval.runner import RunInfo, evaluate
 from eval.scoring import score_mmad, write_mmad_csv
@@ -175,7 +177,7 @@ def _answer(
         run=run,
         batch_size=batch_size,
         progress=progress,
-        **prompting,
+        sources=PromptSources(**prompting),
     )
     return model, sha, answers, run, list(getattr(answerer, "load_warnings", []))
 
