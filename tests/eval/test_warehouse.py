@@ -15,13 +15,8 @@ import polars as pl
 import pytest
 
 from eval import warehouse
-from eval.warehouse import (
-    FRAME_COLUMNS,
-    RUN_COLUMNS,
-    SCHEMA_TAG,
-    Warehouse,
-    WarehouseError,
-)
+from eval.warehouse import Warehouse
+from eval.warehouse_schema import FRAME_COLUMNS, RUN_COLUMNS, SCHEMA_TAG, WarehouseError
 
 UTC = dt.UTC
 AD, DC = "Anomaly Detection", "Defect Classification"
