@@ -35,7 +35,7 @@ from bench_scoring import synthetic_records
 from eval import warehouse as wh_module
 from eval.scoring import score_mmad
 from eval.warehouse import Warehouse
-from eval.warehouse_schema import FRAME_COLUMNS, RUN_COLUMNS, conform_frame, run_row
+from eval.warehouse_schema import FRAME_COLUMNS, RUN_COLUMNS, conform_frame, run_row, staging_ddl
 from iad_pipeline import fingerprint
 
 QUERY = """
@@ -112,7 +112,7 @@ def bench_recording(records: int, repeats: int) -> None:
         new = Warehouse(tmp / "new" / "results.duckdb")
         old = tmp / "old.duckdb"
         with duckdb.connect(str(old)) as con:
-            con.execute(wh_module._ddl())
+            con.execute(staging_ddl())
         frame = synthetic_records(records)
         runs = [evaluation(frame, f"run{i:03d}") for i in range(repeats)]
         t_new = [timed(lambda r=r: new.record_run(*r)) for r in runs]
