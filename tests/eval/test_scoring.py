@@ -18,14 +18,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from eval.records import load_answer_records
-from eval.scoring import (
-    Counts,
-    ScoringError,
-    drop_and_skip,
-    format_table,
-    score_mmad,
-    write_mmad_csv,
-)
+from eval.reports import format_table, write_mmad_csv
+from eval.scoring import Counts, ScoringError, drop_and_skip, score_mmad
 from iad_pipeline.questions.prompts import MMAD_RAW_TYPES
 
 AD, DC, DL, DD, DA, OC = (
