@@ -20,7 +20,8 @@ import numpy as np
 import polars as pl
 
 from iad_pipeline.annotate import annotate_samples
-from iad_pipeline.annotate.table import decode_batch, run_batches
+from iad_pipeline.annotate.masks import decode_batch
+from iad_pipeline.annotate.table import run_batches
 
 SIZE = 1024
 

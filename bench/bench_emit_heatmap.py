@@ -37,8 +37,8 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.vision_utils import get_vision_window_index
 
 from training.emit_module.heatmap import layered_heatmap
-from training.emit_module.model import _capture, qwen_raster, unwindow
 from training.emit_module.projector import HeatmapProjector
+from training.emit_module.vision import capture_layers, qwen_raster, unwindow
 from training.tiny_model import FULL_SIZES, QWEN_VISION_COMMON
 
 MMAD_MAX_PIXELS = 1280 * 28 * 28
@@ -102,7 +102,7 @@ def main() -> None:
     with torch.inference_mode():
         for _ in range(args.repeats):
             t0 = now()
-            with _capture(model.blocks, layers) as seen:
+            with capture_layers(model.blocks, layers) as seen:
                 model(pixels, grid_thw=grid)
             tower_s.append(now() - t0)
 

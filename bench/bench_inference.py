@@ -32,7 +32,9 @@ import polars as pl
 import torch
 
 from eval.backends.transformers_backend import TransformersBackend
-from eval.protocols import Protocol, build_prompt, mmad_templates
+from eval.mmad_files import mmad_templates
+from eval.prompting import PromptSources, build_prompt
+from eval.protocols import Protocol
 from eval.runner import RunInfo, evaluate
 from eval.store import AnswerStore
 from iad_pipeline.questions.mmad_json import read_mmad_json
@@ -61,8 +63,7 @@ def ours(backend, questions, templates, root, store_dir: Path, batch: int) -> fl
         backend,
         AnswerStore(store_dir),
         run=run,
-        templates=templates,
-        image_root=root,
+        sources=PromptSources(templates, image_root=root),
         batch_size=batch,
         progress=False,
     )

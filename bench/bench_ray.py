@@ -49,7 +49,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from eval.backends.ray_backend import RayBackend  # noqa: E402
 from eval.backends.transformers_backend import TransformersBackend  # noqa: E402
-from eval.protocols import Protocol, mmad_templates  # noqa: E402
+from eval.mmad_files import mmad_templates  # noqa: E402
+from eval.prompting import PromptSources  # noqa: E402
+from eval.protocols import Protocol  # noqa: E402
 from eval.runner import RunInfo, answer_batches, evaluate  # noqa: E402
 from eval.store import AnswerStore  # noqa: E402
 from iad_pipeline.questions.mmad_json import read_mmad_json  # noqa: E402
@@ -92,8 +94,7 @@ def timed_eval(backend, questions: pl.DataFrame, root: Path, store: Path) -> tup
         timed,
         AnswerStore(store),
         run=run,
-        templates=mmad_templates(root / "mmad.json"),
-        image_root=root,
+        sources=PromptSources(mmad_templates(root / "mmad.json"), image_root=root),
         batch_size=BATCH,
         progress=False,
     )

@@ -20,7 +20,8 @@ import numpy as np
 import polars as pl
 
 from eval.records import records_frame
-from eval.scoring import format_table, score_mmad
+from eval.reports import format_table
+from eval.scoring import score_mmad
 
 DATASETS = {
     "DS-MVTec": ("image/{defect}/{n:03d}.png", 15),

@@ -34,7 +34,8 @@ from bench_scoring import synthetic_records
 
 from eval import warehouse as wh_module
 from eval.scoring import score_mmad
-from eval.warehouse import FRAME_COLUMNS, RUN_COLUMNS, Warehouse, _conform, _run_row
+from eval.warehouse import Warehouse
+from eval.warehouse_schema import FRAME_COLUMNS, RUN_COLUMNS, conform_frame, run_row, staging_ddl
 from iad_pipeline import fingerprint
 
 QUERY = """
@@ -78,11 +79,11 @@ def evaluation(
 
 def record_old(path: Path, run, answers, by_type, by_category) -> None:
     """The previous design: one transaction into DuckDB tables (same types and keys)."""
-    row = _run_row(run)
+    row = run_row(run)
     frames = {
-        "answers": _conform("answers", answers, row["run_id"]),
-        "scores_by_type": _conform("scores_by_type", by_type, row["run_id"]),
-        "scores_by_category": _conform("scores_by_category", by_category, row["run_id"]),
+        "answers": conform_frame("answers", answers, row["run_id"]),
+        "scores_by_type": conform_frame("scores_by_type", by_type, row["run_id"]),
+        "scores_by_category": conform_frame("scores_by_category", by_category, row["run_id"]),
     }
     with duckdb.connect(str(path)) as con:
         con.execute("SET TimeZone = 'UTC'")
@@ -111,7 +112,7 @@ def bench_recording(records: int, repeats: int) -> None:
         new = Warehouse(tmp / "new" / "results.duckdb")
         old = tmp / "old.duckdb"
         with duckdb.connect(str(old)) as con:
-            con.execute(wh_module._ddl())
+            con.execute(staging_ddl())
         frame = synthetic_records(records)
         runs = [evaluation(frame, f"run{i:03d}") for i in range(repeats)]
         t_new = [timed(lambda r=r: new.record_run(*r)) for r in runs]

@@ -19,12 +19,11 @@ from typing import Any
 import polars as pl
 import yaml
 
-from eval.protocols import image_key, question_type
+from eval.mmad_files import image_key, question_type
 from iad_pipeline.errors import IadError
 from iad_pipeline.questions.prompts import LETTERS
 
 ERRATA_PATH = Path(__file__).parent / "mmad_errata.yaml"
-ACTIONS = ("drop_missing_templates", "drop_questions", "drop_images_answering", "set_answer")
 
 
 class ErrataError(IadError, ValueError):
@@ -93,6 +92,76 @@ def _same_text(a: str, b: str) -> bool:
     return a.strip().rstrip(".").casefold() == b.strip().rstrip(".").casefold()
 
 
+@dataclass
+class _Work:
+    """The rows being corrected: their keys, which are kept, and the template lists."""
+
+    rows: list[dict[str, Any]]
+    keys: list[str]
+    keep: list[bool]
+    root: Path
+    templates: dict[str, dict[str, list[str]]] | None
+
+
+def _drop_missing_templates(w: _Work, e: Erratum) -> int:
+    """Remove listed templates whose file is absent; the number removed."""
+    n = 0
+    for key, lists in (w.templates or {}).items():
+        if _matches(key, e.keys):
+            for name, paths in lists.items():
+                present = [p for p in paths if (w.root / p).is_file()]
+                n += len(paths) - len(present)
+                lists[name] = present
+    return n
+
+
+def _drop_questions(w: _Work, e: Erratum) -> int:
+    """Drop the matching questions (of ``type`` if given); the number dropped."""
+    kind, n = e.params.get("type"), 0
+    for i, r in enumerate(w.rows):
+        if w.keep[i] and _matches(w.keys[i], e.keys) and kind in (None, question_type(r)):
+            w.keep[i], n = False, n + 1
+    return n
+
+
+def _drop_images_answering(w: _Work, e: Erratum) -> int:
+    """Drop every question of the images whose ``type`` question answers ``text``."""
+    kind, text = e.params.get("type"), str(e.params.get("text", "")).casefold()
+    bad = {
+        w.keys[i]
+        for i, r in enumerate(w.rows)
+        if _matches(w.keys[i], e.keys)
+        and question_type(r) == kind
+        and r["answer"] in LETTERS[: len(r["options"])]
+        and text in r["options"][LETTERS.index(r["answer"])].casefold()
+    }
+    n = 0
+    for i in range(len(w.rows)):
+        if w.keep[i] and w.keys[i] in bad:
+            w.keep[i], n = False, n + 1
+    return n
+
+
+def _set_answer(w: _Work, e: Erratum) -> int:
+    """Point the matching ``type`` questions' answer at the option reading ``answer_text``."""
+    kind, wanted, n = e.params.get("type"), str(e.params.get("answer_text", "")), 0
+    for i, r in enumerate(w.rows):
+        if w.keep[i] and _matches(w.keys[i], e.keys) and question_type(r) == kind:
+            found = [j for j, o in enumerate(r["options"]) if _same_text(o, wanted)]
+            if found and r["answer"] != LETTERS[found[0]]:
+                r["answer"], n = LETTERS[found[0]], n + 1
+    return n
+
+
+_APPLY = {
+    "drop_missing_templates": _drop_missing_templates,
+    "drop_questions": _drop_questions,
+    "drop_images_answering": _drop_images_answering,
+    "set_answer": _set_answer,
+}
+ACTIONS = tuple(_APPLY)  # the actions an errata file may name
+
+
 def apply_errata(
     questions: pl.DataFrame,
     templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
@@ -115,48 +184,17 @@ def apply_errata(
     version, entries = errata if errata is not None else load_errata()
     root = Path(image_root)
     rows = questions.to_dicts()
-    keys = [image_key(r["image_path"], root) for r in rows]
-    keep = [True] * len(rows)
-    fixed = (
-        None
+    work = _Work(
+        rows=rows,
+        keys=[image_key(r["image_path"], root) for r in rows],
+        keep=[True] * len(rows),
+        root=root,
+        templates=None
         if templates is None
-        else {k: {kind: list(v) for kind, v in e.items()} for k, e in templates.items()}
+        else {k: {kind: list(v) for kind, v in e.items()} for k, e in templates.items()},
     )
-    changes: dict[str, int] = {}
-    for e in entries:
-        n = 0
-        kind = e.params.get("type")
-        if e.action == "drop_missing_templates" and fixed is not None:
-            for key, lists in fixed.items():
-                if _matches(key, e.keys):
-                    for name, paths in lists.items():
-                        present = [p for p in paths if (root / p).is_file()]
-                        n += len(paths) - len(present)
-                        lists[name] = present
-        elif e.action == "drop_questions":
-            for i, r in enumerate(rows):
-                if keep[i] and _matches(keys[i], e.keys) and kind in (None, question_type(r)):
-                    keep[i], n = False, n + 1
-        elif e.action == "drop_images_answering":
-            text = str(e.params.get("text", "")).casefold()
-            bad = {
-                keys[i]
-                for i, r in enumerate(rows)
-                if _matches(keys[i], e.keys)
-                and question_type(r) == kind
-                and r["answer"] in LETTERS[: len(r["options"])]
-                and text in r["options"][LETTERS.index(r["answer"])].casefold()
-            }
-            for i in range(len(rows)):
-                if keep[i] and keys[i] in bad:
-                    keep[i], n = False, n + 1
-        elif e.action == "set_answer":
-            wanted = str(e.params.get("answer_text", ""))
-            for i, r in enumerate(rows):
-                if keep[i] and _matches(keys[i], e.keys) and question_type(r) == kind:
-                    found = [j for j, o in enumerate(r["options"]) if _same_text(o, wanted)]
-                    if found and r["answer"] != LETTERS[found[0]]:
-                        r["answer"], n = LETTERS[found[0]], n + 1
-        changes[e.id] = n
-    table = pl.DataFrame([r for r, k in zip(rows, keep, strict=True) if k], schema=questions.schema)
-    return Corrected(table, fixed, changes, version)
+    changes = {e.id: _APPLY[e.action](work, e) for e in entries}
+    table = pl.DataFrame(
+        [r for r, k in zip(rows, work.keep, strict=True) if k], schema=questions.schema
+    )
+    return Corrected(table, work.templates, changes, version)

@@ -26,10 +26,13 @@ import polars as pl
 
 from eval.crossdataset import binary_metrics, per_category, predictions_frame
 from eval.errata import apply_errata
-from eval.protocols import Protocol, mmad_knowledge, mmad_templates
+from eval.mmad_files import mmad_knowledge, mmad_templates
+from eval.prompting import PromptSources
+from eval.protocols import Protocol
 from eval.records import ANSWERS_SCHEMA
+from eval.reports import write_mmad_csv
 from eval.runner import RunInfo, evaluate
-from eval.scoring import score_mmad, write_mmad_csv
+from eval.scoring import score_mmad
 from eval.store import AnswerStore
 from eval.warehouse import Warehouse
 from iad_pipeline import __version__
@@ -175,7 +178,7 @@ def _answer(
         run=run,
         batch_size=batch_size,
         progress=progress,
-        **prompting,
+        sources=PromptSources(**prompting),
     )
     return model, sha, answers, run, list(getattr(answerer, "load_warnings", []))
 
@@ -247,8 +250,9 @@ def evaluate_mmad(
     ``questions`` replaces the layout's MMAD question bank (e.g. a control whose images were
     changed); only its rows of ``eval_set`` are asked.
     """
+    from eval.figures import heatmap, type_bars
     from eval.published import as_compare, mmad_row
-    from eval.reports import comparison_markdown, comparison_table, heatmap, type_bars
+    from eval.reports import comparison_markdown, comparison_table
 
     if eval_set not in MMAD_SETS:
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"

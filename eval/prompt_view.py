@@ -1,8 +1,8 @@
 """``iad prompt``: exactly what a model receives for one MMAD question, as JSON.
 
-The prompt is built by the evaluation's own code: :func:`~eval.protocols.build_prompt` on the
+The prompt is built by the evaluation's own code: :func:`~eval.prompting.build_prompt` on the
 row :func:`~iad_pipeline.questions.mmad_json.read_mmad_json` reads, rendered by
-:func:`~eval.protocols.chat_text` (the transformers and vLLM backends' renderer) or
+:func:`~eval.prompting.chat_text` (the transformers and vLLM backends' renderer) or
 :func:`~eval.backends.openai_backend.request_content` (the OpenAI-compatible backend's
 request). Nothing here formats a prompt itself.
 
@@ -23,15 +23,9 @@ from typing import Any
 
 import polars as pl
 
-from eval.protocols import (
-    ProtocolError,
-    build_prompt,
-    chat_text,
-    image_key,
-    mmad_knowledge,
-    mmad_templates,
-    protocol_named,
-)
+from eval.mmad_files import image_key, mmad_knowledge, mmad_templates
+from eval.prompting import build_prompt, chat_text
+from eval.protocols import ProtocolError, protocol_named
 from iad_pipeline.questions.mmad_json import NUMBER_TAG, read_mmad_json
 
 OPENAI_PREFIX = "openai:"

@@ -11,7 +11,7 @@
    order of first appearance) and cut into batches of ``batch_size``: a batch holds whole
    images except where a boundary falls inside one (each boundary splits at most one image),
    so every batch is full and the backend preprocesses each image once per batch;
-3. each batch's prompts come from :func:`~eval.protocols.build_prompt`; the responses are
+3. each batch's prompts come from :func:`~eval.prompting.build_prompt`; the responses are
    parsed by the one answer parser (:func:`eval.records.parse_response`, built on
    :mod:`iad_pipeline.answers`) and appended to the store as one shard, so a killed run
    loses at most the batch in flight. A backend with ``answer_batches`` (the Ray backend)
@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from tqdm.auto import tqdm
 
 from eval.backends import DEFAULT_BATCH_SIZE, Backend, check_answers
-from eval.protocols import PromptSpec, Protocol, build_prompt
+from eval.prompting import PromptSources, PromptSpec
+from eval.protocols import Protocol
 from eval.records import ANSWERS_SCHEMA, parse_response
 from eval.store import AnswerStore
 from iad_pipeline.errors import IadError
@@ -100,7 +100,8 @@ def image_batches(image_paths: Sequence[str], batch_size: int) -> list[list[int]
 def answer_record(run_id: str, spec: PromptSpec, response: str, rule: str) -> dict[str, Any]:
     """The answer record of one response (the columns of :data:`ANSWERS_SCHEMA`).
 
-    >>> from eval.protocols import build_prompt, Protocol
+    >>> from eval.prompting import build_prompt
+    >>> from eval.protocols import Protocol
     >>> spec = build_prompt({"question_id": "q", "image_path": "VisA/candle/test/bad/1.png",
     ...     "question": "Defect? \\nA. Yes\\nB. No\\n", "options": ["Yes", "No"], "answer": "A",
     ...     "mmad_type": "Anomaly Detection"}, Protocol(shots=0))
@@ -155,9 +156,7 @@ def evaluate(
     store: AnswerStore,
     *,
     run: RunInfo,
-    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
-    knowledge: Mapping[str, str] | None = None,
-    image_root: Path | str | None = None,
+    sources: PromptSources,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     lock_timeout_s: float | None = None,
@@ -170,9 +169,8 @@ def evaluate(
         backend: answers prompts (:class:`~eval.backends.Backend`).
         store: where answers are appended and found on resume.
         run: model, checkpoint, backend name and protocol: the run id.
-        templates: ``mmad_templates(mmad.json)`` (see :func:`~eval.protocols.build_prompt`).
-        knowledge: ``{knowledge_key: text}`` for protocols with knowledge.
-        image_root: the data root of the image and template paths.
+        sources: the templates, knowledge and image root the prompts are built from
+            (:class:`~eval.prompting.PromptSources`).
         batch_size: questions per backend call and per stored shard.
         progress: show a progress bar.
         lock_timeout_s: how long to wait while another process answers the same run
@@ -209,18 +207,7 @@ def evaluate(
     write_json(store.run_dir(rid) / PROTOCOL_JSON, run.protocol_record())
     questions = questions.unique("question_id", keep="first", maintain_order=True)
     with store.lock(rid, lock_timeout_s):
-        _ask(
-            questions,
-            backend,
-            store,
-            rid,
-            run,
-            templates,
-            knowledge,
-            image_root,
-            batch_size,
-            progress,
-        )
+        _ask(questions, backend, store, rid, run, sources, batch_size, progress)
     answers = store.read(rid)
     return answers.filter(pl.col("question_id").is_in(questions["question_id"].to_list())).select(
         list(ANSWERS_SCHEMA)
@@ -233,9 +220,7 @@ def _ask(
     store: AnswerStore,
     rid: str,
     run: RunInfo,
-    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
-    knowledge: Mapping[str, str] | None,
-    image_root: Path | str | None,
+    sources: PromptSources,
     batch_size: int,
     progress: bool,
 ) -> None:
@@ -262,10 +247,7 @@ def _ask(
         unit="q",
         disable=not progress,
     ) as bar:
-        spec_batches = [
-            [build_prompt(rows[i], run.protocol, templates, knowledge, image_root) for i in batch]
-            for batch in batches
-        ]
+        spec_batches = [[sources.prompt(rows[i], run.protocol) for i in batch] for batch in batches]
         for index, responses, seconds in answer_batches(backend, spec_batches):
             specs = spec_batches[index]
             check_answers(backend.name, specs, responses)

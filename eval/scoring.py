@@ -29,19 +29,15 @@ binary digit (the type cells are the same expressions and agree exactly).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
 from iad_pipeline.errors import IadError
-from iad_pipeline.fsutil import write_text
 from iad_pipeline.questions.prompts import MMAD_MERGED_TYPE, MMAD_RAW_TYPES, MMAD_REPORTED_TYPES
 
 log = logging.getLogger(__name__)
@@ -349,60 +345,3 @@ def score_mmad(
         orient="row",
     )
     return MmadScores(mode, table, extras, by_category, by_type, rows[-1][-1], counts)
-
-
-def _csv_cell(value: object) -> object:
-    return "" if value is None else value
-
-
-def write_mmad_csv(scores: MmadScores, path: Path | str, *, extras: bool = False) -> Path:
-    """Write the table in the layout of MMAD's ``*_accuracy.csv``, atomically.
-
-    The header's first cell is empty, then the type columns and ``Average``; each row starts
-    with its dataset (then ``Average``); values are unrounded (``repr`` of the float, as pandas
-    writes them); a null cell (strict mode) is empty. ``extras=True`` appends the columns of
-    ``scores.extras`` (Recall, Precision, F1, Overkill, Miss) after ``Average``: MMAD's newer
-    CSVs have them, in a column order the reference does not record.
-
-    Returns:
-        The path written.
-    """
-    table = scores.table
-    if extras:
-        table = table.join(scores.extras, on="dataset", how="left", maintain_order="left")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["", *table.columns[1:]])
-    for row in table.iter_rows():
-        writer.writerow([row[0], *(_csv_cell(v) for v in row[1:])])
-    return write_text(path, buffer.getvalue())
-
-
-def format_table(scores: MmadScores, digits: int = 2) -> str:
-    """The table as fixed-width text for the terminal, with the counts underneath.
-
-    Example:
-        >>> recs = pl.DataFrame({"image": ["VisA/candle/good/0.png"],
-        ...     "question_type": ["Object Classification"], "correct_answer": ["A"],
-        ...     "gpt_answer": ["A"]})
-        >>> print(format_table(score_mmad(recs)))
-        dataset  Object Classification  Average
-        VisA                    100.00   100.00
-        Average                 100.00   100.00
-        official: 1 scored, 0 dropped, 0 skipped
-    """
-    table = scores.table
-    text = [[str(c) for c in table.columns]]
-    for row in table.iter_rows():
-        text.append([row[0], *("-" if v is None else f"{v:.{digits}f}" for v in row[1:])])
-    widths = [max(len(r[j]) for r in text) for j in range(len(text[0]))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if j == 0 else cell.rjust(w)
-            for j, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in text
-    ]
-    c = scores.counts
-    lines.append(f"{scores.mode}: {c.scored} scored, {c.dropped} dropped, {c.skipped} skipped")
-    return "\n".join(lines)

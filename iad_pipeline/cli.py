@@ -428,7 +428,8 @@ def cmd_knowledge_show(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     # the CLI is the application layer: it reaches the eval package lazily, per verb
     from eval.records import load_answer_records
-    from eval.scoring import format_table, score_mmad, write_mmad_csv
+    from eval.reports import format_table, write_mmad_csv
+    from eval.scoring import score_mmad
 
     records = load_answer_records(Path(args.answers))
     scores = score_mmad(records, mode=args.mode)

@@ -164,8 +164,9 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
 
     import polars as pl
 
+    from eval.mmad_files import image_key, mmad_templates
     from eval.pipeline import evaluate_mmad
-    from eval.protocols import Protocol, image_key, mmad_templates
+    from eval.protocols import Protocol
     from iad_pipeline.paths import Layout
     from iad_pipeline.resources import IadConfig
     from iad_pipeline.stages import read_table

@@ -3,7 +3,7 @@ OpenAI-compatible server, vLLM.
 
 Every backend follows :class:`Backend`: a ``name`` (part of the run id, so answers of
 different backends never mix), the ``model`` it asks, and ``answer(prompts)``, which returns
-one response per :class:`~eval.protocols.PromptSpec`, in order. ``None`` marks a prompt
+one response per :class:`~eval.prompting.PromptSpec`, in order. ``None`` marks a prompt
 that got no answer (a request that failed after its retries); the runner stores nothing for
 it, so the next run asks it again.
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from iad_pipeline.errors import IadError
 
 if TYPE_CHECKING:
-    from eval.protocols import PromptSpec
+    from eval.prompting import PromptSpec
 
 # MMAD's evaluation generates at most 128 new tokens (qwen2_5_vl_query.py).
 DEFAULT_MAX_NEW_TOKENS = 128

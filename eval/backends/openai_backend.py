@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.backends import BackendError
-from eval.protocols import PromptSpec
+from eval.prompting import PromptSpec
 from iad_pipeline.knowledge.client import IMAGE_MARKER, ChatClient, ChatConfigError, ChatRequest
 
 log = logging.getLogger(__name__)

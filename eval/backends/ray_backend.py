@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.backends import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS, BackendError
-from eval.protocols import PromptSpec
+from eval.prompting import PromptSpec
 
 log = logging.getLogger(__name__)
 

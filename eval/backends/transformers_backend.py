@@ -2,9 +2,9 @@
 
 MMAD's own script asks one question per ``generate`` call. Here a batch of prompts goes
 through the processor's chat template as the protocol renders it
-(:func:`eval.protocols.chat_text`: the content blocks in the protocol's order, ``{"type":
+(:func:`eval.prompting.chat_text`: the content blocks in the protocol's order, ``{"type":
 "image"}`` where an image goes, MMAD's ``add_vision_id``, the protocol's system prompt) with
-the protocol's image pixel bounds (:func:`eval.protocols.image_size_kwargs`, MMAD's
+the protocol's image pixel bounds (:func:`eval.prompting.image_size_kwargs`, MMAD's
 64-1280 x 28 x 28), is left-padded and generated together; only the new tokens are decoded.
 The runner puts the questions of one image next to each other, so a batch usually holds a
 few images many times over, and each distinct image is used once:
@@ -51,7 +51,7 @@ from eval.backends import (
     DEFAULT_MAX_NEW_TOKENS,
     BackendError,
 )
-from eval.protocols import PromptSpec, chat_text, image_size_kwargs
+from eval.prompting import PromptSpec, chat_text, image_size_kwargs
 from training.emit_module import add_hint_placeholder, find_emit_module, load_emit_model
 from training.tiny_model import load_processor
 

@@ -3,7 +3,7 @@
 An optional extra (``pip install -e '.[gpu]'``); vLLM is imported only when the backend is
 built, and building it without vLLM raises :class:`~eval.backends.BackendError` saying so.
 
-Prompts are rendered with the model's own processor through :func:`eval.protocols.chat_text`
+Prompts are rendered with the model's own processor through :func:`eval.prompting.chat_text`
 (as :class:`~eval.backends.transformers_backend.TransformersBackend` does: the protocol's
 content order, vision ids and system prompt), so both backends send the same tokens; the
 images go in ``multi_modal_data`` in prompt order, with the protocol's pixel bounds as
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eval.backends import DEFAULT_MAX_NEW_TOKENS, BackendError
-from eval.protocols import PromptSpec, chat_text
+from eval.prompting import PromptSpec, chat_text
 
 log = logging.getLogger(__name__)
 

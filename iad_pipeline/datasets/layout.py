@@ -241,41 +241,68 @@ def _scan_category(
         split = splits[split_entry.name]
         label_dirs, _ = list_dir(Path(split_entry.path))
         for label_entry in label_dirs:
-            label = label_entry.name
-            nested, files = list_dir(Path(label_entry.path))
-            for extra in nested:
-                scan.problem(
-                    extra.path, Reason.UNKNOWN_FOLDER, "unexpected folder inside a label folder"
-                )
-            for f in files:
-                if not is_image(f.name):
-                    continue
-                found += 1
-                stem = os.path.splitext(f.name)[0]
-                mask_paths: tuple[Path, ...] = ()
-                if label != GOOD:
-                    mask_paths = masks.get(label, {}).get(stem, ())
-                    if mask_paths:
-                        used.add((label, stem))
-                scan.candidates.append(
-                    Candidate(
-                        scan.dataset,
-                        category,
-                        split,
-                        label,
-                        Path(f.path),
-                        mask_paths,
-                        source=scan.dataset,
-                        root=scan.root,
-                    )
-                )
+            found += _scan_label(
+                scan, category, split, label_entry, masks.get(label_entry.name, {}), used
+            )
     if found == 0:
         scan.problem(cat_dir, Reason.EMPTY_CATEGORY, f"category {category!r} has no images")
+    _report_orphan_masks(scan, cat_dir / mask_folder, masks, used)
+
+
+def _scan_label(
+    scan: LayoutScan,
+    category: str,
+    split: str,
+    label_entry: os.DirEntry[str],
+    masks: Mapping[str, tuple[Path, ...]],
+    used: set[tuple[str, str]],
+) -> int:
+    """Add the images of one ``<split>/<label>/`` folder, paired with their masks by stem.
+
+    Returns the number of images found; the masks paired are added to ``used``.
+    """
+    label = label_entry.name
+    nested, files = list_dir(Path(label_entry.path))
+    for extra in nested:
+        scan.problem(extra.path, Reason.UNKNOWN_FOLDER, "unexpected folder inside a label folder")
+    found = 0
+    for f in files:
+        if not is_image(f.name):
+            continue
+        found += 1
+        stem = os.path.splitext(f.name)[0]
+        mask_paths: tuple[Path, ...] = ()
+        if label != GOOD:
+            mask_paths = masks.get(stem, ())
+            if mask_paths:
+                used.add((label, stem))
+        scan.candidates.append(
+            Candidate(
+                scan.dataset,
+                category,
+                split,
+                label,
+                Path(f.path),
+                mask_paths,
+                source=scan.dataset,
+                root=scan.root,
+            )
+        )
+    return found
+
+
+def _report_orphan_masks(
+    scan: LayoutScan,
+    mask_dir: Path,
+    masks: Mapping[str, Mapping[str, tuple[Path, ...]]],
+    used: set[tuple[str, str]],
+) -> None:
+    """Report every mask of an anomalous label that no image was paired with."""
     for label, by_stem in masks.items():
         for stem, paths in by_stem.items():
             if (label, stem) not in used and label != GOOD:
                 scan.problem(
-                    paths[0] if paths else cat_dir / mask_folder / label / stem,
+                    paths[0] if paths else mask_dir / label / stem,
                     Reason.ORPHAN_MASK,
                     f"mask without an image test/{label}/{stem}.*",
                 )

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eval.protocols import PromptSpec, mmad_knowledge, mmad_templates
+from eval.mmad_files import mmad_knowledge, mmad_templates
+from eval.prompting import PromptSpec
 from eval.warehouse import Warehouse
 from iad_pipeline.questions.mmad_json import read_mmad_json
 from iad_pipeline.synthetic import synthesize

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from eval.adapters import AdapterMismatchError, merged_model_dir
 from eval.backends.transformers_backend import TransformersBackend
 from eval.pipeline import model_path
-from eval.protocols import Protocol, build_prompt
+from eval.prompting import build_prompt
+from eval.protocols import Protocol
 from training.tiny_model import load_model_and_processor
 
 TARGETS = ["q_proj", "v_proj"]

@@ -15,7 +15,8 @@ from PIL import Image
 from eval.backends import Backend, BackendError, make_backend
 from eval.backends.openai_backend import OpenAIBackend, request_of
 from eval.backends.transformers_backend import TransformersBackend
-from eval.protocols import Protocol, build_prompt
+from eval.prompting import PromptSources, build_prompt
+from eval.protocols import Protocol
 from eval.runner import RunInfo, evaluate
 from eval.store import AnswerStore
 from tests.support.openai_server import OpenAIServer
@@ -190,8 +191,7 @@ def test_openai_backend_returns_parsed_answers(
         backend,
         store,
         run=run,
-        templates=templates,
-        image_root=mini_mmad,
+        sources=PromptSources(templates, image_root=mini_mmad),
         batch_size=6,
         progress=False,
     )
@@ -219,7 +219,8 @@ def test_openai_failures_are_left_for_the_next_run(
     )
     run = RunInfo(MODEL, "", backend.name, Protocol())
     store = AnswerStore(tmp_path / "answers")
-    kwargs = {"run": run, "templates": templates, "image_root": mini_mmad, "progress": False}
+    sources = PromptSources(templates, image_root=mini_mmad)
+    kwargs = {"run": run, "sources": sources, "progress": False}
     with caplog.at_level(logging.WARNING):
         answers = evaluate(mmad_questions.head(4), backend, store, **kwargs)
     assert answers.height == 0 and "no answer" in caplog.text

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from eval.errata import ErrataError, apply_errata, load_errata
-from eval.protocols import Protocol, mmad_templates
+from eval.mmad_files import mmad_templates
+from eval.protocols import Protocol
 from iad_pipeline.questions.mmad_json import read_mmad_json
 
 AD = {"question": "Is there any defect in the object?", "options": {"A": "Yes.", "B": "No."}}

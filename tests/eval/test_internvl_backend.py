@@ -13,7 +13,8 @@ import pytest
 
 from eval.backends import make_backend
 from eval.backends.transformers_backend import TransformersBackend, processor_loader
-from eval.protocols import Protocol, build_prompt, image_size_kwargs
+from eval.prompting import PromptSources, build_prompt, image_size_kwargs
+from eval.protocols import Protocol
 from eval.runner import RunInfo, evaluate
 from eval.store import AnswerStore
 from training.tiny_internvl import InternVLImageOnlyProcessor, build_tiny_internvl3
@@ -63,8 +64,7 @@ def test_an_internvl3_checkpoint_evaluates_end_to_end(
         backend,
         AnswerStore(tmp_path / "answers"),
         run=RunInfo(str(internvl_dir), "", backend.name, Protocol()),
-        templates=templates,
-        image_root=mini_mmad,
+        sources=PromptSources(templates=templates, image_root=mini_mmad),
         batch_size=2,
         progress=False,
     )

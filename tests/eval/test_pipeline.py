@@ -100,7 +100,9 @@ CONCURRENT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import polars as pl
-    from eval.protocols import Protocol, mmad_templates
+    from eval.mmad_files import mmad_templates
+    from eval.prompting import PromptSources
+    from eval.protocols import Protocol
     from eval.runner import RunInfo, evaluate
     from eval.store import AnswerStore
 
@@ -118,8 +120,8 @@ CONCURRENT = textwrap.dedent(
     run = RunInfo(model="slow-model", checkpoint="c", backend="slow", protocol=Protocol())
     print("started", flush=True)
     out = evaluate(pl.read_parquet(questions), Slow(), AnswerStore(store), run=run,
-        templates=mmad_templates(Path(root) / "mmad.json"), image_root=root, batch_size=4,
-        progress=False)
+        sources=PromptSources(mmad_templates(Path(root) / "mmad.json"), image_root=root),
+        batch_size=4, progress=False)
     print(out.height, flush=True)
     """
 )

@@ -7,16 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eval.protocols import (
-    OBJECT_TYPES,
-    Protocol,
-    ProtocolError,
-    build_prompt,
-    image_key,
-    protocol_named,
-    question_type,
-    shuffled_options,
-)
+from eval.mmad_files import image_key, question_type
+from eval.prompting import build_prompt, shuffled_options
+from eval.protocols import OBJECT_TYPES, Protocol, ProtocolError, protocol_named
 from iad_pipeline.questions.prompts import (
     IMAGE_PLACEHOLDER,
     MMAD_ANSWER_DIRECTLY,

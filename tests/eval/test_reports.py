@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from eval import published, reports
+from eval import figures, published, reports
 from eval.published import AVERAGE, DATASET_ROWS, MMAD_ROWS, MMAD_TYPES, MMADRow
 from eval.reports import ReportError
 
@@ -64,33 +64,33 @@ def colourful(pixels: np.ndarray) -> int:
 
 
 def test_heatmap_of_mmad_is_a_png_of_the_expected_size(tmp_path: Path) -> None:
-    out = reports.heatmap(mmad_by_category(), tmp_path / "plots" / "heat.png", "run r1")
+    out = figures.heatmap(mmad_by_category(), tmp_path / "plots" / "heat.png", "run r1")
     pixels = read_png(out)
     # (2.4 in labels + 8 columns x 1.05 in) x (2.3 in + 38 rows x 0.3 in), at 120 dpi.
     assert pixels.shape == (1644, 1296, 3)
-    assert reports.heatmap_size(38, 8) == (1296, 1644)
+    assert figures.heatmap_size(38, 8) == (1296, 1644)
     assert colourful(pixels) > 20  # a red-to-green scale, not a blank page
     assert [p.name for p in out.parent.iterdir()] == ["heat.png"]  # no temporary left
 
 
 def test_heatmap_rows_are_readable(tmp_path: Path) -> None:
     # 0.3 in per category at 120 dpi: 36 px per row, room for an 8.5 pt label (about 14 px).
-    assert reports.HEATMAP_ROW_IN * reports.DPI >= 30
+    assert figures.HEATMAP_ROW_IN * figures.DPI >= 30
     small = mmad_by_category().filter(pl.col("dataset") == "MVTec-LOCO")
-    pixels = read_png(reports.heatmap(small, tmp_path / "loco.png", "LOCO"))
+    pixels = read_png(figures.heatmap(small, tmp_path / "loco.png", "LOCO"))
     assert pixels.shape[:2] == (round((2.3 + 0.3 * 5) * 120), round((2.4 + 1.05 * 8) * 120))
 
 
 def test_heatmap_draws_missing_cells_and_ignores_an_average_type(tmp_path: Path) -> None:
     frame = mmad_by_category(skip=3)
     extra = frame.head(1).with_columns(type=pl.lit(AVERAGE))
-    out = reports.heatmap(pl.concat([frame, extra]), tmp_path / "h.png", "gaps")
+    out = figures.heatmap(pl.concat([frame, extra]), tmp_path / "h.png", "gaps")
     assert read_png(out).shape == (1644, 1296, 3)
 
 
 def test_heatmap_of_a_single_cell(tmp_path: Path) -> None:
     frame = mmad_by_category().head(1)
-    pixels = read_png(reports.heatmap(frame, tmp_path / "one.png", "one"))
+    pixels = read_png(figures.heatmap(frame, tmp_path / "one.png", "one"))
     assert pixels.shape[:2] == (round((2.3 + 0.3) * 120), round((2.4 + 1.05 * 2) * 120))
 
 
@@ -106,7 +106,7 @@ def test_heatmap_of_a_single_cell(tmp_path: Path) -> None:
 )
 def test_heatmap_rejects_what_it_cannot_draw(tmp_path, frame, expected) -> None:
     with pytest.raises(ReportError, match=re.escape(expected)):
-        reports.heatmap(frame, tmp_path / "x.png", "x")
+        figures.heatmap(frame, tmp_path / "x.png", "x")
     assert not list(tmp_path.iterdir())
 
 
@@ -114,7 +114,7 @@ def test_heatmap_rejects_what_it_cannot_draw(tmp_path, frame, expected) -> None:
 
 
 def test_type_bars_by_dataset(tmp_path: Path) -> None:
-    pixels = read_png(reports.type_bars(mmad_by_type(), tmp_path / "bars.png", "by dataset"))
+    pixels = read_png(figures.type_bars(mmad_by_type(), tmp_path / "bars.png", "by dataset"))
     assert pixels.shape == (780, 1560, 3)  # 13 x 6.5 in at 120 dpi
     assert colourful(pixels) > 8
 
@@ -122,7 +122,7 @@ def test_type_bars_by_dataset(tmp_path: Path) -> None:
 def test_type_bars_next_to_published_rows(tmp_path: Path) -> None:
     rows = [published.mmad_row("Qwen2.5-VL-7B"), published.mmad_row("EMIT-8B")]
     compare = {**published.as_compare(rows), "Qwen2-VL-7B": {AVERAGE: 73.38}}  # average only
-    out = reports.type_bars(
+    out = figures.type_bars(
         mmad_by_type(), tmp_path / "cmp.png", "ours vs papers", compare, ours_label="ckpt-1"
     )
     assert read_png(out).shape == (780, 1560, 3)
@@ -131,14 +131,14 @@ def test_type_bars_next_to_published_rows(tmp_path: Path) -> None:
 def test_type_bars_of_a_single_dataset_and_type(tmp_path: Path) -> None:
     frame = pl.DataFrame({"dataset": ["MPDD"], "type": ["Anomaly Detection"], "accuracy": [61.5]})
     compare = {"AD-FM-7B (AD-FM, Table 2)": {"Anomaly Detection": 72.71}}
-    out = reports.type_bars(frame, tmp_path / "mpdd.png", "MPDD", compare)
+    out = figures.type_bars(frame, tmp_path / "mpdd.png", "MPDD", compare)
     assert read_png(out).shape == (780, 1560, 3)
 
 
 def test_type_bars_needs_an_average_to_compare_several_datasets(tmp_path: Path) -> None:
     frame = mmad_by_type().filter(pl.col("dataset") != AVERAGE)
     with pytest.raises(ReportError, match="'Average' dataset row"):
-        reports.type_bars(frame, tmp_path / "x.png", "x", {"p": {AVERAGE: 1.0}})
+        figures.type_bars(frame, tmp_path / "x.png", "x", {"p": {AVERAGE: 1.0}})
 
 
 # --- comparison table -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from eval.backends import Backend, BackendError
 from eval.backends.transformers_backend import TransformersBackend
+from eval.prompting import PromptSources
 from eval.protocols import Protocol
 from eval.records import ANSWERS_SCHEMA
 from eval.runner import EvaluationError, RunInfo, answer_record, evaluate, image_batches
@@ -24,8 +25,7 @@ def run_eval(questions, backend, store, mini_mmad, templates, **kwargs):
         questions,
         backend,
         store,
-        templates=templates,
-        image_root=mini_mmad,
+        sources=PromptSources(templates, image_root=mini_mmad),
         progress=False,
         **kwargs,
     )
@@ -225,7 +225,7 @@ def test_a_table_without_ids_is_refused(tmp_path: Path, mini_mmad, templates, sc
 
 
 def test_answer_record_reads_the_key():
-    from eval.protocols import build_prompt
+    from eval.prompting import build_prompt
 
     row = {
         "question_id": "q",

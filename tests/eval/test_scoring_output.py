@@ -8,12 +8,8 @@ import csv
 import polars as pl
 import pytest
 
-from eval.scoring import (
-    ScoringError,
-    format_table,
-    score_mmad,
-    write_mmad_csv,
-)
+from eval.reports import format_table, write_mmad_csv
+from eval.scoring import ScoringError, score_mmad
 from tests.support.mmad_answers import (
     AD,
     ALL_PARSEABLE,

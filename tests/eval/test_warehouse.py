@@ -12,12 +12,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from eval.warehouse import (
-    RUN_COLUMNS,
-    SCHEMA_TAG,
-    Warehouse,
-    WarehouseError,
-)
+from eval.warehouse import Warehouse
+from eval.warehouse_schema import RUN_COLUMNS, SCHEMA_TAG, WarehouseError
 from tests.support.warehouse_rows import (
     AD,
     DC,

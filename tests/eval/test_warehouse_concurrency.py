@@ -14,10 +14,8 @@ import polars as pl
 import pytest
 
 from eval import warehouse
-from eval.warehouse import (
-    Warehouse,
-    WarehouseError,
-)
+from eval.warehouse import Warehouse
+from eval.warehouse_schema import WarehouseError
 from tests.support.warehouse_rows import (
     counts,
     make_answers,

@@ -11,7 +11,9 @@ import pytest
 from eval.backends import make_backend
 from eval.backends.ray_backend import RayBackend
 from eval.backends.transformers_backend import TransformersBackend
-from eval.protocols import Protocol, mmad_templates
+from eval.mmad_files import mmad_templates
+from eval.prompting import PromptSources
+from eval.protocols import Protocol
 from eval.runner import RunInfo, evaluate
 from eval.scoring import score_mmad
 from eval.store import AnswerStore
@@ -50,8 +52,7 @@ def run(questions, backend, store: AnswerStore, mini_mmad: Path) -> pl.DataFrame
         backend,
         store,
         run=info,
-        templates=mmad_templates(mini_mmad / "mmad.json"),
-        image_root=mini_mmad,
+        sources=PromptSources(mmad_templates(mini_mmad / "mmad.json"), image_root=mini_mmad),
         batch_size=SETTINGS["batch_size"],
         progress=False,
     )

@@ -7,7 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from eval.warehouse import FRAME_COLUMNS, Warehouse
+from eval.warehouse import Warehouse
+from eval.warehouse_schema import FRAME_COLUMNS
 
 UTC = dt.UTC
 AD, DC = "Anomaly Detection", "Defect Classification"

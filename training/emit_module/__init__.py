@@ -11,6 +11,8 @@ after a learnable soft prompt, with anomaly discrimination and defect localizati
 - :mod:`.prompts`: where the placeholder goes in a prompt;
 - :mod:`.model`: the one ``forward`` that injects the hints for every path (training,
   ``generate``, log-probabilities, evaluation), stage 1's freezing;
+- :mod:`.vision`: the vision layers' features per model family, the heat maps between a
+  prompt's images;
 - :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation;
 - :mod:`.stages`: the calls a training stage makes (stage 1 freezing, weights between stages).
 """

@@ -24,30 +24,31 @@ evaluation backend; so all inject the hints the same way, from the ordinary proc
    held only for the duration of the call (or are written into ``inputs_embeds`` when the
    caller passes embeddings).
 
-Image features per family: Qwen2.5-VL's tower works on windows of merge blocks, so its layer
-outputs are put back in raster order (inverse window permutation, then the 2 x 2 merge
-blocks unfolded); InternVL crops an image into tiles and, when there are several, appends a
-thumbnail of the whole image last: the heat map uses that last tile (the whole image at tile
-size, what EMIT compares), without the CLS token.
+Image features per family and the heat maps between a prompt's images:
+:mod:`~training.emit_module.vision`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import math
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import InternVLModel, Qwen2_5_VLModel
-from transformers.vision_utils import get_vision_window_index
 
-from training.emit_module.heatmap import layered_heatmap
 from training.emit_module.projector import HeatmapProjector, SoftPrompt
 from training.emit_module.settings import EMIT_SOFT_PROMPT_CUE, EmitModuleSettings
+from training.emit_module.vision import (
+    capture_layers,
+    distinct_images,
+    image_runs,
+    internvl_units,
+    pair_heatmaps,
+    qwen_units,
+)
 
 
 class EmitError(ValueError):
@@ -109,84 +110,6 @@ class EmitModule(nn.Module):
         return torch.cat([p.to(parts[0].dtype) for p in parts], dim=1)
 
 
-# --- vision features per family ----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _capture(blocks: nn.ModuleList, layers: tuple[int, ...]) -> Iterator[dict[int, torch.Tensor]]:
-    """Outputs of the 1-based ``layers`` of ``blocks`` during the ``with`` body, detached."""
-    seen: dict[int, torch.Tensor] = {}
-    handles = []
-    for layer in layers:
-
-        def hook(_module, _args, output, layer=layer):
-            out = output[0] if isinstance(output, tuple) else output
-            seen[layer] = out.detach()
-
-        handles.append(blocks[layer - 1].register_forward_hook(hook))
-    try:
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def qwen_raster(tokens: torch.Tensor, grid_thw: torch.Tensor, merge: int) -> list[torch.Tensor]:
-    """Per image ``(H, W, D)`` patch features from the tower's merge-block order ``(N, D)``.
-
-    The processor emits an image's patches as ``(t, H/m, W/m, m, m)``; the first frame is
-    kept (an image's ``t`` is 1).
-    """
-    out, start = [], 0
-    for t, h, w in grid_thw.tolist():
-        n = t * h * w
-        x = tokens[start : start + n].reshape(t, h // merge, w // merge, merge, merge, -1)
-        out.append(x.permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, -1)[0])
-        start += n
-    return out
-
-
-def unwindow(tokens: torch.Tensor, window_index: torch.Tensor, unit: int) -> torch.Tensor:
-    """Undo the Qwen2.5-VL tower's window permutation of merge blocks of ``unit`` tokens."""
-    inverse = torch.argsort(window_index.to(tokens.device))
-    return tokens.reshape(-1, unit, tokens.shape[-1])[inverse].reshape(-1, tokens.shape[-1])
-
-
-def _qwen_units(backbone, seen, grid) -> list[list[torch.Tensor]]:
-    """Per image, per layer ``(H, W, D)`` raster features from the captured block outputs."""
-    visual = backbone.visual
-    window_index, _ = get_vision_window_index(
-        grid, visual.spatial_merge_size, visual.window_size, visual.patch_size
-    )
-    per_layer = [
-        qwen_raster(
-            unwindow(seen[layer], window_index, visual.spatial_merge_unit),
-            grid,
-            visual.spatial_merge_size,
-        )
-        for layer in backbone.emit.layers
-    ]
-    return [list(per_image) for per_image in zip(*per_layer, strict=True)]
-
-
-def _internvl_units(backbone, seen, _grid) -> list[list[torch.Tensor]]:
-    """Per tile, per layer ``(g, g, D)`` features (CLS dropped) from the captured outputs."""
-    layers = backbone.emit.layers
-    tiles = seen[layers[0]].shape[0]
-    side = math.isqrt(seen[layers[0]].shape[1] - 1)
-    return [[seen[layer][t, 1:].reshape(side, side, -1) for layer in layers] for t in range(tiles)]
-
-
-def _image_runs(input_ids: torch.Tensor, image_token_id: int) -> tuple[list[int], list[int]]:
-    """Lengths of the image-token runs in row-major order, and images per row."""
-    is_img = input_ids == image_token_id
-    starts = is_img & ~F.pad(is_img, (1, 0))[:, :-1]
-    per_row = starts.sum(dim=1).tolist()
-    ids = torch.cumsum(starts.flatten().long(), 0) * is_img.flatten()
-    runs = torch.bincount(ids[ids > 0] - 1).tolist() if is_img.any() else []
-    return runs, per_row
-
-
 class EmitMixin:
     """The backbone of a model with an ``emit`` module (see the module docstring).
 
@@ -210,7 +133,7 @@ class EmitMixin:
         if emit is None or not emit.settings.contrastive:
             return parent(pixel_values, *args, **kwargs)
         blocks = self.visual.blocks if hasattr(self, "visual") else self.vision_tower.encoder.layer
-        with _capture(blocks, emit.layers) as seen:
+        with capture_layers(blocks, emit.layers) as seen:
             out = parent(pixel_values, *args, **kwargs)
         grid = args[0] if args else kwargs.get("image_grid_thw")
         out.emit_features = type(self)._emit_units(self, seen, grid)
@@ -279,7 +202,7 @@ class EmitMixin:
                 "them with the model's own get_image_features, or pass pixel_values"
             )
             raise EmitError(msg)
-        runs, per_row = _image_runs(input_ids, self.config.image_token_id)
+        runs, per_row = image_runs(input_ids, self.config.image_token_id)
         if hasattr(self, "visual"):
             images = units  # one unit per image
         else:  # one unit per tile: an image's last tile is its thumbnail (or its only tile)
@@ -287,7 +210,7 @@ class EmitMixin:
             ends = torch.tensor(runs).div(per_tile, rounding_mode="floor").cumsum(0) - 1
             images = [units[int(e)] for e in ends]
         first = [sum(per_row[:b]) for b in range(len(per_row))]
-        same = _distinct(images)
+        same = distinct_images(images)
         pairs: dict[tuple[int, int], torch.Tensor | None] = {}  # (reference, query) -> map
         row_pairs = []
         for b in rows.tolist():
@@ -301,7 +224,7 @@ class EmitMixin:
             refs = [same[i] for i in range(first[b], first[b] + per_row[b] - 1)]
             row_pairs.append([(r, query) for r in refs])
             pairs.update({(r, query): None for r in refs})
-        _pair_heatmaps(pairs, images, emit.settings.window)
+        pair_heatmaps(pairs, images, emit.settings.window)
         grid = emit.settings.heatmap_grid
         maps = []
         for ref_query in row_pairs:
@@ -310,40 +233,6 @@ class EmitMixin:
                 F.interpolate(heat[None, None], size=(grid, grid), mode="bilinear", antialias=True)
             )
         return torch.cat(maps)[:, 0]
-
-
-def _distinct(images: list[list[torch.Tensor]]) -> list[int]:
-    """For each image, the index of its first identical copy (equal first-layer features).
-
-    GRPO repeats every prompt ``num_generations`` times in a batch: the heat map of a pair
-    is computed once, not once per copy.
-    """
-    first: list[int] = []
-    for i, feats in enumerate(images):
-        match = next(
-            (
-                j
-                for j in dict.fromkeys(first)
-                if images[j][0].shape == feats[0].shape and torch.equal(images[j][0], feats[0])
-            ),
-            i,
-        )
-        first.append(match)
-    return first
-
-
-def _pair_heatmaps(pairs: dict, images: list[list[torch.Tensor]], window: int) -> None:
-    """Fill ``pairs[(reference, query)]`` with heat maps, one batched call per grid shape."""
-    groups: dict[tuple, list[tuple[int, int]]] = {}
-    for ref, query in pairs:
-        key = (tuple(images[query][0].shape), tuple(images[ref][0].shape))
-        groups.setdefault(key, []).append((ref, query))
-    for members in groups.values():
-        layers = range(len(images[members[0][1]]))
-        queries = [torch.stack([images[q][layer] for _, q in members]) for layer in layers]
-        refs = [torch.stack([images[r][layer] for r, _ in members]) for layer in layers]
-        for pair, heat in zip(members, layered_heatmap(queries, refs, window), strict=True):
-            pairs[pair] = heat
 
 
 @contextlib.contextmanager
@@ -388,14 +277,14 @@ def _parent_signatures(cls: type) -> type:
 class EmitQwen2_5_VLModel(EmitMixin, Qwen2_5_VLModel):
     """Qwen2.5-VL's backbone with EMIT's comparison module."""
 
-    _emit_units = _qwen_units
+    _emit_units = qwen_units
 
 
 @_parent_signatures
 class EmitInternVLModel(EmitMixin, InternVLModel):
     """InternVL3's backbone with EMIT's comparison module."""
 
-    _emit_units = _internvl_units
+    _emit_units = internvl_units
 
 
 EMIT_BACKBONES = {"qwen2_5_vl": EmitQwen2_5_VLModel, "internvl": EmitInternVLModel}

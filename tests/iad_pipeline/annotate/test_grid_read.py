@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from iad_pipeline.annotate import annotate_samples
-from iad_pipeline.annotate.table import annotate_one
+from iad_pipeline.annotate.masks import annotate_one
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "emit_grid.json").read_text())["cases"]
 

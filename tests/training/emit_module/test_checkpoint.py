@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from eval.backends.transformers_backend import TransformersBackend
-from eval.protocols import PromptSpec
+from eval.prompting import PromptSpec
 from tests.training.emit_module.emit_helpers import FAMILIES, batch, images, with_module
 from training.emit_module import (
     EMIT_WEIGHTS_NAME,

@@ -25,7 +25,7 @@ from training.emit_module import (
     layered_heatmap,
     train_emit_module,
 )
-from training.emit_module.model import qwen_raster, unwindow
+from training.emit_module.vision import qwen_raster, unwindow
 
 
 def manual_features(model, family, inputs):
@@ -227,18 +227,18 @@ def test_qwen_layer_outputs_are_put_back_in_raster_order(model_dirs):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_repeated_pair_is_compared_once(model_dirs, family, monkeypatch):
     """GRPO's batches repeat each prompt: one heat map per distinct image pair."""
-    import training.emit_module.model as emit_model
+    import training.emit_module.vision as emit_vision
 
     model, processor = with_module(model_dirs, family)
     model.eval()
     pairs_seen = []
-    real = emit_model.layered_heatmap
+    real = emit_vision.layered_heatmap
 
     def counting(queries, references, window):
         pairs_seen.append(queries[0].shape[0])
         return real(queries, references, window)
 
-    monkeypatch.setattr(emit_model, "layered_heatmap", counting)
+    monkeypatch.setattr(emit_vision, "layered_heatmap", counting)
     with torch.no_grad():
         single = model(**batch(processor, hinted=(True,))).logits[0, -1]
         assert pairs_seen == [1]
