@@ -40,7 +40,6 @@ real ``openai.OpenAI`` client and returns one :class:`ChatResult` per request, i
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import random
@@ -50,7 +49,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +68,7 @@ from iad_pipeline.knowledge.cache import (
 from iad_pipeline.knowledge.images import MAX_SIDE, ImageEncodeError, png_bytes, to_data_url
 from iad_pipeline.knowledge.secrets import Scrubber, scrub_logs, secret_values
 from iad_pipeline.knowledge.transport import call_limits, deadline_http_client
+from iad_pipeline.retry import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -301,33 +300,6 @@ class _Tally:
             self.retries += retries
             self.prompt_tokens += prompt
             self.completion_tokens += completion
-
-
-def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
-    """Seconds asked for by ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``.
-
-    >>> retry_after_seconds({"retry-after": "7"}), retry_after_seconds({"retry-after-ms": "250"})
-    (7.0, 0.25)
-    >>> retry_after_seconds({}) is None, retry_after_seconds({"retry-after": "soon"}) is None
-    (True, True)
-    """
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            try:
-                moment = parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError):
-                continue
-            seconds = moment - (time.time() if now is None else now)
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
 
 
 def _answer_text(response: Any) -> tuple[str | None, str]:
