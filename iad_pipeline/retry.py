@@ -12,7 +12,7 @@ them, on `tenacity <https://tenacity.readthedocs.io>`_. One set of semantics:
 - at most ``retries`` retries; with a ``deadline``, a wait that would end past ``deadline``
   seconds after the first attempt started is not taken (the call gives up instead);
 - the wait goes through ``sleep`` (a stop event's ``wait`` ends it at once on Ctrl-C; tests
-  pass a recorder), and once ``stop`` is set no retry starts.
+  pass a recorder), and once ``stop`` is set no attempt starts.
 
 Giving up raises :class:`RetriesExhausted` with the last failure, the attempts made and why.
 """
@@ -119,7 +119,14 @@ class RetryPolicy:
             retry_error_callback=self._give_up(stop),
         )
         attempts = itertools.count(1)
-        return retrying(lambda: fn(next(attempts)))
+
+        def attempt() -> T:
+            number = next(attempts)
+            if stop is not None and stop.is_set():  # woken from a wait by the stop
+                raise Transient("interrupted")
+            return fn(number)
+
+        return retrying(attempt)
 
     def _give_up(self, stop: threading.Event | None) -> Callable[[tenacity.RetryCallState], None]:
         def give_up(state: tenacity.RetryCallState) -> None:

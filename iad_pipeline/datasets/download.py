@@ -34,9 +34,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,13 +46,17 @@ import tenacity
 import urllib3.exceptions
 from tqdm import tqdm
 
-from iad_pipeline import fsutil, limits
+from iad_pipeline import limits
 from iad_pipeline.datasets.partfile import (
+    DISK_MARGIN,
     DownloadResult,
     PartFile,
+    check_disk_space,
+    install,
     reuse_existing,
     sha256_file,
     suffixed,
+    with_hint,
 )
 from iad_pipeline.datasets.resume import (
     Restart,
@@ -62,10 +64,9 @@ from iad_pipeline.datasets.resume import (
     Target,
     align,
     finish_after_416,
-    with_hint,
+    resume_headers,
 )
 from iad_pipeline.errors import (
-    ChecksumMismatchError,
     DownloadError,
     InsufficientDiskSpaceError,
     LinkMovedError,
@@ -75,9 +76,6 @@ from iad_pipeline.retry import RetriesExhausted, RetryPolicy, Transient, retry_a
 __all__ = ["DISK_MARGIN", "DownloadResult", "DownloadSettings", "download", "sha256_file"]
 
 logger = logging.getLogger(__name__)
-
-DISK_MARGIN = 64 * 1024 * 1024
-"""Bytes of free space kept in reserve on top of what a download needs."""
 
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -177,18 +175,6 @@ def _check_status(resp: requests.Response, url: str, hint: str) -> None:
         raise DownloadError(with_hint(msg, hint))
 
 
-def _check_disk_space(folder: Path, needed: int, url: str) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed + DISK_MARGIN:
-        mib = 1024 * 1024
-        msg = (
-            f"Not enough free space in {folder} to download {url}: need {needed / mib:.1f} MiB "
-            f"(+{DISK_MARGIN // mib} MiB margin), found {free / mib:.1f} MiB free. "
-            "Free some space or choose another data folder."
-        )
-        raise InsufficientDiskSpaceError(msg)
-
-
 def _raw_chunks(resp: requests.Response, chunk_size: int, deadline: float) -> Iterator[bytes]:
     # read1 returns what one socket read gives (at most chunk_size): bytes that arrived
     # before a reset are handed over, not lost inside a buffer that was being filled.
@@ -231,39 +217,13 @@ def _receive(
         part.append(_raw_chunks(resp, opts.settings.chunk_size, deadline), received)
 
 
-def _resume_headers(part: PartFile, target: Target) -> dict[str, str]:
-    """The request headers: ``Range`` and ``If-Range`` when the part can be continued."""
-    headers = {"Accept-Encoding": "identity"}
-    if not part.size():
-        return headers
-    record = part.read_record()
-    if record is not None and record.get("url") != target.url:
-        logger.warning("%s holds bytes of another URL; restarting from zero", part.path)
-        part.discard()
-        return headers
-    if record is None and target.sha256 is None:
-        # Nothing would notice bytes of two versions spliced together.
-        logger.warning(
-            "%s has no record of the version it came from and no sha256 will check it; "
-            "restarting from zero",
-            part.path,
-        )
-        part.discard()
-        return headers
-    headers["Range"] = f"bytes={part.size()}-"
-    validator = record and (record.get("etag") or record.get("last_modified"))
-    if validator:
-        headers["If-Range"] = validator
-    return headers
-
-
 def _request(session: requests.Session, part: PartFile, opts: _Options, tally: Tally) -> int | None:
     """Send one request and write its body; the size the file should have (``None``: unknown).
 
     A 416 answer that confirms the part is complete returns the part's size.
     """
     target = opts.target
-    headers = _resume_headers(part, target)
+    headers = resume_headers(part, target)
     offset = part.size() if "Range" in headers else 0
     tally.attempt_started = time.monotonic()
     timeout = opts.settings.timeout
@@ -275,7 +235,7 @@ def _request(session: requests.Session, part: PartFile, opts: _Options, tally: T
             return part.size()
         offset, expected = align(resp, part, offset, target, tally)
         if expected is not None:
-            _check_disk_space(part.path.parent, expected - offset, target.url)
+            check_disk_space(part.path.parent, expected - offset, target.url)
         if offset == 0:  # a new part: remember the version its bytes come from
             part.write_record(target.url, resp, expected)
         _receive(resp, part, offset, expected, opts, tally)
@@ -343,30 +303,6 @@ def _attempt_with_restarts(
             f"{_MAX_RESTARTS} restarts from zero. Try again later or another --url."
         )
         raise DownloadError(with_hint(msg, opts.target.hint)) from exc
-
-
-def _install(part: PartFile, dest: Path, tally: Tally, target: Target) -> DownloadResult:
-    """Check the finished part's hash, then rename it onto ``dest`` (or aside if wrong)."""
-    digest = part.hexdigest()
-    size = part.size()
-    if target.sha256 is not None and digest != target.sha256:
-        corrupt = suffixed(dest, ".corrupt")
-        os.replace(part.path, corrupt)
-        part.record_path.unlink(missing_ok=True)
-        msg = (
-            f"{target.url} served a file with sha256 {digest}, expected {target.sha256}. "
-            f"The bytes are kept in {corrupt} for inspection. The link may now serve a "
-            "different file: check the dataset's page, and if the new file is legitimate "
-            f"pass --sha256 {digest}."
-        )
-        raise ChecksumMismatchError(with_hint(msg, target.hint))
-    os.replace(part.path, dest)
-    part.record_path.unlink(missing_ok=True)
-    sidecar = suffixed(dest, ".sha256")
-    if target.sha256 is None or sidecar.exists():  # never leave a record that lies
-        fsutil.write_text(sidecar, f"{digest}  {dest.name}\n")
-    logger.info("Downloaded %s (%d bytes, sha256 %s)", dest, size, digest)
-    return DownloadResult(dest, digest, size, tally.bytes_transferred, False, tally.resumed)
 
 
 def download(
@@ -446,7 +382,7 @@ def download(
     finally:
         if own_session:
             session.close()
-    return _install(part, dest, tally, target)
+    return install(part, dest, tally, target)
 
 
 def _exhausted_message(target: Target, part: PartFile, exc: RetriesExhausted) -> str:

@@ -15,19 +15,25 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import requests
 
 from iad_pipeline import fsutil
-from iad_pipeline.errors import DownloadError
+from iad_pipeline.errors import ChecksumMismatchError, DownloadError, InsufficientDiskSpaceError
+
+if TYPE_CHECKING:
+    from iad_pipeline.datasets.resume import Tally, Target
 
 logger = logging.getLogger(__name__)
 
+DISK_MARGIN = 64 * 1024 * 1024
+"""Bytes of free space kept in reserve on top of what a download needs."""
 _QUEUE_CHUNKS = 16  # chunks in flight between the reading and the writing thread
 
 
@@ -211,3 +217,44 @@ def reuse_existing(dest: Path, sha256: str | None) -> DownloadResult | None:
     )
     os.replace(dest, corrupt)
     return None
+
+
+def check_disk_space(folder: Path, needed: int, url: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed + DISK_MARGIN:
+        mib = 1024 * 1024
+        msg = (
+            f"Not enough free space in {folder} to download {url}: need {needed / mib:.1f} MiB "
+            f"(+{DISK_MARGIN // mib} MiB margin), found {free / mib:.1f} MiB free. "
+            "Free some space or choose another data folder."
+        )
+        raise InsufficientDiskSpaceError(msg)
+
+
+def install(part: PartFile, dest: Path, tally: Tally, target: Target) -> DownloadResult:
+    """Check the finished part's hash, then rename it onto ``dest`` (or aside if wrong)."""
+    digest = part.hexdigest()
+    size = part.size()
+    if target.sha256 is not None and digest != target.sha256:
+        corrupt = suffixed(dest, ".corrupt")
+        os.replace(part.path, corrupt)
+        part.record_path.unlink(missing_ok=True)
+        msg = (
+            f"{target.url} served a file with sha256 {digest}, expected {target.sha256}. "
+            f"The bytes are kept in {corrupt} for inspection. The link may now serve a "
+            "different file: check the dataset's page, and if the new file is legitimate "
+            f"pass --sha256 {digest}."
+        )
+        raise ChecksumMismatchError(with_hint(msg, target.hint))
+    os.replace(part.path, dest)
+    part.record_path.unlink(missing_ok=True)
+    sidecar = suffixed(dest, ".sha256")
+    if target.sha256 is None or sidecar.exists():  # never leave a record that lies
+        fsutil.write_text(sidecar, f"{digest}  {dest.name}\n")
+    logger.info("Downloaded %s (%d bytes, sha256 %s)", dest, size, digest)
+    return DownloadResult(dest, digest, size, tally.bytes_transferred, False, tally.resumed)
+
+
+def with_hint(msg: str, hint: str) -> str:
+    """``msg``, then the hint (e.g. how to pass another URL) when there is one."""
+    return f"{msg} {hint}" if hint else msg

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from iad_pipeline.datasets.partfile import PartFile
+from iad_pipeline.datasets.partfile import PartFile, with_hint
 from iad_pipeline.errors import DownloadError
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ class Target:
     url: str
     sha256: str | None
     hint: str = ""
-
-
-def with_hint(msg: str, hint: str) -> str:
-    return f"{msg} {hint}" if hint else msg
 
 
 def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
@@ -81,21 +77,21 @@ def body_window(resp: requests.Response, url: str) -> tuple[int, int | None]:
     return start, end + 1 if total is None else total
 
 
-def finish_after_416(resp: requests.Response, part: PartFile, offset: int, opts: Target) -> None:
+def finish_after_416(resp: requests.Response, part: PartFile, offset: int, target: Target) -> None:
     """The server says the part already covers the file: keep it if it checks out."""
     if not offset:
-        msg = f"{opts.url} answered HTTP 416 to a request without Range."
-        raise DownloadError(with_hint(msg, opts.hint))
+        msg = f"{target.url} answered HTTP 416 to a request without Range."
+        raise DownloadError(with_hint(msg, target.hint))
     _, _, total = parse_content_range(resp.headers.get("Content-Range"))
     # Without a digest, the server's total size is the only evidence that the part is whole.
-    complete = total == offset if opts.sha256 is None else part.hexdigest() == opts.sha256
+    complete = total == offset if target.sha256 is None else part.hexdigest() == target.sha256
     if complete:
         logger.info("%s is already complete (HTTP 416 to the resume request)", part.path)
         return
     logger.warning(
         "%s does not match what %s serves (HTTP 416, server size %s); discarding it",
         part.path,
-        opts.url,
+        target.url,
         total,
     )
     part.discard()
@@ -103,26 +99,26 @@ def finish_after_416(resp: requests.Response, part: PartFile, offset: int, opts:
 
 
 def align(
-    resp: requests.Response, part: PartFile, offset: int, opts: Target, tally: Tally
+    resp: requests.Response, part: PartFile, offset: int, target: Target, tally: Tally
 ) -> tuple[int, int | None]:
     """Match the answer's first byte to the part: append, restart at zero, or start over.
 
     Returns the offset the body is written at and the file size expected after it.
     """
-    start, expected = body_window(resp, opts.url)
+    start, expected = body_window(resp, target.url)
     if start == offset and offset:
         changed = changed_since(part.read_record(), resp, expected)
         if changed:
             logger.warning(
                 "%s changed since %s was started (%s); discarding it and restarting from zero",
-                opts.url,
+                target.url,
                 part.path.name,
                 changed,
             )
             part.discard()
             raise Restart
         tally.resumed = True
-        logger.info("Resuming %s at byte %d", opts.url, offset)
+        logger.info("Resuming %s at byte %d", target.url, offset)
         return offset, expected
     if start == 0:
         if offset:
@@ -130,17 +126,17 @@ def align(
             why = f"its file changed: {changed}" if changed else "it ignores Range requests"
             logger.warning(
                 "%s answered with the whole file (%s); discarding %d bytes, restarting from zero",
-                opts.url,
+                target.url,
                 why,
                 offset,
             )
             part.discard()
         return 0, expected
     if offset == 0:
-        msg = f"{opts.url} sent bytes from {start} on to a request without Range."
-        raise DownloadError(with_hint(msg, opts.hint))
+        msg = f"{target.url} sent bytes from {start} on to a request without Range."
+        raise DownloadError(with_hint(msg, target.hint))
     logger.warning(
-        "%s answered from byte %d, asked for %d; restarting from zero", opts.url, start, offset
+        "%s answered from byte %d, asked for %d; restarting from zero", target.url, start, offset
     )
     part.discard()
     raise Restart
@@ -162,3 +158,29 @@ def changed_since(record: dict[str, Any] | None, resp: requests.Response, total:
     if record.get("total") is not None and total is not None and total != record["total"]:
         return f"size {record['total']} -> {total}"
     return ""
+
+
+def resume_headers(part: PartFile, target: Target) -> dict[str, str]:
+    """The request headers: ``Range`` and ``If-Range`` when the part can be continued."""
+    headers = {"Accept-Encoding": "identity"}
+    if not part.size():
+        return headers
+    record = part.read_record()
+    if record is not None and record.get("url") != target.url:
+        logger.warning("%s holds bytes of another URL; restarting from zero", part.path)
+        part.discard()
+        return headers
+    if record is None and target.sha256 is None:
+        # Nothing would notice bytes of two versions spliced together.
+        logger.warning(
+            "%s has no record of the version it came from and no sha256 will check it; "
+            "restarting from zero",
+            part.path,
+        )
+        part.discard()
+        return headers
+    headers["Range"] = f"bytes={part.size()}-"
+    validator = record and (record.get("etag") or record.get("last_modified"))
+    if validator:
+        headers["If-Range"] = validator
+    return headers
