@@ -70,8 +70,7 @@ def annotations(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
         result, paths = write_annotations(
             key,
             iad.layout(),
-            dilate_px=iad.dilate_px,
-            min_area_px=iad.min_area_px,
+            settings=iad.annotation_settings(),
             workers=iad.workers,
         )
     except IadError as exc:

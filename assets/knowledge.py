@@ -8,13 +8,9 @@ from assets.ingest import samples
 from assets.partitions import datasets_partitions
 from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
+from iad_pipeline.knowledge import make_provider
 from iad_pipeline.resources import IadConfig, KnowledgeConfig
-from iad_pipeline.stages import (
-    make_knowledge_provider,
-    read_table,
-    write_domain_knowledge,
-    write_text_samples,
-)
+from iad_pipeline.stages import read_table, write_domain_knowledge, write_text_samples
 
 
 def missing_knowledge(samples_df: pl.DataFrame, table: pl.DataFrame) -> list[str]:
@@ -27,7 +23,7 @@ def missing_knowledge(samples_df: pl.DataFrame, table: pl.DataFrame) -> list[str
 
 
 def _provider(iad: IadConfig, knowledge: KnowledgeConfig):
-    return make_knowledge_provider(knowledge.settings(), iad.layout())
+    return make_provider(knowledge.settings(), iad.layout())
 
 
 def _usage(report, provider) -> dict:

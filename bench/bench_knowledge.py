@@ -30,6 +30,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
 
 from iad_pipeline.knowledge.client import ChatClient, ChatRequest, RunReport
+from iad_pipeline.settings import ChatSettings
 from tests.support.openai_server import OpenAIServer
 
 MODEL = "bench-model"
@@ -69,10 +70,8 @@ def main() -> None:
 
         def client(concurrency: int, cache: str) -> ChatClient:
             return ChatClient(
-                base_url=srv.base_url,
-                model=MODEL,
-                cache_dir=folder / cache,
-                concurrency=concurrency,
+                ChatSettings(base_url=srv.base_url, model=MODEL, concurrency=concurrency),
+                folder / cache,
             )
 
         seq_s, seq = timed(client(1, "sequential"), requests)

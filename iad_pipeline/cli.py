@@ -20,6 +20,7 @@ from rich.table import Table
 from iad_pipeline.datasets.catalog import DATASET_KEYS
 from iad_pipeline.errors import IadError
 from iad_pipeline.paths import PROFILES, Layout
+from iad_pipeline.settings import PROVIDERS, AnnotationSettings, KnowledgeSettings
 
 
 class _Consoles:
@@ -94,23 +95,25 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_fetch(args: argparse.Namespace) -> int:
-    from iad_pipeline.datasets.fetch import fetch
+    from iad_pipeline.datasets.fetch import Source, fetch
     from iad_pipeline.datasets.registry import get_spec
 
     spec = get_spec(args.key)
     layout = _layout(args)
     _note(f"{spec.name}: licence {spec.licence} ({spec.homepage})")
-    digests = {"md5": args.md5} if getattr(args, "md5", None) else {}
+    source = Source(
+        url=args.url,
+        sha256=args.sha256,
+        md5=getattr(args, "md5", None) or None,
+        from_path=Path(args.from_path) if args.from_path else None,
+    )
     record = fetch(
         args.key,
         data_dir=layout.data,
-        url=args.url,
-        sha256=args.sha256,
-        from_path=Path(args.from_path) if args.from_path else None,
+        source=source,
         accept_license=args.accept_license,
         progress=not args.quiet,
         retries=args.retries,
-        **digests,
     )
     state = "already installed" if record.already_installed else f"installed ({record.mode})"
     for warning in record.warnings:
@@ -122,7 +125,7 @@ def cmd_datasets_fetch(args: argparse.Namespace) -> int:
 def cmd_datasets_synth(args: argparse.Namespace) -> int:
     import shutil
 
-    from iad_pipeline.datasets.fetch import fetch, read_marker
+    from iad_pipeline.datasets.fetch import Source, fetch, read_marker
     from iad_pipeline.synthetic import pack_archive, synthesize
 
     categories = [c for c in args.categories.split(",") if c] if args.categories else None
@@ -158,9 +161,7 @@ def cmd_datasets_synth(args: argparse.Namespace) -> int:
     record = fetch(
         args.key,
         data_dir=layout.data,
-        from_path=archive,
-        sha256=digest,
-        synthetic=True,
+        source=Source(from_path=archive, sha256=digest, synthetic=True),
         progress=not args.quiet,
     )
     _note(
@@ -213,8 +214,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     result, paths = write_annotations(
         args.key,
         layout,
-        dilate_px=args.dilate_px,
-        min_area_px=args.min_area_px,
+        settings=AnnotationSettings(args.dilate_px, args.min_area_px),
         workers=args.workers,
         progress=not args.quiet,
         out=Path(args.out) if args.out else None,
@@ -361,22 +361,18 @@ def _check_training_inputs(args: argparse.Namespace, layout: Layout) -> None:
 def cmd_knowledge_generate(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from iad_pipeline.stages import (
-        ProviderSettings,
-        make_knowledge_provider,
-        read_table,
-        write_domain_knowledge,
-    )
+    from iad_pipeline.knowledge import make_provider
+    from iad_pipeline.stages import read_table, write_domain_knowledge
 
     layout = _layout(args)
-    settings = ProviderSettings(
-        name=args.provider,
-        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
+    settings = KnowledgeSettings(
+        provider=args.provider,
+        base_url=args.base_url,
         model=args.model,
         max_requests=args.max_requests,
         concurrency=args.concurrency,
     )
-    provider = make_knowledge_provider(settings, layout)
+    provider = make_provider(settings, layout)
     samples = read_table(layout, "samples", args.key, made_by="samples")
     result, paths = write_domain_knowledge(args.key, samples, layout, provider)
     s = result.report.summary()
@@ -674,13 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.parquet",
         help="write here instead (FILE.quarantine.parquet, FILE.preview.png beside it)",
     )
+    dilate, area = AnnotationSettings.dilate_px, AnnotationSettings.min_area_px
     p.add_argument(
         "--dilate-px",
         type=int,
-        default=15,
-        help="dilation grouping fragments into one box (15; 0: none)",
+        default=dilate,
+        help=f"dilation grouping fragments into one box ({dilate}; 0: none)",
     )
-    p.add_argument("--min-area-px", type=int, default=4, help="smallest defect group (4)")
+    p.add_argument("--min-area-px", type=int, default=area, help=f"smallest defect group ({area})")
     _workers(p)
     _quiet(p)
     p.set_defaults(func=cmd_annotate)
@@ -760,16 +757,22 @@ def build_parser() -> argparse.ArgumentParser:
     _key(p)
     _data_dir_arg(p)
     _json(p)
+    ks = KnowledgeSettings
     p.add_argument(
         "--provider",
-        choices=("auto", "openai", "mmad", "template"),
-        default="auto",
-        help="auto: openai if OPENAI_BASE_URL/KEY is set, else template",
+        choices=PROVIDERS,
+        default=ks.provider,
+        help=f"{ks.provider}; auto: openai if OPENAI_BASE_URL/KEY is set, else template",
     )
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
-    p.add_argument("--model", default="gpt-4-turbo", help="chat model (gpt-4-turbo)")
-    p.add_argument("--max-requests", type=int, default=None, help="request budget")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (8)")
+    p.add_argument("--model", default=ks.model, help=f"chat model ({ks.model})")
+    p.add_argument("--max-requests", type=int, default=ks.max_requests, help="request budget")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=ks.concurrency,
+        help=f"requests in flight ({ks.concurrency})",
+    )
     _quiet(p)
     p.set_defaults(func=cmd_knowledge_generate)
     p = kn_verbs.add_parser(

@@ -82,6 +82,15 @@ class Layout:
         data = Path(data_dir).expanduser().resolve() if data_dir else None
         return cls(root, profile, data)
 
+    @classmethod
+    def of_data(cls, data_dir: str | Path) -> Layout:
+        """The layout as code handed only a data folder sees it (its data paths are right).
+
+        >>> Layout.of_data("/d").downloads.as_posix()
+        '/d/.downloads'
+        """
+        return cls(Path(data_dir), data_override=Path(data_dir))
+
     @property
     def root(self) -> Path:
         """``$IAD_HOME/demo`` for the demo profile, else ``$IAD_HOME``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,8 +11,33 @@ from pydantic import Field
 
 from iad_pipeline.errors import IadError
 from iad_pipeline.paths import PROFILES, Layout
+from iad_pipeline.settings import AnnotationSettings, KnowledgeSettings
 
 __all__ = ["PROFILES", "IadConfig", "KnowledgeConfig", "TrainingLauncher"]
+
+
+def _default(settings: type, name: str) -> Field:
+    """A resource field whose default is the settings class's, never restated here."""
+    return Field(default=getattr(settings, name), description=_DESCRIPTIONS[name])
+
+
+_DESCRIPTIONS = {
+    "provider": "auto, openai, mmad or template",
+    "base_url": "default $OPENAI_BASE_URL",
+    "model": "chat model the server serves (default: EMIT's)",
+    "concurrency": "requests in flight at most",
+    "timeout": "seconds per request",
+    "max_retries": "retries after the first attempt",
+    "max_requests": "budget per materialization",
+    "max_tokens": "token budget per materialization",
+    "price_per_1k_input": "for cost metadata",
+    "price_per_1k_output": "for cost metadata",
+    "mmad_json": "mmad provider: the json path",
+    "text_samples_per_category": "normal images described",
+    "failure_max_fraction": "failure rows tolerated",
+    "dilate_px": "dilation that groups defect fragments into one box (0: none)",
+    "min_area_px": "smallest defect group, in pixels",
+}
 
 
 class IadConfig(dg.ConfigurableResource):
@@ -37,10 +63,8 @@ class IadConfig(dg.ConfigurableResource):
     synthetic_per_class: int = Field(default=3, description="demo: images per label folder")
     seed: int = Field(default=0, description="seed of synthetic data, options and splits")
     workers: int | None = Field(default=None, description="reader processes (default one per core)")
-    dilate_px: int = Field(
-        default=15, description="dilation that groups defect fragments into one box (0: none)"
-    )
-    min_area_px: int = Field(default=4, description="smallest defect group, in pixels")
+    dilate_px: int = _default(AnnotationSettings, "dilate_px")
+    min_area_px: int = _default(AnnotationSettings, "min_area_px")
     template_backend: str = Field(
         default="pixels", description="reference image retriever: pixels, clip or random"
     )
@@ -54,6 +78,13 @@ class IadConfig(dg.ConfigurableResource):
         try:
             return Layout.resolve(self.home, self.profile)
         except IadError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+
+    def annotation_settings(self) -> AnnotationSettings:
+        """The annotation stage's settings object (fields mapped by name)."""
+        try:
+            return AnnotationSettings(self.dilate_px, self.min_area_px)
+        except ValueError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
 
     def resolved_profile(self) -> str:
@@ -102,33 +133,28 @@ class KnowledgeConfig(dg.ConfigurableResource):
     ``OPENAI_API_KEY`` is set, else offline template texts), ``openai`` (any
     OpenAI-compatible endpoint: OpenAI, a local vLLM or Ollama), ``mmad`` (MMAD's released
     domain_knowledge.json) or ``template``. The API key comes from ``OPENAI_API_KEY`` in the
-    environment only: it is never part of this configuration, logs or metadata."""
+    environment only: it is never part of this configuration, logs or metadata. Fields and
+    defaults are :class:`~iad_pipeline.settings.KnowledgeSettings`'s."""
 
-    provider: str = Field(default="auto", description="auto, openai, mmad or template")
-    base_url: str | None = Field(default=None, description="default $OPENAI_BASE_URL")
-    model: str = Field(default="gpt-4-turbo", description="chat model (EMIT: gpt-4-turbo)")
-    concurrency: int = Field(default=8, description="requests in flight at most")
-    timeout: float = Field(default=60.0, description="seconds per request")
-    max_requests: int | None = Field(default=None, description="budget per materialization")
-    max_tokens: int | None = Field(default=None, description="token budget per materialization")
-    price_per_1k_input: float | None = Field(default=None, description="for cost metadata")
-    price_per_1k_output: float | None = Field(default=None, description="for cost metadata")
-    mmad_json: str | None = Field(default=None, description="mmad provider: the json path")
-    text_samples_per_category: int = Field(default=5, description="normal images described")
-    failure_max_fraction: float = Field(default=0.05, description="failure rows tolerated")
+    provider: str = _default(KnowledgeSettings, "provider")
+    base_url: str | None = _default(KnowledgeSettings, "base_url")
+    model: str = _default(KnowledgeSettings, "model")
+    concurrency: int = _default(KnowledgeSettings, "concurrency")
+    timeout: float = _default(KnowledgeSettings, "timeout")
+    max_retries: int = _default(KnowledgeSettings, "max_retries")
+    max_requests: int | None = _default(KnowledgeSettings, "max_requests")
+    max_tokens: int | None = _default(KnowledgeSettings, "max_tokens")
+    price_per_1k_input: float | None = _default(KnowledgeSettings, "price_per_1k_input")
+    price_per_1k_output: float | None = _default(KnowledgeSettings, "price_per_1k_output")
+    mmad_json: str | None = _default(KnowledgeSettings, "mmad_json")
+    text_samples_per_category: int = _default(KnowledgeSettings, "text_samples_per_category")
+    failure_max_fraction: float = _default(KnowledgeSettings, "failure_max_fraction")
 
-    def settings(self):
-        from iad_pipeline.stages import ProviderSettings
-
-        return ProviderSettings(
-            name=self.provider,
-            base_url=self.base_url,
-            model=self.model,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            max_requests=self.max_requests,
-            max_tokens=self.max_tokens,
-            price_per_1k_input=self.price_per_1k_input,
-            price_per_1k_output=self.price_per_1k_output,
-            mmad_json=self.mmad_json,
-        )
+    def settings(self) -> KnowledgeSettings:
+        """The one settings object every layer below takes (fields mapped by name)."""
+        names = [f.name for f in dataclasses.fields(KnowledgeSettings)]
+        values = {name: getattr(self, name) for name in names if name in type(self).model_fields}
+        try:
+            return KnowledgeSettings(**values)
+        except IadError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc

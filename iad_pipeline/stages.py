@@ -25,6 +25,7 @@ import polars as pl
 from iad_pipeline.errors import IadError
 from iad_pipeline.fsutil import write_parquet
 from iad_pipeline.paths import Layout
+from iad_pipeline.settings import AnnotationSettings, KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,7 @@ def write_annotations(
     key: str,
     layout: Layout,
     *,
-    dilate_px: int = 15,
-    min_area_px: int = 4,
+    settings: AnnotationSettings | None = None,
     workers: int | None = None,
     progress: bool = False,
     out: Path | None = None,
@@ -176,9 +176,7 @@ def write_annotations(
     from iad_pipeline.tablepaths import relative_paths
 
     samples = read_table(layout, "samples", key, made_by="samples")
-    result = annotate_samples(
-        samples, dilate_px=dilate_px, min_area_px=min_area_px, workers=workers, progress=progress
-    )
+    result = annotate_samples(samples, settings=settings, workers=workers, progress=progress)
     paths = _outputs(layout, "annotations", key, out)
     write_parquet(relative_paths(result.annotations, layout), paths["annotations"])
     write_parquet(relative_paths(result.quarantine, layout), paths["quarantine"])
@@ -388,45 +386,6 @@ def write_training_set(
 # --- domain knowledge and text samples --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProviderSettings:
-    """How to reach the knowledge provider (the API key is read from the environment only)."""
-
-    name: str = "auto"  # auto | openai | mmad | template
-    base_url: str | None = None
-    model: str = "gpt-4-turbo"
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_requests: int | None = None
-    max_tokens: int | None = None
-    price_per_1k_input: float | None = None
-    price_per_1k_output: float | None = None
-    mmad_json: str | None = None
-
-
-def make_knowledge_provider(settings: ProviderSettings, layout: Layout):
-    """A provider from settings; ``mmad`` defaults to the installed MMAD's json."""
-    from iad_pipeline.knowledge import make_provider
-
-    if settings.name == "template":
-        return make_provider("template")
-    if settings.name == "mmad":
-        path = settings.mmad_json or str(layout.mmad_root() / "domain_knowledge.json")
-        return make_provider("mmad", path=path)
-    config = {
-        "base_url": settings.base_url,
-        "model": settings.model,
-        "cache_dir": layout.llm_cache,
-        "concurrency": settings.concurrency,
-        "timeout": settings.timeout,
-        "max_requests": settings.max_requests,
-        "max_tokens": settings.max_tokens,
-        "price_per_1k_input": settings.price_per_1k_input,
-        "price_per_1k_output": settings.price_per_1k_output,
-    }
-    return make_provider(settings.name, **config)
-
-
 def write_domain_knowledge(
     key: str,
     samples: pl.DataFrame,
@@ -460,7 +419,7 @@ def write_text_samples(
     layout: Layout,
     provider,
     *,
-    per_category: int = 5,
+    per_category: int = KnowledgeSettings.text_samples_per_category,
     seed: int = 0,
 ):
     """EMIT's text samples of ``key`` (descriptions as if defective), rendered to images."""

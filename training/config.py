@@ -16,73 +16,28 @@ size limit and a limit on what aliases expand to. Each default lives here, once.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from iad_pipeline.errors import IadError
 from training.emit_module.settings import EmitModuleSettings, EmitSettingsError
+from training.recipe_yaml import (
+    RecipeError,
+    as_type,
+    build,
+    fields,
+    in_range,
+    read_yaml,
+    short,
+)
+from training.trainer_fields import DEEPSPEED_DIR, check_deepspeed, trainer_fields
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
 TINY_MODEL = "tiny"  # the model name that builds the tiny offline Qwen2.5-VL
 TINY_INTERNVL = "tiny-internvl3"  # the model name that builds the tiny offline InternVL3
 STAGES = ("sft", "grpo")  # the order stages run in
-MAX_RECIPE_BYTES = 256 * 1024
-MAX_YAML_NODES = 20_000  # nodes after alias expansion: a recipe has a few hundred
-MAX_YAML_DEPTH = 64
 SFT_TRAINABLE = ("all", "adapter", "projector", "emit_module")
-# Trainer fields a recipe may not set: paths and destinations come from the command line or
-# the layout (a recipe's output_dir would put checkpoints where --resume and the sensor never
-# look); the rest are set from other recipe keys.
-FORBIDDEN_TRAINER_FIELDS = {
-    "output_dir": "the output folder comes from --output (or the layout), never from a recipe",
-    "logging_dir": "logs go under the output folder given by --output",
-    "resume_from_checkpoint": "use --resume",
-    "chat_template_path": "the chat template comes with the model's processor",
-    "deepspeed": "set the top-level deepspeed key (zero2, zero3 or a json file)",
-    "push_to_hub": "pushing to the Hub is not part of a recipe",
-    "hub_model_id": "pushing to the Hub is not part of a recipe",
-    "hub_token": "pushing to the Hub is not part of a recipe",
-    "hub_strategy": "pushing to the Hub is not part of a recipe",
-    "hub_private_repo": "pushing to the Hub is not part of a recipe",
-    "hub_always_push": "pushing to the Hub is not part of a recipe",
-    "hub_revision": "pushing to the Hub is not part of a recipe",
-    "log_completions_hub_repo": "pushing to the Hub is not part of a recipe",
-    "reward_weights": "set each reward's weight in rewards",
-}
-# Ranges of the common trainer fields: (lowest, lowest allowed?, highest or None).
-TRAINER_RANGES: dict[str, tuple[float, bool, float | None]] = {
-    "learning_rate": (0.0, False, None),
-    "num_generations": (2, True, None),
-    "per_device_train_batch_size": (1, True, None),
-    "gradient_accumulation_steps": (1, True, None),
-    "max_steps": (1, True, None),
-    "num_train_epochs": (0.0, False, None),
-    "max_completion_length": (1, True, None),
-    "max_length": (1, True, None),
-    "temperature": (0.0, False, None),
-    "top_p": (0.0, False, 1.0),
-    "beta": (0.0, True, None),
-    "save_steps": (0.0, False, None),
-    "logging_steps": (0.0, False, None),
-    "warmup_steps": (0.0, True, None),
-    "warmup_ratio": (0.0, True, 1.0),
-    "weight_decay": (0.0, True, None),
-    "max_grad_norm": (0.0, True, None),
-    "steps_per_generation": (1, True, None),
-    "num_iterations": (1, True, None),
-    "save_total_limit": (1, True, None),
-}
-
-
-class RecipeError(IadError):
-    """A recipe file that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +48,45 @@ class RewardSpec:
 
 
 @dataclass(frozen=True)
-class DifficultySpec:
+class DifficultyConfig:
+    """Switches of difficulty-aware GRPO: the recipe's ``difficulty`` block, and what
+    :class:`~training.trainer.DifficultyAwareGRPOTrainer` takes.
+
+    Attributes:
+        enabled: use the difficulty-aware trainer (off: plain GRPO).
+        reweight: multiply each group's advantages by ``1 + n_wrong / G``.
+        all_wrong_weight: the weight of a group with no correct completion: 1.0 as in EMIT's
+            code, 2.0 as the paper's eq. 5 literally gives.
+        resample_rounds: regenerate groups with no correct completion up to this many times
+            (0 turns resampling off).
+        mask_unsolved: drop groups still unsolved after resampling from the loss.
+        accuracy_reward: index or name (``__name__``) of the reward function whose value
+            ``> 0`` means correct.
+    """
+
     enabled: bool = False
     reweight: bool = True
     all_wrong_weight: float = 1.0
     resample_rounds: int = 3
     mask_unsolved: bool = False
+    accuracy_reward: str | int = 0
+
+    def __post_init__(self) -> None:
+        if self.all_wrong_weight < 0:
+            msg = (
+                f"all_wrong_weight={self.all_wrong_weight}; expected >= 0 "
+                "(1.0 as in EMIT's code, 2.0 as in its paper)"
+            )
+            raise ValueError(msg)
+        if isinstance(self.resample_rounds, bool) or not isinstance(self.resample_rounds, int):
+            msg = f"resample_rounds={self.resample_rounds!r}; expected an int >= 0"
+            raise TypeError(msg)
+        if self.resample_rounds < 0:
+            msg = (
+                f"resample_rounds: must be >= 0 (0 turns resampling off), "
+                f"found {self.resample_rounds}"
+            )
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -139,7 +127,7 @@ class Recipe:
     description: str = ""
     stages: tuple[str, ...] = ("grpo",)
     sft: SftSpec = SftSpec()
-    difficulty: DifficultySpec = DifficultySpec()
+    difficulty: DifficultyConfig = DifficultyConfig()
     peft: PeftSpec = PeftSpec()
     image: ImageSpec = ImageSpec()
     deepspeed: str | None = None  # zero2 | zero3 | a json path
@@ -166,176 +154,6 @@ class Recipe:
         return path
 
 
-# -- YAML, read safely --------------------------------------------------------------------------
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so no message grows with the input."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class _RecipeLoader(yaml.SafeLoader):
-    """``SafeLoader`` that checks the composed document's size (aliases expanded) and depth
-    before any Python object is built."""
-
-    def compose_document(self):
-        node = super().compose_document()
-        _check_nodes(node)
-        return node
-
-
-def _check_nodes(root: yaml.Node) -> None:
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, depth: int) -> int:
-        if depth > MAX_YAML_DEPTH:
-            msg = f"nested deeper than {MAX_YAML_DEPTH} levels"
-            raise RecipeError(msg)
-        if id(node) in sizes:  # an alias: the anchored node again, as often as it is used
-            return sizes[id(node)]
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            for child in node.value:
-                total += size(child, depth + 1)
-                if total > MAX_YAML_NODES:
-                    break
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                total += size(key, depth + 1) + size(value, depth + 1)
-                if total > MAX_YAML_NODES:
-                    break
-        if total > MAX_YAML_NODES:
-            msg = f"expands to more than {MAX_YAML_NODES} values (aliases included)"
-            raise RecipeError(msg)
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
-
-
-def read_yaml(path: Path) -> Any:
-    """The YAML document of ``path``, read safely with size, expansion and depth limits."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_RECIPE_BYTES:
-            msg = f"{path}: {size} bytes; a recipe is at most {MAX_RECIPE_BYTES} bytes"
-            raise RecipeError(msg)
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"{path}: cannot be read ({type(exc).__name__})"
-        raise RecipeError(msg) from exc
-    try:
-        return yaml.load(text, Loader=_RecipeLoader)
-    except RecipeError as exc:
-        msg = f"{path}: {exc}"
-        raise RecipeError(msg) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        msg = f"{path}: not valid YAML{where} ({_short(problem, 80)})"
-        raise RecipeError(msg) from None
-    except RecursionError:
-        msg = f"{path}: nested too deeply"
-        raise RecipeError(msg) from None
-
-
-# -- typed values -------------------------------------------------------------------------------
-
-
-def _fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-@functools.cache
-def _adapter(hint: Any):
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(hint)
-
-
-def _typed(value: Any, hint: Any, where: str) -> Any:
-    """``value`` as type ``hint`` (pydantic's lax rules: ``"1e-5"`` is a float, ``"fast"`` is
-    not), else a one-line error."""
-    from pydantic import ValidationError
-
-    try:
-        return _adapter(hint).validate_python(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]["msg"] if exc.errors() else "invalid"
-        msg = f"{where}: {first.lower()}, found {_short(value)}"
-        raise RecipeError(msg) from None
-
-
-def _in_range(value: Any, low: float, inclusive: bool, high: float | None, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    below = value < low if inclusive else value <= low
-    if below or (high is not None and value > high):
-        bound = f">= {low}" if inclusive else f"> {low}"
-        if high is not None:
-            bound += f" and <= {high}"
-        msg = f"{where}: must be {bound}, found {_short(value)}"
-        raise RecipeError(msg)
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """``cls(**data)`` with each value checked against the field's type."""
-    import typing
-
-    if not isinstance(data, dict):
-        msg = f"{where}: expected a mapping, found {type(data).__name__}"
-        raise RecipeError(msg)
-    unknown = set(data) - _fields(cls)
-    if unknown:
-        msg = (
-            f"{where}: unknown key(s) {_short(sorted(map(str, unknown)))}; valid: "
-            f"{', '.join(sorted(_fields(cls)))}"
-        )
-        raise RecipeError(msg)
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in data.items():
-        typed = _typed(value, hints[key], f"{where}.{key}")
-        values[key] = tuple(typed) if isinstance(typed, list) else typed
-    return cls(**values)
-
-
-@functools.cache
-def _trainer_hints(stage: str) -> dict[str, Any]:
-    import typing
-
-    from trl import GRPOConfig, SFTConfig
-
-    cls = GRPOConfig if stage == "grpo" else SFTConfig
-    return typing.get_type_hints(cls)
-
-
-def _trainer_fields(block: Any, stage: str, where: str) -> dict[str, Any]:
-    """A ``GRPOConfig`` / ``SFTConfig`` block: known fields, typed, in range, no paths."""
-    if block is None:
-        return {}
-    if not isinstance(block, dict):
-        msg = f"{where}: expected a mapping, found {type(block).__name__}"
-        raise RecipeError(msg)
-    hints = _trainer_hints(stage)
-    config = "GRPOConfig" if stage == "grpo" else "SFTConfig"
-    out = {}
-    for key, value in block.items():
-        if key in FORBIDDEN_TRAINER_FIELDS:
-            msg = f"{where}.{key}: not allowed in a recipe ({FORBIDDEN_TRAINER_FIELDS[key]})"
-            raise RecipeError(msg)
-        if key not in hints:
-            msg = f"{where}: {_short(key)} is not a {config} field"
-            raise RecipeError(msg)
-        typed = _typed(value, hints[key], f"{where}.{key}")
-        if key in TRAINER_RANGES:
-            _in_range(typed, *TRAINER_RANGES[key], f"{where}.{key}")
-        out[key] = typed
-    return out
-
-
 def _check_rewards(rewards: tuple[RewardSpec, ...], where: str) -> None:
     from training.rewards import get_reward
 
@@ -349,52 +167,22 @@ def _check_rewards(rewards: tuple[RewardSpec, ...], where: str) -> None:
         try:
             get_reward(spec.name, **spec.params)
         except (KeyError, TypeError, ValueError) as exc:
-            msg = f"{where}: rewards[{i}]: {_short(str(exc), 200)}"
+            msg = f"{where}: rewards[{i}]: {short(str(exc), 200)}"
             raise RecipeError(msg) from exc
-
-
-def _check_deepspeed(value: Any, source: Path, where: str) -> str | None:
-    """``zero2``, ``zero3`` or a json file (relative to the recipe) holding a DeepSpeed config."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        msg = f"{where}.deepspeed: expected zero2, zero3 or a json file, found {_short(value)}"
-        raise RecipeError(msg)
-    if (DEEPSPEED_DIR / f"{value}.json").is_file() and "/" not in value:
-        return value
-    path = Path(value) if Path(value).is_absolute() else source.parent / value
-    if path.suffix != ".json" or not path.is_file():
-        msg = (
-            f"{where}.deepspeed: {_short(value)} is neither zero2, zero3 nor an existing .json file"
-        )
-        raise RecipeError(msg)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")[: MAX_RECIPE_BYTES + 1])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{where}.deepspeed: {path} is not valid JSON ({type(exc).__name__})"
-        raise RecipeError(msg) from None
-    keys = {"zero_optimization", "train_batch_size", "train_micro_batch_size_per_gpu"}
-    if not isinstance(config, dict) or not keys & set(config):
-        msg = (
-            f"{where}.deepspeed: {path} is not a DeepSpeed config (none of "
-            f"{', '.join(sorted(keys))})"
-        )
-        raise RecipeError(msg)
-    return value
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def _check_stages(value: Any, where: str) -> tuple[str, ...]:
-    stages = _typed(value, tuple[str, ...], f"{where}.stages")
+    stages = as_type(value, tuple[str, ...], f"{where}.stages")
     if not stages or any(s not in STAGES for s in stages) or len(set(stages)) != len(stages):
         msg = (
-            f"{where}.stages: a list of {' and/or '.join(STAGES)}, each once, found {_short(value)}"
+            f"{where}.stages: a list of {' and/or '.join(STAGES)}, each once, found {short(value)}"
         )
         raise RecipeError(msg)
     if list(stages) != [s for s in STAGES if s in stages]:
-        msg = f"{where}.stages: stages run in the order {', '.join(STAGES)}, found {_short(value)}"
+        msg = f"{where}.stages: stages run in the order {', '.join(STAGES)}, found {short(value)}"
         raise RecipeError(msg)
     return stages
 
@@ -419,6 +207,11 @@ def _check_unused(data: dict, recipe: Recipe, where: str) -> None:
             if data.get(key):
                 msg = f"{where}.{key}: set but the recipe has no grpo stage"
                 raise RecipeError(msg)
+    _check_trainable(recipe, where)
+
+
+def _check_trainable(recipe: Recipe, where: str) -> None:
+    """``sft.trainable`` against the adapter and the EMIT module."""
     trainable = recipe.sft.trainable
     if trainable == "adapter" and recipe.peft.method == "none":
         msg = f"{where}.sft.trainable: adapter needs peft.method lora or qlora"
@@ -435,7 +228,7 @@ def _check_unused(data: dict, recipe: Recipe, where: str) -> None:
     if isinstance(trainable, str) and trainable not in SFT_TRAINABLE:
         msg = (
             f"{where}.sft.trainable: {', '.join(SFT_TRAINABLE)} or a list of module names, "
-            f"found {_short(trainable)}"
+            f"found {short(trainable)}"
         )
         raise RecipeError(msg)
     if isinstance(trainable, tuple) and (not trainable or not all(trainable)):
@@ -449,7 +242,7 @@ def _emit_module(data: dict, where: str) -> EmitModuleSettings:
         return EmitModuleSettings(enabled=False)
     block = data["emit_module"]
     if not isinstance(block, dict):
-        msg = f"{where}.emit_module: expected a mapping, found {_short(block)}"
+        msg = f"{where}.emit_module: expected a mapping, found {short(block)}"
         raise RecipeError(msg)
     if block.get("enabled", True) is False and set(block) - {"enabled"}:
         msg = f"{where}.emit_module: settings given with enabled: false are read by nothing"
@@ -460,12 +253,9 @@ def _emit_module(data: dict, where: str) -> EmitModuleSettings:
         raise RecipeError(f"{where}: {exc}") from exc
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Load and validate a recipe by name (``training/recipes/<name>.yaml``) or path.
-
-    >>> load_recipe("demo").stages
-    ('sft', 'grpo')
-    """
+def _read_recipe(name_or_path: str | Path) -> tuple[Path, dict]:
+    """The recipe file of a name (``training/recipes/<name>.yaml``) or path, and its mapping
+    with only known top-level keys and the required ones present."""
     path = Path(name_or_path)
     if not path.suffix:
         path = RECIPES_DIR / f"{name_or_path}.yaml"
@@ -479,78 +269,61 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if not isinstance(data, dict):
         msg = f"{where}: expected a mapping at the top level"
         raise RecipeError(msg)
-    unknown = set(data) - (_fields(Recipe) - {"source"})
+    unknown = set(data) - (fields(Recipe) - {"source"})
     if unknown:
-        msg = f"{where}: unknown key(s) {_short(sorted(map(str, unknown)))}"
+        msg = f"{where}: unknown key(s) {short(sorted(map(str, unknown)))}"
         raise RecipeError(msg)
     for required in ("name", "model", "training_set"):
         if required not in data:
             msg = f"{where}: missing required key {required!r}"
             raise RecipeError(msg)
-    name = _typed(data["name"], str, f"{where}.name")
-    if not _NAME.match(name):
-        msg = f"{where}.name: letters, digits, '.', '_' and '-' only, found {_short(name)}"
-        raise RecipeError(msg)
-    stages = _check_stages(data.get("stages", ["grpo"]), where)
+    return path, data
+
+
+def _rewards(data: dict, where: str) -> tuple[RewardSpec, ...]:
     raw_rewards = data.get("rewards") or []
     if not isinstance(raw_rewards, list):
         msg = f"{where}.rewards: expected a list, found {type(raw_rewards).__name__}"
         raise RecipeError(msg)
-    rewards = tuple(
-        _build(RewardSpec, r, f"{where}.rewards[{i}]") for i, r in enumerate(raw_rewards)
-    )
+    return tuple(build(RewardSpec, r, f"{where}.rewards[{i}]") for i, r in enumerate(raw_rewards))
+
+
+def _sft(data: dict, where: str) -> SftSpec:
     sft_data = data.get("sft") or {}
-    sft = _build(SftSpec, {k: v for k, v in sft_data.items() if k != "args"}, f"{where}.sft")
+    sft = build(SftSpec, {k: v for k, v in sft_data.items() if k != "args"}, f"{where}.sft")
     if isinstance(sft_data, dict) and "args" in sft_data:
         sft = dataclasses.replace(
-            sft, args=_trainer_fields(sft_data["args"], "sft", f"{where}.sft.args")
+            sft, args=trainer_fields(sft_data["args"], "sft", f"{where}.sft.args")
         )
-    max_samples = data.get("max_train_samples")
-    if max_samples is not None:
-        max_samples = _typed(max_samples, int, f"{where}.max_train_samples")
-        _in_range(max_samples, 1, True, None, f"{where}.max_train_samples")
-    recipe = Recipe(
-        name=name,
-        model=_typed(data["model"], str, f"{where}.model"),
-        training_set=_typed(data["training_set"], str, f"{where}.training_set"),
-        rewards=rewards,
-        description=_typed(data.get("description", ""), str, f"{where}.description"),
-        stages=stages,
-        sft=sft,
-        difficulty=_build(DifficultySpec, data.get("difficulty") or {}, f"{where}.difficulty"),
-        peft=_build(PeftSpec, data.get("peft") or {}, f"{where}.peft"),
-        image=_build(ImageSpec, data.get("image") or {}, f"{where}.image"),
-        deepspeed=_check_deepspeed(data.get("deepspeed"), path, where),
-        max_train_samples=max_samples,
-        grpo=_trainer_fields(data.get("grpo"), "grpo", f"{where}.grpo"),
-        emit_module=_emit_module(data, where),
-        source=str(path),
-    )
+    return sft
+
+
+def _check_values(recipe: Recipe, where: str) -> None:
+    """Values each field allows: the training set, the adapter, ranges."""
     from iad_pipeline.stages import TRAINING_SETS
 
     if recipe.training_set not in TRAINING_SETS:
         msg = (
-            f"{where}.training_set: {_short(recipe.training_set)} unknown; valid: "
+            f"{where}.training_set: {short(recipe.training_set)} unknown; valid: "
             f"{', '.join(TRAINING_SETS)}"
         )
         raise RecipeError(msg)
     if recipe.peft.method not in ("none", "lora", "qlora"):
-        msg = f"{where}.peft.method: none, lora or qlora, found {_short(recipe.peft.method)}"
+        msg = f"{where}.peft.method: none, lora or qlora, found {short(recipe.peft.method)}"
         raise RecipeError(msg)
-    p, d, i = recipe.peft, recipe.difficulty, recipe.image
-    _in_range(p.r, 1, True, None, f"{where}.peft.r")
-    _in_range(p.alpha, 0, False, None, f"{where}.peft.alpha")
-    _in_range(p.dropout, 0.0, True, 0.99, f"{where}.peft.dropout")
+    p, i = recipe.peft, recipe.image
+    in_range(p.r, 1, True, None, f"{where}.peft.r")
+    in_range(p.alpha, 0, False, None, f"{where}.peft.alpha")
+    in_range(p.dropout, 0.0, True, 0.99, f"{where}.peft.dropout")
     if not p.target_modules:
         msg = f"{where}.peft.target_modules: empty; LoRA needs at least one module"
         raise RecipeError(msg)
-    _in_range(d.all_wrong_weight, 0.0, True, None, f"{where}.difficulty.all_wrong_weight")
-    _in_range(d.resample_rounds, 0, True, None, f"{where}.difficulty.resample_rounds")
-    _in_range(i.min_pixels, 1, True, None, f"{where}.image.min_pixels")
-    _in_range(i.max_pixels, i.min_pixels, True, None, f"{where}.image.max_pixels")
-    _check_unused(data, recipe, where)
-    if "grpo" in recipe.stages:
-        _check_rewards(recipe.rewards, where)
+    in_range(i.min_pixels, 1, True, None, f"{where}.image.min_pixels")
+    in_range(i.max_pixels, i.min_pixels, True, None, f"{where}.image.max_pixels")
+
+
+def _check_group_sizes(recipe: Recipe, where: str) -> None:
+    """A reward's ``num_generations`` agrees with the group size GRPO generates."""
     group = recipe.grpo.get("num_generations")
     for spec in recipe.rewards:
         given = spec.params.get("num_generations")
@@ -560,6 +333,46 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
                 f"generates {group} per prompt; they must agree"
             )
             raise RecipeError(msg)
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load and validate a recipe by name (``training/recipes/<name>.yaml``) or path.
+
+    >>> load_recipe("demo").stages
+    ('sft', 'grpo')
+    """
+    path, data = _read_recipe(name_or_path)
+    where = str(path)
+    name = as_type(data["name"], str, f"{where}.name")
+    if not _NAME.match(name):
+        msg = f"{where}.name: letters, digits, '.', '_' and '-' only, found {short(name)}"
+        raise RecipeError(msg)
+    max_samples = data.get("max_train_samples")
+    if max_samples is not None:
+        max_samples = as_type(max_samples, int, f"{where}.max_train_samples")
+        in_range(max_samples, 1, True, None, f"{where}.max_train_samples")
+    recipe = Recipe(
+        name=name,
+        model=as_type(data["model"], str, f"{where}.model"),
+        training_set=as_type(data["training_set"], str, f"{where}.training_set"),
+        rewards=_rewards(data, where),
+        description=as_type(data.get("description", ""), str, f"{where}.description"),
+        stages=_check_stages(data.get("stages", ["grpo"]), where),
+        sft=_sft(data, where),
+        difficulty=build(DifficultyConfig, data.get("difficulty") or {}, f"{where}.difficulty"),
+        peft=build(PeftSpec, data.get("peft") or {}, f"{where}.peft"),
+        image=build(ImageSpec, data.get("image") or {}, f"{where}.image"),
+        deepspeed=check_deepspeed(data.get("deepspeed"), path, where),
+        max_train_samples=max_samples,
+        grpo=trainer_fields(data.get("grpo"), "grpo", f"{where}.grpo"),
+        emit_module=_emit_module(data, where),
+        source=str(path),
+    )
+    _check_values(recipe, where)
+    _check_unused(data, recipe, where)
+    if "grpo" in recipe.stages:
+        _check_rewards(recipe.rewards, where)
+    _check_group_sizes(recipe, where)
     return recipe
 
 

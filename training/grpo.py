@@ -225,16 +225,9 @@ def build_trainer(recipe: Recipe, model, processor, dataset, config):
         "peft_config": peft_config(recipe),
     }
     if recipe.difficulty.enabled:
-        from training.trainer import DifficultyAwareGRPOTrainer, DifficultyConfig
+        from training.trainer import DifficultyAwareGRPOTrainer
 
-        d = recipe.difficulty
-        difficulty = DifficultyConfig(
-            reweight=d.reweight,
-            all_wrong_weight=d.all_wrong_weight,
-            resample_rounds=d.resample_rounds,
-            mask_unsolved=d.mask_unsolved,
-        )
-        trainer = DifficultyAwareGRPOTrainer(difficulty=difficulty, **kwargs)
+        trainer = DifficultyAwareGRPOTrainer(difficulty=recipe.difficulty, **kwargs)
     else:
         trainer = GRPOTrainer(**kwargs)
     trainer.add_callback(DoneMarker(recipe.name, "grpo"))

@@ -46,50 +46,15 @@ of ``num_generations``); it does not support tools, environments or ``rollout_fu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable, nanstd
 
+from training.config import DifficultyConfig
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DifficultyConfig:
-    """Switches of difficulty-aware GRPO.
-
-    Attributes:
-        reweight: multiply each group's advantages by ``1 + n_wrong / G``.
-        all_wrong_weight: the weight of a group with no correct completion: 1.0 as in EMIT's
-            code, 2.0 as the paper's eq. 5 literally gives.
-        resample_rounds: regenerate groups with no correct completion up to this many times
-            (0 turns resampling off).
-        mask_unsolved: drop groups still unsolved after resampling from the loss.
-        accuracy_reward: index or name (``__name__``) of the reward function whose value
-            ``> 0`` means correct.
-    """
-
-    reweight: bool = True
-    all_wrong_weight: float = 1.0
-    resample_rounds: int = 3
-    mask_unsolved: bool = False
-    accuracy_reward: str | int = 0
-
-    def __post_init__(self) -> None:
-        if self.all_wrong_weight < 0:
-            msg = (
-                f"all_wrong_weight={self.all_wrong_weight}; expected >= 0 "
-                "(1.0 as in EMIT's code, 2.0 as in its paper)"
-            )
-            raise ValueError(msg)
-        if isinstance(self.resample_rounds, bool) or not isinstance(self.resample_rounds, int):
-            msg = f"resample_rounds={self.resample_rounds!r}; expected an int >= 0"
-            raise TypeError(msg)
-        if self.resample_rounds < 0:
-            msg = f"resample_rounds={self.resample_rounds}; expected >= 0 (0 turns resampling off)"
-            raise ValueError(msg)
 
 
 def difficulty_weights(correct: torch.Tensor, all_wrong_weight: float) -> torch.Tensor:

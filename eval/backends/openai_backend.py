@@ -36,6 +36,7 @@ from typing import Any
 from eval.backends import BackendError
 from eval.prompting import PromptSpec
 from iad_pipeline.knowledge.client import IMAGE_MARKER, ChatClient, ChatConfigError, ChatRequest
+from iad_pipeline.settings import ChatSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class OpenAIBackend:
         max_retries: retries after the first attempt.
         max_side: longest image side sent (``None``: the client's default).
         max_requests, max_tokens: the client's budget (``None``: no limit).
-        client_options: further :class:`ChatClient` arguments (prices, ``sleep``, ``seed``).
+        client_options: further :class:`~iad_pipeline.settings.ChatSettings` fields (prices,
+            deadlines), and ``sleep`` for the client.
 
     ``max_new_tokens`` of :meth:`answer` is not sent (see the module docstring).
     """
@@ -100,9 +102,9 @@ class OpenAIBackend:
         *,
         base_url: str | None = None,
         cache_dir: Path | str,
-        concurrency: int = 8,
-        timeout: float = 60,
-        max_retries: int = 4,
+        concurrency: int = ChatSettings.concurrency,
+        timeout: float = ChatSettings.timeout,
+        max_retries: int = ChatSettings.max_retries,
         max_side: int | None = None,
         max_requests: int | None = None,
         max_tokens: int | None = None,
@@ -111,11 +113,11 @@ class OpenAIBackend:
         options = dict(client_options or {})
         if max_side is not None:
             options["max_side"] = max_side
+        sleep = options.pop("sleep", None)
         try:
-            self.client = ChatClient(
+            settings = ChatSettings(
                 base_url=base_url,
                 model=model,
-                cache_dir=cache_dir,
                 concurrency=concurrency,
                 timeout=timeout,
                 max_retries=max_retries,
@@ -123,6 +125,7 @@ class OpenAIBackend:
                 max_tokens=max_tokens,
                 **options,
             )
+            self.client = ChatClient(settings, cache_dir, sleep=sleep)
         except (ChatConfigError, TypeError) as exc:
             msg = f"OpenAIBackend({model!r}): {exc}"
             raise BackendError(msg) from exc

@@ -18,10 +18,12 @@ from iad_pipeline.annotate.coords import (
 from iad_pipeline.annotate.grid import REGIONS, grid_label, grid_regions
 from iad_pipeline.annotate.preview import draw_preview
 from iad_pipeline.annotate.table import AnnotationResult, annotate_samples, summarize_grid
+from iad_pipeline.settings import AnnotationSettings
 
 __all__ = [
     "REGIONS",
     "AnnotationResult",
+    "AnnotationSettings",
     "MaskError",
     "annotate_samples",
     "binarize",

@@ -22,6 +22,7 @@ import numpy as np
 
 from iad_pipeline.annotate.groups import defect_groups
 from iad_pipeline.errors import IadError
+from iad_pipeline.settings import AnnotationSettings, check_params
 
 
 class MaskError(IadError):
@@ -150,24 +151,11 @@ def read_mask(paths: Sequence[Path | str] | Path | str) -> np.ndarray:
     return union
 
 
-def check_params(dilate_px: int, min_area_px: int) -> None:
-    """Reject grouping parameters that are not non-negative integers.
-
-    >>> check_params(-1, 4)
-    Traceback (most recent call last):
-    ...
-    ValueError: dilate_px must be an integer >= 0 (0: no dilation), found -1
-    """
-    for name, value, hint in (
-        ("dilate_px", dilate_px, " (0: no dilation)"),
-        ("min_area_px", min_area_px, " (0 or 1: keep every group)"),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            msg = f"{name} must be an integer >= 0{hint}, found {value!r}"
-            raise ValueError(msg)
-
-
-def mask_boxes(mask: np.ndarray, dilate_px: int = 15, min_area_px: int = 4) -> list[list[int]]:
+def mask_boxes(
+    mask: np.ndarray,
+    dilate_px: int = AnnotationSettings.dilate_px,
+    min_area_px: int = AnnotationSettings.min_area_px,
+) -> list[list[int]]:
     """Boxes of the defects of ``mask``: dilation-grouped components, tight on the defect.
 
     Args:

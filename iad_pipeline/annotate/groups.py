@@ -29,6 +29,8 @@ import functools
 import cv2
 import numpy as np
 
+from iad_pipeline.settings import AnnotationSettings
+
 # (x1, y1, x2, y2, area): a group's tight box over its original pixels (x2, y2 exclusive)
 # and the number of those pixels.
 Group = tuple[int, int, int, int, int]
@@ -234,7 +236,7 @@ def _tile_groups(fg: np.ndarray, tile: Tile, dilate_px: int) -> list[Group]:
     return [(a + x0, b + y0, c + x0, e + y0, s) for a, b, c, e, s in merged.values()]
 
 
-def defect_groups(fg: np.ndarray, dilate_px: int = 15) -> list[Group]:
+def defect_groups(fg: np.ndarray, dilate_px: int = AnnotationSettings.dilate_px) -> list[Group]:
     """Every group of a binarised mask as ``(x1, y1, x2, y2, area)``, sorted by (y1, x1).
 
     ``fg`` is a 2-D uint8 array whose non-zero pixels are defects (see ``binarize``);

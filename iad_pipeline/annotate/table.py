@@ -7,8 +7,7 @@ by ``sample_id``:
   ``width``, ``height``: copied from the samples table
 - ``boxes``: ``[x1, y1, x2, y2]`` in original pixels, x2/y2 exclusive (see
   :func:`~iad_pipeline.annotate.boxes.mask_boxes`); ``box_count``: their number
-- ``mask_area_fraction``: defect pixels over ``width * height`` (null when the mask could not
-  be read)
+- ``mask_area_fraction``: defect pixels over ``width * height`` (null: mask unreadable)
 - ``grid_regions``: touched 3x3 regions, most pixels first (EMIT's rule, see
   :mod:`~iad_pipeline.annotate.grid`), empty unless localizable; ``grid_label``: the first,
   null unless localizable. The pixels counted depend on ``grid_read`` (see
@@ -24,10 +23,9 @@ Samples with a problem keep their label (EMIT silently turns an empty mask into 
 sample; we report it) and get a ``quarantine`` row: ``dataset, sample_id, path, reason,
 detail``.
 
-Speed: decoding a mask PNG dominates (about 4 ms at 1024x1024); grouping and grid counting
-add about 0.6 ms (see :mod:`~iad_pipeline.annotate.groups`). Each mask is decoded once, in a
-worker process, and used as decoded (no binarised copy for 8-bit masks); workers return
-plain tuples. ``bench/bench_annotate.py`` measures the step against decoding alone.
+Speed: decoding a mask PNG dominates; each mask is decoded once, in a worker process, and
+used as decoded (no binarised copy for 8-bit masks); workers return plain tuples.
+``bench/bench_annotate.py`` measures the step against decoding alone.
 """
 
 from __future__ import annotations
@@ -46,8 +44,8 @@ import cv2
 import polars as pl
 from tqdm.auto import tqdm
 
-from iad_pipeline.annotate.boxes import check_params
 from iad_pipeline.annotate.masks import GRID_READS, Outcome, annotate_batch
+from iad_pipeline.settings import AnnotationSettings
 
 ANNOTATIONS_SCHEMA: dict[str, pl.DataType] = {
     "sample_id": pl.String(),
@@ -155,8 +153,7 @@ def _check_samples(samples: pl.DataFrame) -> None:
 def annotate_samples(
     samples: pl.DataFrame,
     *,
-    dilate_px: int = 15,
-    min_area_px: int = 4,
+    settings: AnnotationSettings | None = None,
     workers: int | None = None,
     progress: bool = False,
     grid_read: str = "grayscale",
@@ -167,8 +164,8 @@ def annotate_samples(
         samples: The samples table (see :mod:`iad_pipeline.datasets.samples`); needs at
             least :data:`REQUIRED_COLUMNS`, and ``image_path`` names the file of a
             ``no_mask`` quarantine row when present.
-        dilate_px, min_area_px: Box grouping, see
-            :func:`~iad_pipeline.annotate.boxes.mask_boxes`.
+        settings: Box grouping (:class:`~iad_pipeline.settings.AnnotationSettings`, see
+            :func:`~iad_pipeline.annotate.boxes.mask_boxes`; ``None``: its defaults).
         workers: Processes decoding masks (default: one per core; 1 stays in this process).
         progress: Show a progress bar.
         grid_read: How masks are read for the grid labels: ``"grayscale"`` (EMIT's
@@ -182,7 +179,7 @@ def annotate_samples(
     Raises:
         ValueError: Bad parameters, or a samples table without the needed columns.
     """
-    check_params(dilate_px, min_area_px)
+    settings = AnnotationSettings() if settings is None else settings
     workers = (os.cpu_count() or 1) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         msg = f"workers must be a positive integer or None (one per core), found {workers!r}"
@@ -199,8 +196,8 @@ def annotate_samples(
     jobs = [(list(mask_paths[i]), widths[i], heights[i]) for i in todo]
     func = functools.partial(
         annotate_batch,
-        dilate_px=int(dilate_px),
-        min_area_px=int(min_area_px),
+        dilate_px=int(settings.dilate_px),
+        min_area_px=int(settings.min_area_px),
         grid_read=grid_read,
     )
     done = dict(zip(todo, run_batches(func, jobs, workers=workers, progress=progress), strict=True))

@@ -1,4 +1,4 @@
-"""EMIT's domain knowledge and text samples, built from a samples table.
+"""EMIT's domain knowledge, built from a samples table.
 
 **Domain knowledge** (EMIT, "Domain Knowledge Construction"; ``gen_domain_knowledge.py``)
 runs in two phases because the normal prompt quotes the defect texts:
@@ -23,39 +23,25 @@ Columns of the knowledge table (:data:`KNOWLEDGE_SCHEMA`): ``dataset``, ``knowle
 ``status`` (ok / failed / skipped_budget), ``error``, ``provider``, ``model``, ``cached``,
 ``prompt_tokens``, ``completion_tokens``, ``source_images`` (the images sent, in order).
 
-**Text samples** (EMIT, "Object Descriptive Text as Query Image"; EMIT's Fig. 6 prompts are
-not public, so :data:`~iad_pipeline.questions.prompts.TEXT_SAMPLE_DEFECT_PROMPT` and
-``TEXT_SAMPLE_NORMAL_PROMPT`` are ours): for ``per_category`` normal *train* images per
-category (seeded choice; train only, so no evaluation image leaks into training data), one
-description per defect label "as if it had that defect at a location" (a 3x3 region name,
-seeded, drawn from the observed grid labels of that defect when given) and one plain
-description. Columns (:data:`TEXT_SAMPLES_SCHEMA`): ``text_sample_id`` (16 hex digits of sha1
-over dataset, category, source sample, defect and location), ``dataset``, ``category``,
-``defect`` and ``location`` (null for a normal description), ``text``, ``source_image``,
-``status``, ``error``, ``provider``, ``model``, ``cached``.
+Text samples are :mod:`~iad_pipeline.knowledge.text_samples`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
 
-from iad_pipeline.annotate.grid import REGIONS
-from iad_pipeline.knowledge.client import ChatRequest, ChatResult, KnowledgeError, RunReport
-from iad_pipeline.knowledge.providers import KNOWLEDGE, TEXT, KnowledgeProvider
+from iad_pipeline.knowledge.providers import KNOWLEDGE, KnowledgeProvider
+from iad_pipeline.knowledge.results import ChatRequest, ChatResult, KnowledgeError, RunReport
 from iad_pipeline.questions.prompts import (
     EMIT_DEFECT_KNOWLEDGE_HEADER,
     EMIT_DEFECT_KNOWLEDGE_PROMPT,
     EMIT_NORMAL_KNOWLEDGE_HEADER,
     EMIT_NORMAL_KNOWLEDGE_PROMPT,
-    TEXT_SAMPLE_DEFECT_PROMPT,
-    TEXT_SAMPLE_NORMAL_PROMPT,
 )
 from iad_pipeline.questions.schema import KNOWLEDGE_DATASETS
 
@@ -75,20 +61,6 @@ KNOWLEDGE_SCHEMA: dict[str, pl.DataType] = {
     "prompt_tokens": pl.Int64(),
     "completion_tokens": pl.Int64(),
     "source_images": pl.List(pl.String()),
-}
-TEXT_SAMPLES_SCHEMA: dict[str, pl.DataType] = {
-    "text_sample_id": pl.String(),
-    "dataset": pl.String(),
-    "category": pl.String(),
-    "defect": pl.String(),
-    "location": pl.String(),
-    "text": pl.String(),
-    "source_image": pl.String(),
-    "status": pl.String(),
-    "error": pl.String(),
-    "provider": pl.String(),
-    "model": pl.String(),
-    "cached": pl.Boolean(),
 }
 NEEDED = ("sample_id", "dataset", "category", "split", "label", "is_anomalous", "image_path")
 
@@ -127,14 +99,6 @@ class KnowledgeResult:
 
 
 @dataclass(frozen=True)
-class TextSampleResult:
-    """The text-sample table and the provider's report."""
-
-    table: pl.DataFrame
-    report: RunReport
-
-
-@dataclass(frozen=True)
 class _Item:
     """One row to be: where it belongs, and its request (``None``: why not, in ``error``)."""
 
@@ -169,7 +133,7 @@ def normal_knowledge_text(description: str) -> str:
     return EMIT_NORMAL_KNOWLEDGE_HEADER + _one_line(description)
 
 
-def _check_samples(samples: pl.DataFrame) -> None:
+def check_samples(samples: pl.DataFrame) -> None:
     missing = [c for c in (*NEEDED, "mask_paths") if c not in samples.columns]
     if missing:
         msg = (
@@ -256,7 +220,7 @@ def knowledge_requests(
     Labels with no masked image, or categories with no normal image, get no request (they
     become failed rows in :func:`generate_domain_knowledge`).
     """
-    _check_samples(samples)
+    check_samples(samples)
     return [i.request for i in _defect_items(samples, references) if i.request is not None]
 
 
@@ -284,7 +248,7 @@ def normal_requests(
 
     ``defect_texts`` maps ``(dataset, category)`` to the stored defect texts of the category.
     """
-    _check_samples(samples)
+    check_samples(samples)
     return [i.request for i in _normal_items(samples, defect_texts) if i.request is not None]
 
 
@@ -355,7 +319,7 @@ def generate_domain_knowledge(
     Raises:
         KnowledgeError: ``samples`` is not a samples table, or holds no row of ``dataset``.
     """
-    _check_samples(samples)
+    check_samples(samples)
     if dataset is not None:
         present = sorted(set(samples["dataset"].unique()))
         samples = samples.filter(pl.col("dataset") == dataset)
@@ -386,122 +350,3 @@ def generate_domain_knowledge(
         len(normal_items),
     )
     return KnowledgeResult(table, mmad_knowledge_json(table), report)
-
-
-def text_sample_id(dataset: str, category: str, sample_id: str, defect: str, location: str) -> str:
-    """16 hex digits of sha1 over the five parts.
-
-    >>> text_sample_id("mvtec_ad", "bottle", "mvtec_ad/bottle/train/good/000", "", "")
-    'dbf871210b58cf46'
-    """
-    key = "|".join((dataset, category, sample_id, defect, location))
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
-
-
-def _stable_int(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def observed_locations(annotations: pl.DataFrame) -> dict[tuple[str, str, str], list[str]]:
-    """``{(dataset, category, defect): grid labels}`` of the localizable annotated samples.
-
-    The list keeps repeats, so a seeded choice from it follows the observed frequencies.
-
-    >>> a = pl.DataFrame({"dataset": ["d"] * 3, "category": ["c"] * 3, "label": ["x"] * 3,
-    ...                   "grid_label": ["top", "top", None]})
-    >>> observed_locations(a)
-    {('d', 'c', 'x'): ['top', 'top']}
-    """
-    out: dict[tuple[str, str, str], list[str]] = {}
-    rows = annotations.filter(pl.col("grid_label").is_not_null()).sort(
-        ["dataset", "category", "label"], maintain_order=True
-    )
-    for row in rows.iter_rows(named=True):
-        key = (row["dataset"], row["category"], row["label"])
-        out.setdefault(key, []).append(row["grid_label"])
-    return out
-
-
-def _text_requests(
-    samples: pl.DataFrame,
-    per_category: int,
-    seed: int,
-    locations: Mapping[tuple[str, str, str], Sequence[str]] | None,
-) -> list[ChatRequest]:
-    requests = []
-    for (dataset, category), group in sorted(
-        samples.group_by(["dataset", "category"]), key=lambda kv: kv[0]
-    ):
-        normals = group.filter(~pl.col("is_anomalous") & (pl.col("split") == "train"))
-        normals = normals.sort("sample_id")
-        if not normals.height:
-            log.warning("%s/%s: no normal train image; no text samples", dataset, category)
-            continue
-        rng = np.random.default_rng([seed, _stable_int(f"{dataset}/{category}")])
-        picked = sorted(rng.choice(normals.height, min(per_category, normals.height), False))
-        defects = sorted(set(group.filter(pl.col("is_anomalous"))["label"]))
-        for index in picked:
-            row = normals.row(int(index), named=True)
-            sid, image = row["sample_id"], str(row["image_path"])
-            for defect in defects:
-                seen = list((locations or {}).get((dataset, category, defect)) or ())
-                pool = seen or list(REGIONS)
-                location = str(pool[int(rng.integers(len(pool)))])
-                text = TEXT_SAMPLE_DEFECT_PROMPT.format(
-                    object_name=category, anomaly_type=defect, location=location
-                )
-                key = (TEXT, dataset, category, sid, defect, location)
-                requests.append(ChatRequest(key, text, (image,)))
-            text = TEXT_SAMPLE_NORMAL_PROMPT.format(object_name=category)
-            requests.append(ChatRequest((TEXT, dataset, category, sid, "", ""), text, (image,)))
-    return requests
-
-
-def generate_text_samples(
-    samples: pl.DataFrame,
-    provider: KnowledgeProvider,
-    *,
-    per_category: int = 5,
-    seed: int = 0,
-    locations: Mapping[tuple[str, str, str], Sequence[str]] | None = None,
-) -> TextSampleResult:
-    """Descriptions of normal train images, as if defective and as they are (EMIT, Fig. 6).
-
-    Args:
-        samples: A samples table.
-        provider: Who writes the descriptions.
-        per_category: Normal train images per category (EMIT: 5); fewer if fewer exist.
-        seed: Seed of the image and location choices (same seed, same requests).
-        locations: ``{(dataset, category, defect): region names}`` to draw locations from
-            (see :func:`observed_locations`); a defect without an entry draws uniformly
-            from the 3x3 regions.
-
-    Raises:
-        KnowledgeError: ``samples`` is not a samples table or ``per_category`` < 1.
-    """
-    _check_samples(samples)
-    if per_category < 1:
-        msg = f"per_category={per_category}: expected at least 1 image per category"
-        raise KnowledgeError(msg)
-    requests = _text_requests(samples, per_category, seed, locations)
-    report = provider.complete(requests)
-    rows = []
-    for result in report.results:
-        _, dataset, category, sid, defect, location = result.request.key
-        rows.append(
-            {
-                "text_sample_id": text_sample_id(dataset, category, sid, defect, location),
-                "dataset": dataset,
-                "category": category,
-                "defect": defect or None,
-                "location": location or None,
-                "text": result.text if result.status == "ok" else None,
-                "source_image": result.request.images[0],
-                "status": result.status,
-                "error": result.error,
-                "provider": provider.name,
-                "model": provider.model,
-                "cached": result.cached,
-            }
-        )
-    return TextSampleResult(pl.DataFrame(rows, schema=TEXT_SAMPLES_SCHEMA), report)

@@ -21,8 +21,7 @@ from PIL import Image
 
 from iad_pipeline.annotate.boxes import binarize, decode_mask
 from iad_pipeline.errors import IadError
-
-MAX_SIDE = 512
+from iad_pipeline.settings import MAX_SIDE
 
 
 class ImageEncodeError(IadError):

@@ -23,7 +23,6 @@ mmad providers): ``("knowledge", dataset, category, label)`` with ``label`` a de
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -31,9 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from iad_pipeline.knowledge.client import (
-    ChatClient,
-    ChatConfigError,
+from iad_pipeline.knowledge.client import ChatClient
+from iad_pipeline.knowledge.results import (
     ChatRequest,
     ChatResult,
     KnowledgeError,
@@ -41,17 +39,18 @@ from iad_pipeline.knowledge.client import (
     build_report,
     failed,
 )
+from iad_pipeline.paths import Layout
 from iad_pipeline.questions.schema import KNOWLEDGE_DATASETS
+from iad_pipeline.settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
 KNOWLEDGE, TEXT = "knowledge", "text"
-PROVIDERS = ("openai", "mmad", "template", "auto")
 TEMPLATE_MODEL = "template-v1"
 
 
 class ProviderError(KnowledgeError, ValueError):
-    """An unknown provider name, a bad provider configuration or an unusable source file."""
+    """An unusable provider source file (MMAD's ``domain_knowledge.json``)."""
 
 
 @runtime_checkable
@@ -237,62 +236,31 @@ def _is_knowledge(data: Any) -> bool:
     )
 
 
-def _check_keys(name: str, config: Mapping[str, Any], valid: Sequence[str]) -> None:
-    unknown = sorted(set(config) - set(valid))
-    if unknown:
-        msg = f"provider {name!r}: unknown settings {unknown}; valid: {', '.join(valid) or 'none'}"
-        raise ProviderError(msg)
+def make_provider(
+    settings: KnowledgeSettings, layout: Layout, *, progress: bool = False
+) -> KnowledgeProvider:
+    """The provider ``settings.provider`` names, configured by ``settings`` as a whole.
 
+    - ``openai``: a :class:`ChatClient` with ``settings`` (its cache in ``layout.llm_cache``).
+    - ``mmad``: ``settings.mmad_json``, else the installed MMAD's ``domain_knowledge.json``.
+    - ``template``: offline texts.
+    - ``auto``: ``openai`` when ``OPENAI_BASE_URL`` or ``OPENAI_API_KEY`` is set, else
+      ``template``; the choice is logged.
 
-def _openai(config: Mapping[str, Any]) -> OpenAIProvider:
-    params = inspect.signature(ChatClient.__init__).parameters
-    valid = [p for p in params if p != "self"]
-    _check_keys("openai", config, [*valid, "progress"])
-    required = [p for p in ("model", "cache_dir") if p not in config]
-    if required:
-        msg = f"provider 'openai': missing settings {required}; set the model name and a cache dir"
-        raise ProviderError(msg)
-    settings = {"base_url": None, **config}
-    progress = bool(settings.pop("progress", False))
-    try:
-        return OpenAIProvider(ChatClient(**settings), progress=progress)
-    except ChatConfigError as exc:
-        raise ProviderError(str(exc)) from exc
-
-
-def make_provider(name: str, **config: Any) -> KnowledgeProvider:
-    """A provider by name: ``openai``, ``mmad``, ``template`` or ``auto``.
-
-    - ``openai``: ``config`` are :class:`ChatClient`'s arguments (``model`` and ``cache_dir``
-      required; ``base_url`` defaults to ``OPENAI_BASE_URL``), plus ``progress``.
-    - ``mmad``: ``path`` (MMAD's ``domain_knowledge.json``), optional ``names``.
-    - ``template``: no settings.
-    - ``auto``: ``openai`` (with ``config``) when ``OPENAI_BASE_URL`` or ``OPENAI_API_KEY`` is
-      set, else ``template`` (``config`` is then ignored); the choice is logged.
-
-    >>> make_provider("template").name
+    >>> from pathlib import Path
+    >>> make_provider(KnowledgeSettings(provider="template"), Layout(Path("/h"))).name
     'template'
-    >>> make_provider("gpt")
-    Traceback (most recent call last):
-    ...
-    iad_pipeline.knowledge.providers.ProviderError: unknown knowledge provider 'gpt'; valid: ...
     """
+    name = settings.provider
     if name == "auto":
         if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
             log.info("knowledge provider auto: OPENAI_BASE_URL or OPENAI_API_KEY set, openai")
-            return _openai(config)
-        log.info("knowledge provider auto: no OPENAI_BASE_URL or OPENAI_API_KEY, template texts")
-        return TemplateProvider()
-    if name == "openai":
-        return _openai(config)
-    if name == "mmad":
-        _check_keys("mmad", config, ["path", "names"])
-        if "path" not in config:
-            msg = "provider 'mmad': missing setting 'path' (MMAD's domain_knowledge.json)"
-            raise ProviderError(msg)
-        return MmadKnowledge(config["path"], config.get("names"))
+            name = "openai"
+        else:
+            log.info("knowledge provider auto: no OPENAI_BASE_URL or OPENAI_API_KEY, templates")
+            name = "template"
     if name == "template":
-        _check_keys("template", config, [])
         return TemplateProvider()
-    msg = f"unknown knowledge provider {name!r}; valid: {', '.join(PROVIDERS)}"
-    raise ProviderError(msg)
+    if name == "mmad":
+        return MmadKnowledge(settings.mmad_json or layout.mmad_root() / "domain_knowledge.json")
+    return OpenAIProvider(ChatClient(settings, layout.llm_cache), progress=progress)

@@ -230,6 +230,7 @@ def test_every_recipe_field_is_read_by_the_training_code() -> None:
         (root / p).read_text()
         for p in (
             "training/grpo.py",
+            "training/trainer.py",  # the difficulty block, passed whole
             "training/sft.py",
             "training/checkpoints.py",
             *(str(q.relative_to(root)) for q in (root / "training/emit_module").glob("*.py")),

@@ -22,6 +22,7 @@ from iad_pipeline.annotate import table as table_mod
 from iad_pipeline.annotate.table import ANNOTATIONS_SCHEMA, QUARANTINE_SCHEMA, summarize_grid
 from iad_pipeline.datasets.registry import get_spec
 from iad_pipeline.datasets.samples import build_samples
+from iad_pipeline.settings import AnnotationSettings
 from iad_pipeline.synthetic import synthesize
 
 SUBSETS = {
@@ -188,7 +189,9 @@ def test_planted_problems_are_reported_not_relabelled(planted) -> None:
 
 def test_specks_kept_with_smaller_min_area(planted) -> None:
     samples, plan = planted
-    df = annotate_samples(samples, workers=1, min_area_px=1).annotations
+    df = annotate_samples(
+        samples, workers=1, settings=AnnotationSettings(min_area_px=1)
+    ).annotations
     row = df.filter(pl.col("sample_id") == plan["specks_only"]).row(0, named=True)
     assert row["status"] == "ok"
     assert row["boxes"] == [[5, 5, 6, 6], [60, 60, 61, 61]]
@@ -239,7 +242,10 @@ def test_empty_samples_table(tables) -> None:
 def test_bad_arguments(tables, kwargs: dict, match: str) -> None:
     samples, _ = tables["visa"]
     with pytest.raises(ValueError, match=match):
-        annotate_samples(samples, **kwargs)
+        if "workers" in kwargs:
+            annotate_samples(samples, **kwargs)
+        else:
+            annotate_samples(samples, settings=AnnotationSettings(**kwargs))
 
 
 def test_missing_columns_are_named(tables) -> None:

@@ -8,6 +8,7 @@ instead of slept.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -18,8 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets import download as download_module
-from iad_pipeline.datasets.download import DownloadResult, download, sha256_file
+from iad_pipeline.datasets import partfile as partfile_module
+from iad_pipeline.datasets.download import (
+    DownloadResult,
+    DownloadSettings,
+    download,
+    sha256_file,
+)
 from iad_pipeline.errors import (
     ChecksumMismatchError,
     DownloadError,
@@ -47,7 +53,16 @@ def sleeps() -> list[float]:
 def fetch(url: str, dest: Path, sleeps: list[float], **kwargs) -> DownloadResult:
     kwargs.setdefault("sha256", DIGEST)
     kwargs.setdefault("progress", False)
-    return download(url, dest, sleep=sleeps.append, **kwargs)
+    return download(url, dest, sleep=sleeps.append, **settings(kwargs))
+
+
+def settings(kwargs: dict) -> dict:
+    """``retries``, ``backoff`` and ``timeout`` keywords as :class:`DownloadSettings`."""
+    base = DownloadSettings()
+    retry = {k: kwargs.pop(k) for k in ("retries", "backoff") if k in kwargs}
+    timeout = {"timeout": kwargs.pop("timeout")} if "timeout" in kwargs else {}
+    chosen = dataclasses.replace(base, retry=dataclasses.replace(base.retry, **retry), **timeout)
+    return {**kwargs, "settings": chosen}
 
 
 def siblings(folder: Path) -> list[str]:
@@ -321,7 +336,7 @@ def test_unreachable_server_fails_after_retries_saying_nothing_was_received(slee
 def test_not_enough_disk_space_is_refused_before_writing(server, sleeps, tmp_path, monkeypatch):
     url = server.add("/a.zip", DATA)
     fake_usage = types.SimpleNamespace(total=10**12, used=10**12, free=1024)
-    monkeypatch.setattr(download_module.shutil, "disk_usage", lambda _: fake_usage)
+    monkeypatch.setattr(partfile_module.shutil, "disk_usage", lambda _: fake_usage)
 
     with pytest.raises(InsufficientDiskSpaceError) as info:
         fetch(url, tmp_path / "a.zip", sleeps)
@@ -368,13 +383,13 @@ def test_content_encoding_is_not_undone_so_the_archive_is_stored_as_served(
 
 def test_disk_filling_up_mid_body_keeps_the_part_and_says_so(server, sleeps, tmp_path, monkeypatch):
     url = server.add("/a.zip", DATA)
-    real_append = download_module._PartFile.append
+    real_append = partfile_module.PartFile.append
 
     def append_then_fill_the_disk(self, chunks, on_chunk):
         real_append(self, iter([next(chunks)]), on_chunk)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(download_module._PartFile, "append", append_then_fill_the_disk)
+    monkeypatch.setattr(partfile_module.PartFile, "append", append_then_fill_the_disk)
 
     with pytest.raises(InsufficientDiskSpaceError, match="filled up") as info:
         fetch(url, tmp_path / "a.zip", sleeps)

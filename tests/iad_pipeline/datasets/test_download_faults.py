@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets.download import download
+from iad_pipeline.datasets.download import DownloadSettings, download
 from iad_pipeline.errors import DownloadError, IadError
 from tests.support.http_server import LoopbackServer
 
@@ -35,6 +35,10 @@ def get(url: str, dest: Path, **kwargs):
     kwargs.setdefault("sha256", None)  # MVTec 3D-AD and MMAD publish none
     kwargs.setdefault("progress", False)
     kwargs.setdefault("sleep", lambda seconds: None)
+    settings = DownloadSettings(timeout=kwargs.pop("timeout", DownloadSettings.timeout))
+    if "retries" in kwargs:
+        settings = settings.with_retries(kwargs.pop("retries"))
+    kwargs["settings"] = settings
     return download(url, dest, **kwargs)
 
 

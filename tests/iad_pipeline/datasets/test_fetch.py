@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets.fetch import dataset_path, fetch, marker_path, read_marker
+from iad_pipeline.datasets.fetch import Source, dataset_path, fetch, marker_path, read_marker
 from iad_pipeline.datasets.ingest import read_samples
 from iad_pipeline.errors import (
     ChecksumMismatchError,
@@ -59,11 +59,10 @@ def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
     record = fetch(
         "mvtec_ad",
         data_dir=data_dir,
-        url=url,
-        sha256=digest,
         accept_license=True,
         retries=3,
         **QUIET,
+        source=Source(url=url, sha256=digest),
     )
     assert record.mode == "download"
     assert server.route("/mvtec_anomaly_detection.tar.xz").bytes_sent == archive.stat().st_size
@@ -82,7 +81,11 @@ def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
     ]
     assert read_samples("mvtec_ad", data_dir).samples.height > 0
     again = fetch(
-        "mvtec_ad", data_dir=data_dir, url=url, sha256=digest, accept_license=True, **QUIET
+        "mvtec_ad",
+        data_dir=data_dir,
+        accept_license=True,
+        **QUIET,
+        source=Source(url=url, sha256=digest),
     )
     assert again.already_installed
 
@@ -90,7 +93,7 @@ def test_download_verify_extract_and_read(server, archives, tmp_path) -> None:
 def test_plain_tar_of_visa_needs_no_licence_flag(server, archives, tmp_path) -> None:
     archive, digest = archives["visa"]
     url = server.add("/VisA_20220922.tar", archive)
-    fetch("visa", data_dir=tmp_path, url=url, sha256=digest, **QUIET)
+    fetch("visa", data_dir=tmp_path, **QUIET, source=Source(url=url, sha256=digest))
     assert (tmp_path / "visa" / "split_csv" / "1cls.csv").is_file()
 
 
@@ -101,11 +104,10 @@ def test_hash_mismatch_extracts_nothing_and_keeps_the_bytes_aside(server, archiv
         fetch(
             "mvtec_ad",
             data_dir=tmp_path,
-            url=url,
-            sha256="0" * 64,
             accept_license=True,
             retries=0,
             **QUIET,
+            source=Source(url=url, sha256="0" * 64),
         )
     assert not (tmp_path / "mvtec_ad").exists()
     assert read_marker(tmp_path, "mvtec_ad") is None
@@ -119,10 +121,10 @@ def test_moved_link_says_how_to_pass_a_new_one(server, tmp_path) -> None:
         fetch(
             "mvtec_ad",
             data_dir=tmp_path,
-            url=server.url("/gone.tar.xz"),
             accept_license=True,
             retries=0,
             **QUIET,
+            source=Source(url=server.url("/gone.tar.xz")),
         )
     assert not (tmp_path / "mvtec_ad").exists()
 
@@ -130,7 +132,7 @@ def test_moved_link_says_how_to_pass_a_new_one(server, tmp_path) -> None:
 def test_licence_gate_refuses_before_any_request(server, archives, tmp_path) -> None:
     url = server.add("/a.tar.xz", archives["mvtec_ad"][0])
     with pytest.raises(LicenseNotAcceptedError, match="CC BY-NC-SA"):
-        fetch("mvtec_ad", data_dir=tmp_path, url=url, **QUIET)
+        fetch("mvtec_ad", data_dir=tmp_path, **QUIET, source=Source(url=url))
     assert server.requests_seen == 0
 
 
@@ -189,7 +191,13 @@ def test_manual_dataset_without_from_explains_what_to_do(tmp_path) -> None:
 def test_from_folder_links_and_never_writes_into_it(archives, tmp_path) -> None:
     src = archives["mpdd"][0].parent / "mpdd"
     before = listing(src)
-    record = fetch("mpdd", data_dir=tmp_path / "data", from_path=src, accept_license=True, **QUIET)
+    record = fetch(
+        "mpdd",
+        data_dir=tmp_path / "data",
+        accept_license=True,
+        **QUIET,
+        source=Source(from_path=src),
+    )
     assert record.mode == "folder"
     assert (tmp_path / "data" / "mpdd").resolve() == src.resolve()
     assert listing(src) == before
@@ -200,7 +208,11 @@ def test_from_folder_with_a_wrapper_folder(archives, tmp_path) -> None:
     wrapped = tmp_path / "download" / "MPDD"
     shutil.copytree(archives["mpdd"][0].parent / "mpdd", wrapped)
     fetch(
-        "mpdd", data_dir=tmp_path / "data", from_path=wrapped.parent, accept_license=True, **QUIET
+        "mpdd",
+        data_dir=tmp_path / "data",
+        accept_license=True,
+        **QUIET,
+        source=Source(from_path=wrapped.parent),
     )
     assert (tmp_path / "data" / "mpdd").resolve() == wrapped.resolve()
 
@@ -211,22 +223,33 @@ def test_from_incomplete_folder_says_exactly_what_is_missing(archives, tmp_path)
     shutil.rmtree(src / "tubes" / "train")
     (src / "metal_plate" / "test").mkdir(parents=True)
     with pytest.raises(LayoutError, match=r"missing: metal_plate/train/good/; tubes/train/good/"):
-        fetch("mpdd", data_dir=tmp_path / "data", from_path=src, accept_license=True, **QUIET)
+        fetch(
+            "mpdd",
+            data_dir=tmp_path / "data",
+            accept_license=True,
+            **QUIET,
+            source=Source(from_path=src),
+        )
     assert not (tmp_path / "data" / "mpdd").exists()
 
 
 def test_from_archive_is_verified_then_extracted(archives, tmp_path) -> None:
     archive, digest = archives["mpdd"]
-    fetch("mpdd", data_dir=tmp_path, from_path=archive, sha256=digest, accept_license=True, **QUIET)
+    fetch(
+        "mpdd",
+        data_dir=tmp_path,
+        accept_license=True,
+        **QUIET,
+        source=Source(from_path=archive, sha256=digest),
+    )
     assert (tmp_path / "mpdd" / "tubes" / "train" / "good").is_dir()
     with pytest.raises(ChecksumMismatchError, match="expected"):
         fetch(
             "mpdd",
             data_dir=tmp_path / "other",
-            from_path=archive,
-            sha256="1" * 64,
             accept_license=True,
             **QUIET,
+            source=Source(from_path=archive, sha256="1" * 64),
         )
     assert archive.is_file()  # the user's archive is never moved or renamed
 
@@ -236,6 +259,10 @@ def test_existing_folder_without_marker_is_left_alone(archives, tmp_path) -> Non
     (tmp_path / "mpdd" / "mine.txt").write_text("keep me")
     with pytest.raises(IadError, match=r"no mpdd\.complete marker"):
         fetch(
-            "mpdd", data_dir=tmp_path, from_path=archives["mpdd"][0], accept_license=True, **QUIET
+            "mpdd",
+            data_dir=tmp_path,
+            accept_license=True,
+            **QUIET,
+            source=Source(from_path=archives["mpdd"][0]),
         )
     assert (tmp_path / "mpdd" / "mine.txt").read_text() == "keep me"

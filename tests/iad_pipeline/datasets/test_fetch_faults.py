@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets.fetch import dataset_path, fetch, lock_path, marker_path
+from iad_pipeline.datasets.fetch import Source, dataset_path, fetch, lock_path, marker_path
 from iad_pipeline.errors import LockBusyError, UnsafeArchiveError
 from iad_pipeline.fsutil import file_lock
 from iad_pipeline.synthetic import pack_archive, synthesize
@@ -49,7 +49,12 @@ def test_a_link_up_out_of_the_wrapper_folder_is_refused(mpdd_tree, tmp_path) -> 
     archive = wrapped_tar(mpdd_tree, tmp_path / "mpdd.tar.gz", {"up": ".."})
     data_dir = tmp_path / "data"
     with pytest.raises(UnsafeArchiveError, match=r"'up' is a symlink to '\.\.', outside"):
-        fetch("mpdd", data_dir=data_dir, from_path=archive, sha256=sha256(archive), **QUIET)
+        fetch(
+            "mpdd",
+            data_dir=data_dir,
+            **QUIET,
+            source=Source(from_path=archive, sha256=sha256(archive)),
+        )
     assert not dataset_path(data_dir, "mpdd").exists()
     assert not marker_path(data_dir, "mpdd").exists()
     assert sorted(p.name for p in data_dir.iterdir()) == [".mpdd.lock"]  # no staging left
@@ -58,14 +63,21 @@ def test_a_link_up_out_of_the_wrapper_folder_is_refused(mpdd_tree, tmp_path) -> 
 def test_links_that_stay_inside_the_wrapper_folder_are_kept(mpdd_tree, tmp_path) -> None:
     archive = wrapped_tar(mpdd_tree, tmp_path / "mpdd.tar.gz", {"tubes/same": "train"})
     data_dir = tmp_path / "data"
-    fetch("mpdd", data_dir=data_dir, from_path=archive, sha256=sha256(archive), **QUIET)
+    fetch(
+        "mpdd", data_dir=data_dir, **QUIET, source=Source(from_path=archive, sha256=sha256(archive))
+    )
     link = dataset_path(data_dir, "mpdd") / "tubes" / "same"
     assert link.is_symlink() and os.readlink(link) == "train"
 
 
 def _fetch_in_child(archive: str, digest: str, data_dir: str, queue) -> None:
     try:
-        fetch("mpdd", data_dir=Path(data_dir), from_path=Path(archive), sha256=digest, **QUIET)
+        fetch(
+            "mpdd",
+            data_dir=Path(data_dir),
+            **QUIET,
+            source=Source(from_path=Path(archive), sha256=digest),
+        )
         queue.put("ok")
     except LockBusyError as exc:
         queue.put(f"busy: {exc}")
@@ -86,16 +98,20 @@ def test_a_second_fetch_of_the_same_dataset_fails_at_once(mpdd_tree, tmp_path) -
     assert f"pid {os.getpid()}" in answer and "\n" not in answer
     assert not dataset_path(data_dir, "mpdd").exists()
     # Once the first run is done, the same command installs it.
-    fetch("mpdd", data_dir=data_dir, from_path=archive, sha256=digest, **QUIET)
+    fetch("mpdd", data_dir=data_dir, **QUIET, source=Source(from_path=archive, sha256=digest))
     assert marker_path(data_dir, "mpdd").is_file()
 
 
 def test_waiting_for_the_lock_finds_the_dataset_installed(mpdd_tree, tmp_path) -> None:
     archive, digest = pack_archive("mpdd", mpdd_tree)
     data_dir = tmp_path / "data"
-    fetch("mpdd", data_dir=data_dir, from_path=archive, sha256=digest, **QUIET)
+    fetch("mpdd", data_dir=data_dir, **QUIET, source=Source(from_path=archive, sha256=digest))
     record = fetch(
-        "mpdd", data_dir=data_dir, from_path=archive, sha256=digest, lock_timeout=None, **QUIET
+        "mpdd",
+        data_dir=data_dir,
+        lock_timeout=None,
+        **QUIET,
+        source=Source(from_path=archive, sha256=digest),
     )
     assert record.already_installed
 
@@ -111,7 +127,7 @@ def test_staging_left_by_a_killed_fetch_is_removed_and_nothing_else(mpdd_tree, t
     keep = [data_dir / ".visa.0123abcd.staging", data_dir / ".mpdd.notes", data_dir / "x.staging"]
     for folder in keep:
         folder.mkdir()
-    fetch("mpdd", data_dir=data_dir, from_path=archive, sha256=digest, **QUIET)
+    fetch("mpdd", data_dir=data_dir, **QUIET, source=Source(from_path=archive, sha256=digest))
     assert not stale.exists()
     assert not (data_dir / ".mpdd.89abcdef.link").is_symlink()
     assert mpdd_tree.is_dir() and any(mpdd_tree.iterdir())  # the link was not followed

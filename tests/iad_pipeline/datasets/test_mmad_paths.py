@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets.fetch import fetch
+from iad_pipeline.datasets.fetch import Source, fetch
 from iad_pipeline.datasets.ingest import read_samples
 from iad_pipeline.errors import LayoutError
 from iad_pipeline.questions.mmad_json import read_mmad_json
@@ -53,7 +53,14 @@ def test_paths_out_of_the_root_are_refused_by_every_reader(mmad_copy, tmp_path, 
     bad, why = attacks(root, secret, data)[attack]
     (root / "mmad.json").write_text(json.dumps({**data, **bad}))
     data_dir = tmp_path / "data"
-    fetch("mmad", data_dir=data_dir, from_path=root, accept_license=True, progress=False, env={})
+    fetch(
+        "mmad",
+        data_dir=data_dir,
+        accept_license=True,
+        progress=False,
+        env={},
+        source=Source(from_path=root),
+    )
 
     with pytest.raises(LayoutError, match=rf"^{root / 'mmad.json'}: {why}"):
         read_mmad_json(root / "mmad.json", root)

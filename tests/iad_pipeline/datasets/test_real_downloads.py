@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from iad_pipeline.datasets.catalog import MVTEC_3D_DEFECTS
-from iad_pipeline.datasets.fetch import fetch, read_marker
+from iad_pipeline.datasets.fetch import Source, fetch, read_marker
 from iad_pipeline.datasets.ingest import read_samples
 from iad_pipeline.datasets.registry import get_spec, resolve_spec
 from iad_pipeline.errors import ChecksumMismatchError, IadError, LayoutError
@@ -72,11 +72,10 @@ def test_a_wrong_md5_keeps_the_bytes_aside_and_installs_nothing(
         fetch(
             "mvtec_3d",
             data_dir=tmp_path,
-            url=url,
-            md5="0" * 32,
             accept_license=True,
             progress=False,
             env=NO_CONFIG,
+            source=Source(url=url, md5="0" * 32),
         )
     assert read_marker(tmp_path, "mvtec_3d") is None
     assert not (tmp_path / "mvtec_3d").exists()
@@ -93,10 +92,10 @@ def test_md5_in_the_yaml_and_a_user_archive(mvtec_3d_archive, tmp_path) -> None:
     record = fetch(
         "mvtec_3d",
         data_dir=tmp_path / "data",
-        from_path=archive,
         accept_license=True,
         progress=False,
         env=env,
+        source=Source(from_path=archive),
     )
     assert record.resources[0]["verified_with"] == "md5"
     config.write_text("mvtec_3d:\n  md5: beef\n")
@@ -204,7 +203,13 @@ def test_mmad_mask_path_forms_are_resolved_and_recorded(mmad_tree, tmp_path, cap
     loco_key = next(k for k, v in data.items() if k.startswith("MVTec-LOCO") and v["mask_path"])
     data[loco_key]["mask_path"] = data[loco_key]["mask_path"].rstrip("/")  # no extension
     (tree / "mmad.json").write_text(json.dumps(data))
-    fetch("mmad", data_dir=tmp_path / "data", from_path=tree, accept_license=True, env=NO_CONFIG)
+    fetch(
+        "mmad",
+        data_dir=tmp_path / "data",
+        accept_license=True,
+        env=NO_CONFIG,
+        source=Source(from_path=tree),
+    )
     with caplog.at_level(logging.INFO, logger="iad_pipeline.datasets.mmad"):
         result = read_samples("mmad", tmp_path / "data")
     rows = {r["image_path"]: r for r in result.samples.iter_rows(named=True)}
@@ -222,7 +227,11 @@ def test_mmad_source_emit_installs_a_users_copy_and_records_it(mmad_tree, tmp_pa
     with pytest.raises(IadError, match="pass --from PATH"):
         fetch("mmad", data_dir=tmp_path / "a", accept_license=True, progress=False, env=env)
     record = fetch(
-        "mmad", data_dir=tmp_path / "b", from_path=mmad_tree, accept_license=True, env=env
+        "mmad",
+        data_dir=tmp_path / "b",
+        accept_license=True,
+        env=env,
+        source=Source(from_path=mmad_tree),
     )
     assert record.variant == "emit"
     assert json.loads((tmp_path / "b" / "mmad.complete").read_text())["variant"] == "emit"
@@ -249,7 +258,13 @@ def test_mvtec_3d_calibration_and_text_files_are_not_quarantined(tmp_path) -> No
     classed = np.where(mask > 0, 253, 0).astype(np.uint8)
     classed[np.nonzero(mask)[0][:1], np.nonzero(mask)[1][:1]] = 255
     Image.fromarray(classed).save(gt)
-    fetch("mvtec_3d", data_dir=tmp_path / "data", from_path=tree, accept_license=True, env={})
+    fetch(
+        "mvtec_3d",
+        data_dir=tmp_path / "data",
+        accept_license=True,
+        env={},
+        source=Source(from_path=tree),
+    )
     result = read_samples("mvtec_3d", tmp_path / "data")
     assert result.quarantine.height == 0, result.quarantine.to_dicts()
     assert set(result.samples["label"]) >= {"good", "hole"}
@@ -264,12 +279,12 @@ def test_visa_from_a_real_format_split_csv_with_crlf(tmp_path) -> None:
     lines = split.read_text().splitlines()
     assert lines[0] == "object,split,label,image,mask"  # the released header
     assert any(",normal," in line and line.endswith(",") for line in lines)  # no mask: empty
-    fetch("visa", data_dir=tmp_path / "lf", from_path=tree, env={})
+    fetch("visa", data_dir=tmp_path / "lf", env={}, source=Source(from_path=tree))
     lf = read_samples("visa", tmp_path / "lf").samples
     crlf_tree = tmp_path / "visa_crlf"
     shutil.copytree(tree, crlf_tree)
     (crlf_tree / "split_csv" / "1cls.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
-    fetch("visa", data_dir=tmp_path / "crlf", from_path=crlf_tree, env={})
+    fetch("visa", data_dir=tmp_path / "crlf", env={}, source=Source(from_path=crlf_tree))
     result = read_samples("visa", tmp_path / "crlf")
     assert result.quarantine.height == 0
     assert (
@@ -292,7 +307,13 @@ def test_mmad_json_paths_that_leave_the_folder_are_not_read(mmad_tree, tmp_path)
     masked = next(k for k, v in data.items() if v["mask_path"].endswith(".png"))
     data[masked] = {**data[masked], "mask_path": "../../../secret.png"}
     (tree / "mmad.json").write_text(json.dumps(data))
-    fetch("mmad", data_dir=tmp_path / "data", from_path=tree, accept_license=True, env=NO_CONFIG)
+    fetch(
+        "mmad",
+        data_dir=tmp_path / "data",
+        accept_license=True,
+        env=NO_CONFIG,
+        source=Source(from_path=tree),
+    )
     # a manifest pointing outside its folder is refused whole, naming the file: nothing read
     with pytest.raises(LayoutError, match=r"mmad\.json: .* has a '\.\.' component"):
         read_samples("mmad", tmp_path / "data")

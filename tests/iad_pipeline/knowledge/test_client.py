@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,13 +11,8 @@ import pytest
 from PIL import Image
 
 from iad_pipeline.knowledge.cache import ResponseCache, cache_key
-from iad_pipeline.knowledge.client import (
-    ChatClient,
-    ChatConfigError,
-    ChatRequest,
-    retry_after_seconds,
-)
-from iad_pipeline.knowledge.images import data_url, png_bytes, scaled_size
+from iad_pipeline.knowledge.client import ChatClient, ChatConfigError, ChatRequest
+from iad_pipeline.settings import ChatSettings
 from tests.support.openai_server import OpenAIServer, echo_answer, prompt_of
 
 MODEL = "test-model"
@@ -54,16 +48,8 @@ def make_client(tmp_path: Path, server: OpenAIServer) -> Callable[..., ChatClien
     sleeps = SleepRecorder()
 
     def make(**kw) -> ChatClient:
-        settings = {
-            "base_url": server.base_url,
-            "model": MODEL,
-            "cache_dir": tmp_path / "cache",
-            "timeout": 5,
-            "sleep": sleeps,
-            "seed": 0,
-            **kw,
-        }
-        client = ChatClient(**settings)
+        settings = ChatSettings(**{"base_url": server.base_url, "model": MODEL, "timeout": 5, **kw})
+        client = ChatClient(settings, tmp_path / "cache", sleep=sleeps)
         client.sleeps = sleeps  # type: ignore[attr-defined]
         return client
 
@@ -192,7 +178,7 @@ def test_connection_refused_is_retried_then_fails(tmp_path) -> None:
         url = srv.base_url  # a port nobody listens on once the server stops
     sleeps = SleepRecorder()
     client = ChatClient(
-        base_url=url, model=MODEL, cache_dir=tmp_path, max_retries=2, sleep=sleeps, timeout=2
+        ChatSettings(base_url=url, model=MODEL, max_retries=2, timeout=2), tmp_path, sleep=sleeps
     )
     result = client.run(requests_for(1)).results[0]
     assert result.status == "failed" and "connection error" in result.error
@@ -206,22 +192,6 @@ def test_unreadable_image_fails_without_a_request(make_client, server, tmp_path)
     assert report.results[0].status == "failed"
     assert "cannot read image" in report.results[0].error
     assert server.requests_seen == 0 and report.requests_made == 0
-
-
-@pytest.mark.parametrize(
-    ("headers", "seconds"),
-    [
-        ({"retry-after": "7"}, 7.0),
-        ({"retry-after": "0.5"}, 0.5),
-        ({"retry-after-ms": "1500"}, 1.5),
-        ({"retry-after": "Thu, 01 Jan 1970 00:00:10 GMT"}, 10.0),  # an HTTP date, now = 0
-        ({"retry-after": "-3"}, 0.0),
-        ({"retry-after": "later"}, None),
-        ({}, None),
-    ],
-)
-def test_retry_after_parsing(headers, seconds) -> None:
-    assert retry_after_seconds(headers, now=0.0) == seconds
 
 
 # --- budget ------------------------------------------------------------------------------------
@@ -323,7 +293,7 @@ def test_concurrency_one_is_sequential(make_client, server) -> None:
     assert server.max_in_flight == 1
 
 
-# --- configuration and images ------------------------------------------------------------------
+# --- configuration and image encoding -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -342,60 +312,8 @@ def test_bad_configuration_is_refused(make_client, kw) -> None:
         make_client(**kw)
 
 
-def _decoded(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)))
-
-
-def test_index_masks_are_binarised_to_0_255(tmp_path) -> None:
-    mask = np.zeros((40, 30), np.uint8)
-    mask[5:10, 5:10] = 1  # VisA-style index
-    mask[20:22, 3:4] = 37  # LOCO-style region value
-    path = tmp_path / "m.png"
-    Image.fromarray(mask).save(path)
-    out = _decoded(png_bytes(str(path), mask=True))
-    assert sorted(np.unique(out).tolist()) == [0, 255]
-    assert (out > 0).sum() == 25 + 2
-
-
-def test_thin_defect_stays_visible_when_a_mask_is_downscaled() -> None:
-    mask = np.zeros((2048, 1024), np.uint8)
-    mask[1000, :] = 255  # one pixel row: an area average would fade it
-    out = _decoded(png_bytes(mask, 512, mask=True))
-    assert out.shape == (512, 256) and out.max() == 255
-
-
-@pytest.mark.parametrize(
-    ("shape", "dtype", "size"),
-    [
-        ((600, 800, 3), np.uint8, (512, 384)),
-        ((1000, 250), np.uint8, (128, 512)),
-        ((100, 60, 3), np.uint8, (60, 100)),  # never upscaled
-        ((700, 700), np.uint16, (512, 512)),
-        ((10, 10, 4), np.uint8, (10, 10)),
-    ],
-)
-def test_png_bytes_sizes(shape, dtype, size) -> None:
-    array = (np.arange(np.prod(shape)) % 251).reshape(shape).astype(dtype) * 3
-    png = png_bytes(array)
-    assert Image.open(io.BytesIO(png)).size == size == scaled_size(shape[1], shape[0])
-
-
-def test_sixteen_bit_file_is_scaled_to_eight_bits(tmp_path) -> None:
-    array = np.full((20, 20), 4000, np.uint16)
-    array[0, 0] = 8000
-    path = tmp_path / "deep.png"
-    Image.fromarray(array).save(path)
-    out = _decoded(png_bytes(str(path)))
-    assert out.dtype == np.uint8 and out.max() == 255 and out[1, 1] == 128
-
-
-def test_data_url_is_png_base64(image) -> None:
-    url = data_url(image)
-    assert url.startswith("data:image/png;base64,iVBORw0KGgo")
-
-
 def test_warm_cache_encodes_no_image(make_client, server, image, monkeypatch) -> None:
-    import iad_pipeline.knowledge.client as client_module
+    import iad_pipeline.knowledge.encoding as client_module
 
     calls = []
     real = client_module.png_bytes

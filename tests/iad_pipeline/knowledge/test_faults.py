@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from iad_pipeline.knowledge.client import ChatClient, ChatRequest
+from iad_pipeline.settings import ChatSettings
 from tests.support.openai_server import OpenAIServer
 
 MODEL = "test-model"
@@ -99,15 +100,14 @@ def test_generate_exits_non_zero_when_every_request_failed(installed) -> None:
 def test_a_trickling_answer_is_cut_off_by_the_call_deadline(tmp_path) -> None:
     with OpenAIServer(MODEL) as server:
         server.add_fault("trickle", nth=[1], delay=0.05)  # about 300 bytes: 15 s in all
-        client = ChatClient(
+        settings = ChatSettings(
             base_url=server.base_url,
             model=MODEL,
-            cache_dir=tmp_path,
             timeout=5.0,  # no single read waits that long
             call_deadline=1.0,
             max_retries=1,
-            sleep=lambda s: None,
         )
+        client = ChatClient(settings, tmp_path, sleep=lambda s: None)
         result = client.run([ChatRequest(("k",), "hello")]).results[0]
     assert result.status == "ok" and result.attempts == 2  # cut, then answered
     assert server.seen[0].fault == "trickle"
@@ -118,7 +118,8 @@ def test_the_call_deadline_fails_the_request_when_no_retry_is_left(tmp_path, mon
     with OpenAIServer(MODEL) as server:
         server.add_fault("trickle", when=lambda body: True, delay=0.05)
         client = ChatClient(
-            base_url=server.base_url, model=MODEL, cache_dir=tmp_path, timeout=5.0, max_retries=0
+            ChatSettings(base_url=server.base_url, model=MODEL, timeout=5.0, max_retries=0),
+            tmp_path,
         )
         result = client.run([ChatRequest(("k",), "hello")]).results[0]
     assert result.status == "failed"
@@ -130,11 +131,8 @@ def test_retry_after_never_stretches_a_request_past_its_retry_deadline(tmp_path)
     with OpenAIServer(MODEL) as server:
         server.add_fault("429", when=lambda body: True, retry_after=100)
         client = ChatClient(
-            base_url=server.base_url,
-            model=MODEL,
-            cache_dir=tmp_path,
-            max_retries=4,
-            retry_deadline=30.0,
+            ChatSettings(base_url=server.base_url, model=MODEL, max_retries=4, retry_deadline=30.0),
+            tmp_path,
             sleep=sleeps.append,
         )
         result = client.run([ChatRequest(("k",), "hello")]).results[0]
@@ -148,9 +146,10 @@ CHILD = textwrap.dedent(
     import signal, sys, tempfile
     # A test runner started in the background inherits SIGINT ignored; a terminal does not.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from iad_pipeline.knowledge.client import ChatClient, ChatRequest
-    client = ChatClient(base_url=sys.argv[1], model="test-model", cache_dir=tempfile.mkdtemp(),
-                        concurrency=2, max_retries=4)
+    from iad_pipeline.knowledge.client import ChatClient, ChatRequest, ChatSettings
+    settings = ChatSettings(base_url=sys.argv[1], model="test-model", concurrency=2,
+                            max_retries=4)
+    client = ChatClient(settings, tempfile.mkdtemp())
     try:
         client.run([ChatRequest((str(i),), f"q{i}") for i in range(6)])
     except KeyboardInterrupt:

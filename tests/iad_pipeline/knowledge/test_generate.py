@@ -13,20 +13,23 @@ from iad_pipeline.datasets.samples import build_samples
 from iad_pipeline.knowledge.client import ChatClient, KnowledgeError
 from iad_pipeline.knowledge.generate import (
     KNOWLEDGE_SCHEMA,
-    TEXT_SAMPLES_SCHEMA,
     generate_domain_knowledge,
-    generate_text_samples,
     knowledge_requests,
     normal_requests,
-    text_sample_id,
 )
 from iad_pipeline.knowledge.providers import OpenAIProvider, TemplateProvider
+from iad_pipeline.knowledge.text_samples import (
+    TEXT_SAMPLES_SCHEMA,
+    generate_text_samples,
+    text_sample_id,
+)
 from iad_pipeline.questions.prompts import (
     EMIT_DEFECT_KNOWLEDGE_PROMPT,
     EMIT_NORMAL_KNOWLEDGE_PROMPT,
     TEXT_SAMPLE_DEFECT_PROMPT,
     TEXT_SAMPLE_NORMAL_PROMPT,
 )
+from iad_pipeline.settings import ChatSettings
 from iad_pipeline.synthetic import synthesize
 from tests.support.openai_server import OpenAIServer, echo_answer, prompt_of
 
@@ -56,11 +59,8 @@ def server():
 @pytest.fixture
 def provider(server, tmp_path) -> OpenAIProvider:
     client = ChatClient(
-        base_url=server.base_url,
-        model=MODEL,
-        cache_dir=tmp_path / "cache",
-        concurrency=2,
-        max_retries=1,
+        ChatSettings(base_url=server.base_url, model=MODEL, concurrency=2, max_retries=1),
+        tmp_path / "cache",
         sleep=lambda s: None,
     )
     return OpenAIProvider(client)
@@ -121,7 +121,7 @@ def test_domain_knowledge_end_to_end(bottle, server, provider) -> None:
 
 def test_answers_with_newlines_are_stored_on_one_line(bottle, tmp_path) -> None:
     with OpenAIServer(MODEL, answer=lambda p, n: "Line one.\nLine two.\n\nLine three.") as srv:
-        client = ChatClient(base_url=srv.base_url, model=MODEL, cache_dir=tmp_path)
+        client = ChatClient(ChatSettings(base_url=srv.base_url, model=MODEL), tmp_path)
         table = generate_domain_knowledge(bottle, OpenAIProvider(client)).table
     assert (
         table["text"][0] == "<Broken Large Defect>\n Description: Line one. Line two.  Line three."
@@ -164,7 +164,7 @@ def test_a_defect_without_a_mask_gets_a_failure_row(bottle) -> None:
 
 def test_budget_is_shared_by_both_phases(bottle, server, tmp_path) -> None:
     client = ChatClient(
-        base_url=server.base_url, model=MODEL, cache_dir=tmp_path, concurrency=1, max_requests=3
+        ChatSettings(base_url=server.base_url, model=MODEL, concurrency=1, max_requests=3), tmp_path
     )
     result = generate_domain_knowledge(bottle, OpenAIProvider(client))
     assert server.requests_seen == 3

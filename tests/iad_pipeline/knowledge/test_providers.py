@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 from iad_pipeline.datasets.registry import get_spec
 from iad_pipeline.datasets.samples import build_samples
 from iad_pipeline.knowledge.client import ChatRequest
-from iad_pipeline.knowledge.generate import generate_domain_knowledge, generate_text_samples
+from iad_pipeline.knowledge.generate import generate_domain_knowledge
 from iad_pipeline.knowledge.providers import (
     KnowledgeProvider,
     MmadKnowledge,
@@ -22,6 +22,9 @@ from iad_pipeline.knowledge.providers import (
     TemplateProvider,
     make_provider,
 )
+from iad_pipeline.knowledge.text_samples import generate_text_samples
+from iad_pipeline.paths import Layout
+from iad_pipeline.settings import ChatConfigError, KnowledgeSettings
 from iad_pipeline.synthetic import synthesize
 
 
@@ -158,31 +161,41 @@ def test_template_refuses_unknown_keys() -> None:
 
 
 def test_make_provider_builds_each_kind(mmad_root, tmp_path) -> None:
-    assert isinstance(make_provider("template"), TemplateProvider)
-    mmad = make_provider("mmad", path=mmad_root / "domain_knowledge.json")
-    assert isinstance(mmad, MmadKnowledge) and mmad.final_texts
-    openai = make_provider(
-        "openai", base_url="http://127.0.0.1:9/v1", model="m", cache_dir=tmp_path
+    layout = Layout(tmp_path)
+    assert isinstance(
+        make_provider(KnowledgeSettings(provider="template"), layout), TemplateProvider
     )
+    path = str(mmad_root / "domain_knowledge.json")
+    mmad = make_provider(KnowledgeSettings(provider="mmad", mmad_json=path), layout)
+    assert isinstance(mmad, MmadKnowledge) and mmad.final_texts
+    chat = KnowledgeSettings(provider="openai", base_url="http://127.0.0.1:9/v1", model="m")
+    openai = make_provider(chat, layout)
     assert isinstance(openai, OpenAIProvider) and openai.model == "m"
+    assert openai.client.settings is chat  # passed whole, down to the client
+    assert openai.client.cache.root == layout.llm_cache
     for provider in (mmad, openai, TemplateProvider()):
         assert isinstance(provider, KnowledgeProvider)
 
 
+def test_the_mmad_provider_defaults_to_the_installed_file(tmp_path) -> None:
+    layout = Layout(tmp_path)
+    with pytest.raises(ProviderError) as info:
+        make_provider(KnowledgeSettings(provider="mmad"), layout)
+    assert str(layout.mmad_root() / "domain_knowledge.json") in str(info.value)
+
+
 @pytest.mark.parametrize(
-    ("name", "config", "error"),
+    ("config", "error"),
     [
-        ("gpt", {}, "valid: openai, mmad, template, auto"),
-        ("openai", {"model": "m"}, r"missing settings \['cache_dir'\]"),
-        ("openai", {"model": "m", "cache_dir": ".", "api_key": "x"}, "unknown settings"),
-        ("openai", {"model": "m", "cache_dir": ".", "concurrency": 0}, "concurrency=0"),
-        ("mmad", {}, "missing setting 'path'"),
-        ("template", {"model": "x"}, r"unknown settings \['model'\]; valid: none"),
+        ({"provider": "gpt"}, "expected one of auto, openai, mmad, template"),
+        ({"concurrency": 0}, "concurrency=0"),
+        ({"model": ""}, "model is empty"),
+        ({"text_samples_per_category": 0}, "text_samples_per_category=0"),
     ],
 )
-def test_make_provider_errors(name, config, error) -> None:
-    with pytest.raises(ProviderError, match=error):
-        make_provider(name, **config)
+def test_bad_settings_are_refused(config, error) -> None:
+    with pytest.raises(ChatConfigError, match=error):
+        KnowledgeSettings(**config)
 
 
 @pytest.mark.parametrize(
@@ -199,6 +212,6 @@ def test_auto_picks_by_environment(monkeypatch, caplog, tmp_path, env, kind) -> 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     caplog.set_level(logging.INFO, logger="iad_pipeline.knowledge.providers")
-    provider = make_provider("auto", model="m", cache_dir=tmp_path)
+    provider = make_provider(KnowledgeSettings(model="m"), Layout(tmp_path))
     assert isinstance(provider, kind)
     assert any("knowledge provider auto" in r.getMessage() for r in caplog.records)

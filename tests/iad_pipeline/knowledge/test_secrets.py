@@ -20,6 +20,8 @@ from iad_pipeline.datasets.samples import build_samples
 from iad_pipeline.knowledge.client import ChatClient, ChatRequest
 from iad_pipeline.knowledge.generate import generate_domain_knowledge
 from iad_pipeline.knowledge.providers import OpenAIProvider, make_provider
+from iad_pipeline.paths import Layout
+from iad_pipeline.settings import ChatSettings, KnowledgeSettings
 from iad_pipeline.synthetic import synthesize
 from tests.support.openai_server import OpenAIServer, prompt_of
 
@@ -52,17 +54,19 @@ def test_key_only_in_the_authorization_header(monkeypatch, caplog, tmp_path, bot
         server.add_fault("500", nth=[2])
         server.add_fault("empty", when=lambda b: "contamination" in prompt_of(b))
         client = ChatClient(
-            base_url=server.base_url,
-            model=MODEL,
-            cache_dir=tmp_path / "cache",
-            max_retries=2,  # one request may meet both injected faults
+            ChatSettings(
+                base_url=server.base_url,
+                model=MODEL,
+                max_retries=2,  # one request may meet both injected faults
+                concurrency=2,
+            ),
+            tmp_path / "cache",
             sleep=lambda s: None,
-            concurrency=2,
         )
         result = generate_domain_knowledge(bottle, OpenAIProvider(client))
         extra = client.run([ChatRequest(("x",), "again")] * 3)
         bad_model = ChatClient(
-            base_url=server.base_url, model="wrong", cache_dir=tmp_path / "c2", max_retries=0
+            ChatSettings(base_url=server.base_url, model="wrong", max_retries=0), tmp_path / "c2"
         )
         refused = bad_model.run([ChatRequest(("y",), "refused")])
         seen = server.seen
@@ -91,7 +95,7 @@ def test_key_only_in_the_authorization_header(monkeypatch, caplog, tmp_path, bot
 def test_without_a_key_a_placeholder_is_sent(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with OpenAIServer(MODEL) as server:
-        client = ChatClient(base_url=server.base_url, model=MODEL, cache_dir=tmp_path)
+        client = ChatClient(ChatSettings(base_url=server.base_url, model=MODEL), tmp_path)
         report = client.run([ChatRequest(("k",), "hello")])
         assert report.results[0].status == "ok"
         assert server.seen[0].headers["authorization"] == "Bearer not-needed"
@@ -101,7 +105,7 @@ def test_a_server_quoting_the_key_in_its_error_is_scrubbed(monkeypatch, caplog, 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     with OpenAIServer(MODEL, api_key="sk-the-right-one", leaky_errors=True) as server:
-        client = ChatClient(base_url=server.base_url, model=MODEL, cache_dir=tmp_path)
+        client = ChatClient(ChatSettings(base_url=server.base_url, model=MODEL), tmp_path)
         result = client.run([ChatRequest(("k",), "hello")]).results[0]
     assert result.status == "failed" and "HTTP 400" in result.error
     assert "Authorization: Bearer [redacted]" in result.error
@@ -116,7 +120,7 @@ def test_base_url_from_the_environment(monkeypatch, tmp_path) -> None:
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image)
     with OpenAIServer(MODEL) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        provider = make_provider("auto", model=MODEL, cache_dir=tmp_path / "cache")
+        provider = make_provider(KnowledgeSettings(model=MODEL), Layout(tmp_path))
         assert isinstance(provider, OpenAIProvider)
         report = provider.complete([ChatRequest(("k",), "hello", (str(image),))])
         assert report.results[0].status == "ok" and server.requests_seen == 1
