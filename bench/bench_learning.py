@@ -56,7 +56,7 @@ def step_recorder():
 def main(argv=None) -> int:
     import torch
 
-    from iad_pipeline.paths import profile_root
+    from iad_pipeline.paths import Layout
     from training.checkpoints import latest_checkpoint
     from training.config import load_recipe
     from training.grpo import (
@@ -80,9 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    training_set = args.training_set or (
-        profile_root() / "tables" / "training_sets" / "emit" / "hf"
-    )
+    training_set = args.training_set or (Layout.resolve().training_set_hf("emit"))
     base = load_recipe("demo")
     recipe = dataclasses.replace(base, max_train_samples=None)
     data = load_training_dataset(training_set, recipe, args.seed)

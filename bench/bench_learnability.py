@@ -1,0 +1,269 @@
+"""What a random offline Qwen2.5-VL can learn on CPU: letter binding, defect vision, both.
+
+The demo's anomaly-detection question needs two skills at once: seeing whether the query image
+shows a defect, and writing the letter that the shuffled options put beside "Yes" or "No".
+This benchmark trains a fresh model by plain supervised fine-tuning (the completion is the
+EMIT answer ``<think></think><answer>X</answer>``, loss on the completion only) on the demo
+profile's EMIT anomaly-detection questions, split by question into training and held-out parts,
+and measures held-out accuracy every ``--eval-every`` steps for three versions of the task:
+
+- ``binding``: the answer is the letter of the "Yes" option whatever the image shows -- text
+  only, the skill of reading the options;
+- ``vision``: the options in a fixed order (``A. Yes. B. No.``), the answer is the truth -- the
+  skill of seeing the defect;
+- ``full``: the real task (shuffled options, the truth).
+
+The prompt is the question and its options after the two images (the domain-knowledge text is
+left out to keep CPU steps short). Accuracy is the held-out share whose reference letter gets
+the higher logit at the answer position; ``constant`` says the model answered one letter for
+every question. Prints a table per task, writes ``learnability.json`` and ``learnability.png``
+into ``--out``.
+
+    IAD_PROFILE=demo python bench/bench_learnability.py --steps 400 --hidden 128 --layers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TASKS = ("binding", "vision", "full")
+FIXED_OPTIONS = "A. Yes.\nB. No.\n"
+
+
+def scaled_model(hidden: int, layers: int, vision_hidden: int, vision_depth: int, seed: int):
+    """A random Qwen2.5-VL with the tiny model's tokenizer and shape rules, scaled up."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from training import tiny_model as tm
+
+    tokenizer = tm.build_tokenizer()
+    half = hidden // 4 // 2  # head_dim / 2, split over M-RoPE's (time, height, width)
+    side = half * 3 // 8
+    text = tm.TINY_TEXT | {
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "max_window_layers": layers,
+        "rope_parameters": tm.TINY_TEXT["rope_parameters"]
+        | {"mrope_section": [half - 2 * side, side, side]},
+    }
+    vision = tm.TINY_VISION | {
+        "hidden_size": vision_hidden,
+        "intermediate_size": 2 * vision_hidden,
+        "depth": vision_depth,
+        "out_hidden_size": hidden,
+        "fullatt_block_indexes": [vision_depth - 1],
+    }
+    saved = tm.TINY_TEXT, tm.TINY_VISION
+    tm.TINY_TEXT, tm.TINY_VISION = text, vision
+    try:
+        config = tm.model_config(tokenizer)
+    finally:
+        tm.TINY_TEXT, tm.TINY_VISION = saved
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration._from_config(config)
+    processor = tm.Qwen2_5_VLImageOnlyProcessor(
+        image_processor=tm.Qwen2VLImageProcessorPil(**tm.TINY_PIXELS),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    return model, processor
+
+
+def task_rows(rows: list[dict], task: str) -> list[dict]:
+    """The questions of one task: prompt = images + question/options, and its answer."""
+    out = []
+    for row in rows:
+        content = row["prompt"][0]["content"]
+        images = [b for b in content if b["type"] == "image"]
+        text = "".join(b["text"] or "" for b in content if b["type"] == "text")
+        question = text.split("Question:")[-1]
+        yes = re.search(r"([AB])\. Yes", question).group(1)
+        truth = "Yes" if row["solution"] == yes else "No"
+        if task == "binding":
+            answer = yes
+        elif task == "vision":
+            question = question.split("A.")[0] + FIXED_OPTIONS
+            answer = "A" if truth == "Yes" else "B"
+        else:
+            answer = row["solution"]
+        block = {"type": "text", "text": question}
+        prompt = [{"role": "user", "content": [{"type": "image"} for _ in images] + [block]}]
+        out.append({"prompt": prompt, "images": row["images"], "answer": answer})
+    return out
+
+
+class Learner:
+    """Supervised fine-tuning of one model on one task, with held-out letter accuracy."""
+
+    def __init__(self, model, processor, lr: float):
+        import torch
+
+        self.model, self.processor = model, processor
+        self.tok = processor.tokenizer
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+
+    def _prompt(self, row: dict) -> str:
+        return self.processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
+
+    def step(self, rows: list[dict]) -> float:
+        import torch
+
+        from training.sft import answer_completion
+
+        prompts = [self._prompt(r) for r in rows]
+        texts = [
+            p + answer_completion("emit", r["answer"]) + "<|im_end|>"
+            for p, r in zip(prompts, rows, strict=True)
+        ]
+        self.tok.padding_side = "right"
+        images = [r["images"] for r in rows]
+        enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        for i, (p, r) in enumerate(zip(prompts, rows, strict=True)):
+            labels[i, : len(self.processor(text=[p], images=[r["images"]])["input_ids"][0])] = -100
+        loss = self.model(**enc, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad()
+        return loss.item()
+
+    def accuracy(self, rows: list[dict]) -> tuple[float, bool]:
+        """Held-out accuracy, and whether every answer was the same letter."""
+        import torch
+
+        from training.sft import answer_completion
+
+        ids = [
+            self.tok(answer_completion("emit", x), add_special_tokens=False)["input_ids"]
+            for x in "AB"
+        ]
+        k = next(i for i, (a, b) in enumerate(zip(*ids, strict=False)) if a != b)
+        prefix = self.tok.decode(ids[0][:k])
+        self.tok.padding_side = "left"
+        self.model.eval()
+        picks = []
+        with torch.no_grad():
+            for start in range(0, len(rows), 16):
+                batch = rows[start : start + 16]
+                texts = [self._prompt(r) + prefix for r in batch]
+                enc = self.processor(
+                    text=texts,
+                    images=[r["images"] for r in batch],
+                    return_tensors="pt",
+                    padding=True,
+                )
+                last = self.model(**enc).logits[:, -1]
+                picks += ["A" if row[ids[0][k]] >= row[ids[1][k]] else "B" for row in last]
+        self.model.train()
+        correct = sum(p == r["answer"] for p, r in zip(picks, rows, strict=True))
+        return correct / len(rows), len(set(picks)) == 1
+
+
+def main(argv=None) -> int:
+
+    from iad_pipeline.paths import Layout
+    from training.config import load_recipe
+    from training.grpo import load_training_dataset
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--training-set", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "learnability")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vision-hidden", type=int, default=64)
+    parser.add_argument("--vision-depth", type=int, default=2)
+    parser.add_argument("--held-out", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    training_set = args.training_set or Layout.resolve().training_set_hf("emit")
+    recipe = dataclasses.replace(load_recipe("demo"), max_train_samples=None)
+    data = load_training_dataset(training_set, recipe, args.seed)
+    data = data.filter(lambda r: r["task"] == "anomaly_detection")
+    split = data.train_test_split(test_size=args.held_out, seed=args.seed)
+    results = {"args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
+    for task in args.tasks:
+        train = task_rows(list(split["train"]), task)
+        test = task_rows(list(split["test"]), task)
+        model, processor = scaled_model(
+            args.hidden, args.layers, args.vision_hidden, args.vision_depth, args.seed
+        )
+        learner = Learner(model, processor, args.lr)
+        majority = max(sum(r["answer"] == x for r in test) for x in "AB") / len(test)
+        curve, order, began = [], list(range(len(train))), time.perf_counter()
+        rng = random.Random(args.seed)
+        acc, constant = learner.accuracy(test)
+        curve.append({"step": 0, "accuracy": acc, "constant": constant, "loss": None})
+        loss = float("nan")
+        for step in range(1, args.steps + 1):
+            if (step - 1) * args.batch % len(order) < args.batch:
+                rng.shuffle(order)
+            at = (step - 1) * args.batch % len(order)
+            loss = learner.step([train[i] for i in (order + order)[at : at + args.batch]])
+            if step % args.eval_every == 0 or step == args.steps:
+                acc, constant = learner.accuracy(test)
+                curve.append({"step": step, "accuracy": acc, "constant": constant, "loss": loss})
+                print(
+                    f"{task:<8} step {step:>5}  loss {loss:.3f}  held-out {100 * acc:5.1f}%"
+                    + ("  (one letter)" if constant else ""),
+                    flush=True,
+                )
+        results["tasks"][task] = {
+            "curve": curve,
+            "majority": majority,
+            "n_train": len(train),
+            "n_held_out": len(test),
+            "s_per_step": (time.perf_counter() - began) / max(args.steps, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    print(
+        f"\n{'task':<9}{'params':>9}{'n':>6}{'majority %':>12}"
+        f"{'best %':>9}{'last %':>9}{'s/step':>8}"
+    )
+    for task, r in results["tasks"].items():
+        accs = [c["accuracy"] for c in r["curve"]]
+        print(
+            f"{task:<9}{r['parameters']:>9,}{r['n_held_out']:>6}{100 * r['majority']:>12.1f}"
+            f"{100 * max(accs):>9.1f}{100 * accs[-1]:>9.1f}{r['s_per_step']:>8.2f}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "learnability.json").write_text(json.dumps(results, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for task, r in results["tasks"].items():
+        ax.plot(
+            [c["step"] for c in r["curve"]], [100 * c["accuracy"] for c in r["curve"]], label=task
+        )
+    ax.axhline(50, color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="SFT step", ylabel="held-out accuracy %", title="what the random model learns")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "learnability.png", dpi=100)
+    print(f"wrote {args.out / 'learnability.json'} and {args.out / 'learnability.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
