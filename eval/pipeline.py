@@ -38,18 +38,9 @@ from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.fsutil import write_text
 from iad_pipeline.paths import Layout
+from iad_pipeline.stages import CROSS_DATASET_EVAL
 
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
-CROSS_SETS = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
-TYPES = (
-    "Anomaly Detection",
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
-    "Object Analysis",
-)
 
 
 @dataclass
@@ -353,8 +344,8 @@ def evaluate_cross_dataset(
     answer rule) and counted exactly (:func:`~eval.crossdataset.predictions_frame`); an
     unreadable answer counts as wrong.
     """
-    if eval_set not in CROSS_SETS:
-        msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
+    if eval_set not in CROSS_DATASET_EVAL:
+        msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_DATASET_EVAL)}"
         raise IadError(msg)
     questions = _questions(layout, eval_set).filter(
         (pl.col("style") == "emit")
@@ -448,12 +439,12 @@ def evaluate_set(
     """Evaluate on an MMAD query set or a cross-dataset test set, whichever ``eval_set`` is."""
     if eval_set in MMAD_SETS:
         run = evaluate_mmad
-    elif eval_set in CROSS_SETS:
+    elif eval_set in CROSS_DATASET_EVAL:
         run = evaluate_cross_dataset
     else:
         msg = (
             f"unknown evaluation set {eval_set!r}; MMAD sets: {', '.join(MMAD_SETS)}; "
-            f"cross-dataset sets: {', '.join(CROSS_SETS)}"
+            f"cross-dataset sets: {', '.join(CROSS_DATASET_EVAL)}"
         )
         raise IadError(msg)
     return run(

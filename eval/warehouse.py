@@ -66,11 +66,9 @@ import polars as pl
 
 from iad_pipeline.errors import IadError, LockBusyError
 from iad_pipeline.fsutil import file_lock, write_json
-from iad_pipeline.paths import iad_home
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FILENAME = "results.duckdb"
 # Stored as the leaderboard view's comment (with the parquet folder): a file whose tag
 # differs gets the current view definitions.
 SCHEMA_TAG = "iad-pipeline results warehouse, schema 3 (parquet views, protocol record)"
@@ -272,11 +270,6 @@ class RecordedRun:
     scores_by_category: int
     replaced: bool
     folder: Path | None = None
-
-
-def default_path() -> Path:
-    """``$IAD_HOME/results.duckdb``."""
-    return iad_home() / DEFAULT_FILENAME
 
 
 def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

@@ -190,14 +190,6 @@ def _describe(
     return [], area, regions, "empty_mask", job[0][0], detail
 
 
-def annotate_one(
-    job: Job, dilate_px: int, min_area_px: int, grid_read: str = "grayscale"
-) -> Outcome:
-    """Boxes, area, grid regions and status of one defective sample's masks."""
-    union, failed = _load(job, grid_read)
-    return failed or _describe(union, job, dilate_px, min_area_px)
-
-
 def _annotate_batch(
     jobs: list[Job], dilate_px: int, min_area_px: int, grid_read: str = "grayscale"
 ) -> list[Outcome]:

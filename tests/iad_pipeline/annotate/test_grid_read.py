@@ -17,7 +17,13 @@ import pytest
 from PIL import Image
 
 from iad_pipeline.annotate import annotate_samples
-from iad_pipeline.annotate.table import annotate_one
+from iad_pipeline.annotate.table import _annotate_batch
+
+
+def annotate_one(job, dilate_px: int, min_area_px: int, grid_read: str = "grayscale"):
+    """The outcome of one job through the batch path that annotate_samples runs."""
+    return _annotate_batch([job], dilate_px, min_area_px, grid_read)[0]
+
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "emit_grid.json").read_text())["cases"]
 
