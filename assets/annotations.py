@@ -9,7 +9,7 @@ from assets.failures import iad_errors_fail_the_step
 from assets.ingest import samples
 from assets.partitions import datasets_partitions
 from iad_pipeline.annotate.preview import preview_jpeg
-from iad_pipeline.datasets.checks import markdown_table
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig
 from iad_pipeline.stages import write_annotations
 

@@ -10,11 +10,11 @@ from pydantic import Field
 from assets.failures import iad_errors_fail_the_step
 from assets.questions import question_bank
 from assets.training import grpo_run
-from eval.pipeline import MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
+from eval.pipeline import MMAD_SETS, EvalOptions, evaluate_cross_dataset, evaluate_mmad
 from eval.protocols import protocol_named
-from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig, RaySection
 from iad_pipeline.stages import CROSS_DATASET_EVAL
 from training.checkpoints import base_checkpoint_key, checkpoint_recipe, complete_checkpoints
@@ -122,9 +122,11 @@ def _evaluate(
             checkpoint_key=keys["checkpoint"],
             recipe=checkpoint_recipe(checkpoint),
             layout=iad.layout(),
-            protocol=protocol,
-            backend=config.backend,
-            ray=config.ray.model_dump() if config.backend == "ray" else None,
+            options=EvalOptions(
+                protocol=protocol,
+                backend=config.backend,
+                ray=config.ray.model_dump() if config.backend == "ray" else None,
+            ),
         )
     check = _base_check(context.assets_def.key.path[-1], iad, result, config.margin)
     meta = _metadata(result)

@@ -7,7 +7,7 @@ from assets.annotations import annotations
 from assets.failures import iad_errors_fail_the_step
 from assets.ingest import samples
 from assets.partitions import datasets_partitions, training_sets_partitions
-from iad_pipeline.datasets.checks import markdown_table
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.questions.validate import invalid_questions
 from iad_pipeline.resources import IadConfig
 from iad_pipeline.stages import TRAINING_SETS, write_question_bank, write_training_set

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from iad_pipeline.errors import IadError
-from training.emit_module.settings import EmitModuleSettings, EmitSettingsError
+from iad_pipeline.models.emit.settings import EmitModuleSettings, EmitSettingsError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
@@ -145,7 +145,7 @@ class Recipe:
     deepspeed: str | None = None  # zero2 | zero3 | a json path
     max_train_samples: int | None = None
     grpo: dict[str, Any] = field(default_factory=dict)
-    # EMIT's soft prompt and heat-map contrastive embeddings (training.emit_module); off unless
+    # EMIT's soft prompt and heat-map contrastive embeddings (iad_pipeline.models.emit); off unless
     # a recipe enables it
     emit_module: EmitModuleSettings = field(
         default_factory=lambda: EmitModuleSettings(enabled=False)

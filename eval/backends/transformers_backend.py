@@ -52,8 +52,8 @@ from eval.backends import (
     BackendError,
 )
 from eval.protocols import PromptSpec, chat_text, image_size_kwargs
-from training.emit_module import add_hint_placeholder, find_emit_module, load_emit_model
-from training.tiny_model import load_processor
+from iad_pipeline.models.emit import add_hint_placeholder, find_emit_module, load_emit_model
+from iad_pipeline.models.processors import load_processor
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,10 @@ class TransformersBackend:
     Args:
         model_path: a model folder (the tiny model of :mod:`training.tiny_model` or a real
             checkpoint); loaded with ``AutoModelForImageTextToText`` (through
-            :func:`training.emit_module.load_emit_model`: with EMIT's comparison module when
+            :func:`iad_pipeline.models.emit.load_emit_model`: with EMIT's comparison module when
             the folder holds ``emit_module.safetensors``; ``load_warnings`` lists what went
             wrong, e.g. a run's checkpoint without them) and the left-padded processor of
-            :func:`training.tiny_model.load_processor`.
+            :func:`iad_pipeline.models.processors.load_processor`.
         batch_size: prompts per forward pass.
         max_new_tokens: generation limit (MMAD: 128).
         mode: ``"generate"`` (greedy decoding) or ``"letter_logits"`` (see the module doc).

@@ -11,8 +11,10 @@ after a learnable soft prompt, with anomaly discrimination and defect localizati
 - :mod:`.prompts`: where the placeholder goes in a prompt;
 - :mod:`.model`: the one ``forward`` that injects the hints for every path (training,
   ``generate``, log-probabilities, evaluation), stage 1's freezing;
-- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation;
-- :mod:`.stages`: the calls a training stage makes (stage 1 freezing, weights between stages).
+- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation.
+
+The calls a training stage makes (stage 1 freezing, weights between stages, the callback
+that saves the module with each checkpoint) are ``training.emit_stages``.
 """
 
 import importlib
@@ -23,7 +25,6 @@ from typing import Any
 _WHERE = {
     "EMIT_WEIGHTS_NAME": "checkpoint",
     "EmitLoad": "checkpoint",
-    "EmitModuleCallback": "checkpoint",
     "load_emit_model": "checkpoint",
     "load_emit_module": "checkpoint",
     "save_emit_module": "checkpoint",
@@ -59,7 +60,6 @@ __all__ = [
     "EmitError",
     "EmitLoad",
     "EmitModule",
-    "EmitModuleCallback",
     "EmitModuleSettings",
     "EmitSettingsError",
     "HeatmapProjector",
