@@ -28,7 +28,7 @@ install: $(BIN)/.installed
 
 demo: install  ## install, then run the pipeline on synthetic datasets (demo profile)
 	$(MAKE_INSTANCE)
-	IAD_PROFILE=demo $(BIN)/python -m iad_pipeline.demo
+	IAD_PROFILE=demo $(BIN)/python -m assets.demo
 
 test: install  ## install, then run the whole test suite
 	$(BIN)/python -m pytest

@@ -5,11 +5,11 @@ import base64
 import dagster as dg
 import polars as pl
 
+from assets.failures import iad_errors_fail_the_step
 from assets.ingest import samples
 from assets.partitions import datasets_partitions
 from iad_pipeline.annotate.preview import preview_jpeg
-from iad_pipeline.datasets.checks import markdown_table
-from iad_pipeline.errors import IadError
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig
 from iad_pipeline.stages import write_annotations
 
@@ -66,15 +66,13 @@ def dominant_grid_share(df: pl.DataFrame) -> float:
 )
 def annotations(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         result, paths = write_annotations(
             key,
             iad.layout(),
             settings=iad.annotation_settings(),
             workers=iad.workers,
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     df, quarantine = result.annotations, result.quarantine
     anomalous = df.filter(pl.col("is_anomalous"))
     unexplained = anomalous.filter((pl.col("box_count") == 0) & (pl.col("status") == "ok"))

@@ -7,14 +7,16 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from assets.failures import iad_errors_fail_the_step
 from assets.questions import question_bank
 from assets.training import grpo_run
-from eval.pipeline import CROSS_SETS, MMAD_SETS, evaluate_cross_dataset, evaluate_mmad
+from eval.pipeline import MMAD_SETS, EvalOptions, evaluate_cross_dataset, evaluate_mmad
 from eval.protocols import protocol_named
-from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig, RaySection
+from iad_pipeline.stages import CROSS_DATASET_EVAL
 from training.checkpoints import base_checkpoint_key, checkpoint_recipe, complete_checkpoints
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
@@ -27,7 +29,7 @@ mmad_partitions = dg.MultiPartitionsDefinition(
 cross_partitions = dg.MultiPartitionsDefinition(
     {
         "checkpoint": checkpoints_partitions,
-        "eval_set": dg.StaticPartitionsDefinition(list(CROSS_SETS)),
+        "eval_set": dg.StaticPartitionsDefinition(list(CROSS_DATASET_EVAL)),
     }
 )
 UPSTREAM = [
@@ -105,7 +107,7 @@ def _evaluate(
     """Shared body of the evaluation assets: the partition's checkpoint on its set."""
     keys = context.partition_key.keys_by_dimension
     checkpoint = _checkpoint(iad, keys["checkpoint"])
-    try:
+    with iad_errors_fail_the_step():
         config = config or EvaluationConfig()
         if config.backend not in ("transformers", "ray"):
             msg = f"evaluation backend {config.backend!r}; valid: transformers, ray"
@@ -120,12 +122,12 @@ def _evaluate(
             checkpoint_key=keys["checkpoint"],
             recipe=checkpoint_recipe(checkpoint),
             layout=iad.layout(),
-            protocol=protocol,
-            backend=config.backend,
-            ray=config.ray.model_dump() if config.backend == "ray" else None,
+            options=EvalOptions(
+                protocol=protocol,
+                backend=config.backend,
+                ray=config.ray.model_dump() if config.backend == "ray" else None,
+            ),
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     check = _base_check(context.assets_def.key.path[-1], iad, result, config.margin)
     meta = _metadata(result)
     for key, value in (check.metadata or {}).items():
@@ -206,7 +208,7 @@ def evaluation_requests(key: str, print_: str, sets_by_job) -> list[dg.RunReques
     ]
 
 
-EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_SETS}
+EVAL_SETS = {"mmad_evaluation": MMAD_SETS, "cross_dataset_evaluation": CROSS_DATASET_EVAL}
 
 
 @dg.sensor(

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.failures import iad_errors_fail_the_step
 from assets.partitions import datasets_partitions
 from iad_pipeline.datasets.checks import (
     anomalous_without_mask,
@@ -10,7 +11,6 @@ from iad_pipeline.datasets.checks import (
 )
 from iad_pipeline.datasets.fetch import install_for_profile
 from iad_pipeline.datasets.registry import get_spec
-from iad_pipeline.errors import IadError
 from iad_pipeline.resources import IadConfig
 from iad_pipeline.stages import write_samples_table
 
@@ -25,7 +25,7 @@ from iad_pipeline.stages import write_samples_table
 )
 def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         record = install_for_profile(
             key,
             profile=iad.resolved_profile(),
@@ -35,8 +35,6 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
             per_class=iad.synthetic_per_class,
             seed=iad.seed,
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     for warning in record.warnings:
         context.log.warning(warning)
     main = record.resources[0] if record.resources else {}
@@ -71,11 +69,9 @@ def raw_dataset(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Materia
 )
 def samples(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         result, paths = write_samples_table(key, iad.layout(), workers=iad.workers)
         spath, qpath = paths["samples"], paths["quarantine"]
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     df, quarantine = result.samples, result.quarantine
     no_mask = anomalous_without_mask(df)
     masks_required = get_spec(key).masks_required

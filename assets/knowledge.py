@@ -4,11 +4,11 @@ import dagster as dg
 import polars as pl
 
 from assets.annotations import annotations
+from assets.failures import iad_errors_fail_the_step
 from assets.ingest import samples
 from assets.partitions import datasets_partitions
-from iad_pipeline.datasets.checks import markdown_table
-from iad_pipeline.errors import IadError
 from iad_pipeline.knowledge import make_provider
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig, KnowledgeConfig
 from iad_pipeline.stages import read_table, write_domain_knowledge, write_text_samples
 
@@ -59,7 +59,7 @@ def domain_knowledge(
     context: dg.AssetExecutionContext, iad: IadConfig, knowledge: KnowledgeConfig
 ) -> dg.MaterializeResult:
     key = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         df = read_table(iad.layout(), "samples", key, made_by="samples")
         provider = _provider(iad, knowledge)
         result, paths = write_domain_knowledge(
@@ -70,8 +70,6 @@ def domain_knowledge(
             template_backend=iad.template_backend,
             seed=iad.seed,
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     table = result.table
     missing = missing_knowledge(df, table)
     failed = table.filter(pl.col("status") != "ok").height
@@ -118,7 +116,7 @@ def text_samples(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     layout = iad.layout()
-    try:
+    with iad_errors_fail_the_step():
         df = read_table(layout, "samples", key, made_by="samples")
         ann = read_table(layout, "annotations", key, made_by="annotations")
         provider = _provider(iad, knowledge)
@@ -131,8 +129,6 @@ def text_samples(
             per_category=knowledge.text_samples_per_category,
             seed=iad.seed,
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     ok = table.filter(pl.col("status") == "ok")
     failed = table.height - ok.height
     fraction = failed / table.height if table.height else 0.0

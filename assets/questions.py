@@ -4,10 +4,10 @@ import dagster as dg
 import polars as pl
 
 from assets.annotations import annotations
+from assets.failures import iad_errors_fail_the_step
 from assets.ingest import samples
 from assets.partitions import datasets_partitions, training_sets_partitions
-from iad_pipeline.datasets.checks import markdown_table
-from iad_pipeline.errors import IadError
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.questions.validate import invalid_questions
 from iad_pipeline.resources import IadConfig
 from iad_pipeline.stages import TRAINING_SETS, write_question_bank, write_training_set
@@ -39,15 +39,13 @@ def _examples(df: pl.DataFrame, n: int = 4) -> str:
 )
 def question_bank(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     key = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         questions, path = write_question_bank(
             key,
             iad.layout(),
             seed=iad.seed,
             template_backend=iad.template_backend,
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     bad = invalid_questions(questions).height
     counts = questions.group_by(["style", "task"]).len("questions").sort(["style", "task"])
     answers = questions.group_by(["task", "answer"]).len("questions").sort(["task", "answer"])
@@ -88,12 +86,10 @@ def question_bank(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.Mater
 )
 def training_set(context: dg.AssetExecutionContext, iad: IadConfig) -> dg.MaterializeResult:
     recipe = context.partition_key
-    try:
+    with iad_errors_fail_the_step():
         result = write_training_set(
             recipe, iad.layout(), seed=iad.seed, allow_leaks=iad.allow_leaks
         )
-    except IadError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
     for item in result.unavailable:
         context.log.warning(f"leakage guard: evaluation set {item} is not installed, not checked")
     leaks = result.leaks

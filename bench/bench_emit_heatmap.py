@@ -36,9 +36,9 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.vision_utils import get_vision_window_index
 
-from training.emit_module.heatmap import layered_heatmap
-from training.emit_module.projector import HeatmapProjector
-from training.emit_module.vision import capture_layers, qwen_raster, unwindow
+from iad_pipeline.models.emit.heatmap import layered_heatmap
+from iad_pipeline.models.emit.projector import HeatmapProjector
+from iad_pipeline.models.emit.vision import capture_layers, qwen_raster, unwindow
 from training.tiny_model import FULL_SIZES, QWEN_VISION_COMMON
 
 MMAD_MAX_PIXELS = 1280 * 28 * 28

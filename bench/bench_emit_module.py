@@ -85,7 +85,7 @@ def variant(recipe, on: bool, sft_steps: int, grpo_steps: int):
 def run(recipe, train_set: Path, held_out: Path, out: Path, seed: int) -> dict:
     """Train the variant's stages into ``out``; time each; score the final model."""
     from training.checkpoints import latest_checkpoint
-    from training.emit_module.stages import prepare_model
+    from training.emit_stages import prepare_model
     from training.grpo import load_training_dataset, run_stage, stage_dir, stage_model
     from training.sft import letter_accuracy
 

@@ -59,13 +59,9 @@ def main(argv=None) -> int:
     from iad_pipeline.paths import Layout
     from training.checkpoints import latest_checkpoint
     from training.config import load_recipe
-    from training.grpo import (
-        build_trainer,
-        grpo_config,
-        load_model,
-        load_training_dataset,
-        stage_model,
-    )
+    from training.dataset import load_training_dataset
+    from training.grpo import build_trainer, grpo_config
+    from training.model_setup import load_model, stage_model
     from training.sft import build_sft_trainer, letter_accuracy, sft_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -50,7 +50,7 @@ def child(variant: str, model_dir: str, steps: int) -> None:
     from PIL import Image
     from trl import GRPOConfig, GRPOTrainer
 
-    from training.tiny_model import load_model_and_processor
+    from iad_pipeline.models.processors import load_model_and_processor
     from training.trainer import DifficultyAwareGRPOTrainer, DifficultyConfig
 
     n = 16

@@ -103,7 +103,7 @@ def merge_adapter(checkpoint: Path, out_dir: Path) -> Path:
     """Load the base, apply the checkpoint's adapter, merge and save to ``out_dir``."""
     from peft import PeftModel
 
-    from training.tiny_model import load_model_and_processor
+    from iad_pipeline.models.processors import load_model_and_processor
 
     base = base_model_of(checkpoint)
     try:
@@ -142,3 +142,30 @@ def merged_model_dir(checkpoint: Path, digest: str | None = None) -> Path:
     if (out_dir / "config.json").is_file():
         return out_dir
     return merge_adapter(checkpoint, out_dir)
+
+
+def model_path(checkpoint: Path, checkpoint_sha: str = "") -> Path:
+    """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it.
+
+    The merged folder's name carries the checkpoint's content fingerprint (``checkpoint_sha``,
+    else a digest of the adapter files), so an adapter re-trained under the same name is
+    merged again instead of reusing the old merge.
+    """
+    return merged_model_dir(checkpoint, checkpoint_sha[:16] or None)
+
+
+def model_revision(path: Path) -> str | None:
+    """A short content hash of a model folder: its config and its weight files' names and
+    sizes (hashing gigabytes of weights per evaluation would cost more than the answers).
+
+    A hub snapshot folder (``.../snapshots/<commit>``) is named by its commit instead.
+    """
+    if path.parent.name == "snapshots" and len(path.name) == 40:
+        return path.name
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    digest = hashlib.sha256(config.read_bytes())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:12]

@@ -16,14 +16,14 @@ its own rows (``runs.checkpoint_sha``); an unchanged checkpoint is never asked a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 
+from eval.adapters import model_path, model_revision
 from eval.crossdataset import binary_metrics, per_category, predictions_frame
 from eval.errata import apply_errata
 from eval.mmad_files import mmad_knowledge, mmad_templates
@@ -36,23 +36,14 @@ from eval.scoring import score_mmad
 from eval.store import AnswerStore
 from eval.warehouse import Warehouse
 from iad_pipeline import __version__
-from iad_pipeline.datasets.checks import markdown_table
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.fsutil import write_text
+from iad_pipeline.markdown import markdown_table
 from iad_pipeline.paths import Layout
+from iad_pipeline.stages import CROSS_DATASET_EVAL, read_table
 
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
-CROSS_SETS = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
-TYPES = (
-    "Anomaly Detection",
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
-    "Object Analysis",
-)
 
 
 @dataclass
@@ -71,63 +62,59 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
 
 
-def model_path(checkpoint: Path, checkpoint_sha: str = "") -> Path:
-    """A loadable model folder for a checkpoint; LoRA adapters are merged once, beside it.
+@dataclass(frozen=True)
+class EvalOptions:
+    """How an evaluation asks its questions: the protocol (default: the set's own), the
+    backend (``transformers``, ``vllm``, ``openai``, ``ray`` with ``ray``'s Ray settings), the
+    first ``limit`` questions only, questions per batch, progress bars."""
 
-    The merged folder's name carries the checkpoint's content fingerprint (``checkpoint_sha``,
-    else a digest of the adapter files), so an adapter re-trained under the same name is
-    merged again instead of reusing the old merge.
-    """
-    from eval.adapters import merged_model_dir
-
-    return merged_model_dir(checkpoint, checkpoint_sha[:16] or None)
-
-
-def model_revision(path: Path) -> str | None:
-    """A short content hash of a model folder: its config and its weight files' names and
-    sizes (hashing gigabytes of weights per evaluation would cost more than the answers).
-
-    A hub snapshot folder (``.../snapshots/<commit>``) is named by its commit instead.
-    """
-    if path.parent.name == "snapshots" and len(path.name) == 40:
-        return path.name
-    config = path / "config.json"
-    if not config.is_file():
-        return None
-    digest = hashlib.sha256(config.read_bytes())
-    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return digest.hexdigest()[:12]
+    protocol: Protocol | None = None
+    backend: str = "transformers"
+    limit: int | None = None
+    batch_size: int = 8
+    progress: bool = False
+    ray: Mapping | None = None
 
 
-BACKEND_NAMES = ("transformers", "vllm", "openai", "ray")
+@dataclass(frozen=True)
+class _Answered:
+    """What answering produced: the model folder, the checkpoint's content fingerprint, the
+    answers, the run, the backend's load warnings and when answering started."""
+
+    model: Path | str
+    sha: str
+    answers: pl.DataFrame
+    run: RunInfo
+    warnings: list[str]
+    started: dt.datetime
+
+    @property
+    def run_id(self) -> str:
+        return self.answers["run_id"][0] if self.answers.height else "empty"
 
 
 def _backend(
     name: str, model: Path | str, batch_size: int, layout: Layout, ray: Mapping | None = None
 ):
-    """The backend that answers: a local model folder, or a model name on an OpenAI server.
+    """The backend that answers: a local model folder, or a model name on an OpenAI server
+    (an unknown ``name`` is :func:`~eval.backends.make_backend`'s error).
 
     ``ray`` holds the Ray settings of the ``ray`` backend (``address``, ``num_workers``,
     ``use_gpu``, ``resources_per_worker``): the transformers backend on Ray Data actors.
     """
     from eval.backends import make_backend
 
-    if name == "transformers":
-        return make_backend("transformers", model_path=model, batch_size=batch_size)
-    if name == "ray":
-        return make_backend("ray", model_path=model, batch_size=batch_size, **(ray or {}))
-    if name == "vllm":
-        return make_backend("vllm", model_path=model)
-    if name == "openai":
-        return make_backend("openai", model=str(model), cache_dir=layout.llm_cache)
-    msg = f"unknown backend {name!r}; valid: {', '.join(BACKEND_NAMES)}"
-    raise IadError(msg)
+    local = {"model_path": model, "batch_size": batch_size}
+    config = {
+        "transformers": local,
+        "ray": local | dict(ray or {}),
+        "vllm": {"model_path": model},
+        "openai": {"model": str(model), "cache_dir": layout.llm_cache},
+    }
+    return make_backend(name, **config.get(name, {}))
 
 
 def _questions(layout: Layout, key: str) -> pl.DataFrame:
-    from iad_pipeline.stages import read_table
-
     return read_table(layout, "questions", key, made_by="question_bank")
 
 
@@ -141,32 +128,29 @@ def _answer(
     checkpoint: Path | str,
     checkpoint_key: str,
     eval_set: str,
-    protocol: Protocol,
     layout: Layout,
-    backend: str,
-    batch_size: int,
-    progress: bool,
-    ray: Mapping | None = None,
+    options: EvalOptions,
     **prompting,
-) -> tuple[Path | str, str, pl.DataFrame, RunInfo, list[str]]:
+) -> _Answered:
     """Answer with the checkpoint's model; resumable, one run per (checkpoint content, set).
 
-    Returns the model folder, the checkpoint's content fingerprint, the answers, the run and
-    the backend's load warnings.
+    ``options.protocol`` is the resolved protocol (never ``None`` here).
     """
+    started = dt.datetime.now(dt.UTC)
+    backend, batch_size = options.backend, options.batch_size
     if backend == "openai":  # a model served elsewhere: its name is all there is
         sha, model = "", checkpoint
     else:
         sha = checkpoint_fingerprint(Path(checkpoint), layout.fingerprint_cache)
         model = model_path(Path(checkpoint), sha)
-    answerer = _backend(backend, model, batch_size, layout, ray)
+    answerer = _backend(backend, model, batch_size, layout, options.ray)
     # one run per (checkpoint content, evaluation set): its own id, store folder and rows; the
     # backend's own name (Ray's actors answer as "transformers": the same run either way)
     run = RunInfo(
         model=str(model),
         checkpoint=f"{checkpoint_key}/{eval_set}",
         backend=answerer.name,
-        protocol=protocol,
+        protocol=options.protocol,
         checkpoint_sha=sha,
         model_revision=None if backend == "openai" else model_revision(Path(model)),
     )
@@ -177,41 +161,35 @@ def _answer(
         store,
         run=run,
         batch_size=batch_size,
-        progress=progress,
+        progress=options.progress,
         sources=PromptSources(**prompting),
     )
-    return model, sha, answers, run, list(getattr(answerer, "load_warnings", []))
+    warnings = list(getattr(answerer, "load_warnings", []))
+    return _Answered(model, sha, answers, run, warnings, started)
 
 
 def _run_row(
-    eval_set: str,
-    checkpoint_key: str,
-    checkpoint_sha: str,
-    recipe: str,
-    model: str,
-    run: RunInfo,
-    run_id: str,
-    started: dt.datetime,
-    n: int,
-    headline: float | None,
+    answered: _Answered, eval_set: str, checkpoint_key: str, recipe: str, headline: float | None
 ) -> dict:
+    """The warehouse's ``runs`` row of one evaluation."""
+    run = answered.run
     record = run.protocol_record()
     return {
-        "run_id": run_id,
+        "run_id": answered.run_id,
         "eval_set": eval_set,
         "checkpoint": checkpoint_key,
-        "checkpoint_sha": checkpoint_sha,
+        "checkpoint_sha": answered.sha,
         "recipe": recipe,
-        "model": model,
+        "model": str(answered.model),
         "protocol": run.protocol.name,
         "protocol_key": record["protocol_key"],
         "mmad_version": record["mmad_version"],
         "protocol_record": json.dumps(record, sort_keys=True),
         "backend": run.backend,
         "code_version": __version__,
-        "started_at": started,
+        "started_at": answered.started,
         "finished_at": dt.datetime.now(dt.UTC),
-        "n_questions": n,
+        "n_questions": answered.answers.height,
         "headline": headline,
     }
 
@@ -237,12 +215,7 @@ def evaluate_mmad(
     checkpoint_key: str,
     recipe: str,
     layout: Layout,
-    protocol: Protocol | None = None,
-    backend: str = "transformers",
-    limit: int | None = None,
-    batch_size: int = 8,
-    progress: bool = False,
-    ray: Mapping | None = None,
+    options: EvalOptions = EvalOptions(),
     questions: pl.DataFrame | None = None,
 ) -> Evaluation:
     """Answer MMAD's questions of one query set with a checkpoint and record the scores.
@@ -257,12 +230,12 @@ def evaluate_mmad(
     if eval_set not in MMAD_SETS:
         msg = f"unknown MMAD set {eval_set!r}; valid: {', '.join(MMAD_SETS)}"
         raise IadError(msg)
-    protocol = protocol or Protocol()
+    protocol = options.protocol or Protocol()
     if questions is None:
         questions = _questions(layout, "mmad")
     questions = questions.filter(pl.col("source") == eval_set)
-    if limit is not None:
-        questions = questions.head(limit)
+    if options.limit is not None:
+        questions = questions.head(options.limit)
     root = layout.mmad_root()
     templates = mmad_templates(root / "mmad.json")
     if protocol.mmad_version == "corrected":
@@ -270,38 +243,22 @@ def evaluate_mmad(
         questions, templates = corrected.questions, corrected.templates
     knowledge = mmad_knowledge(root / "domain_knowledge.json") if protocol.knowledge else None
     warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
-    started = dt.datetime.now(dt.UTC)
-    model, sha, answers, run, warnings = _answer(
+    answered = _answer(
         questions,
         checkpoint,
         checkpoint_key,
         eval_set,
-        protocol,
         layout,
-        backend,
-        batch_size,
-        progress,
-        ray,
+        replace(options, protocol=protocol),
         templates=templates,
         knowledge=knowledge,
         image_root=root,
     )
+    answers, run_id = answered.answers, answered.run_id
     scores = score_mmad(answers)
-    run_id = answers["run_id"][0] if answers.height else "empty"
     by_type = _long_table(scores.table, run_id)
     by_category = scores.by_category.with_columns(pl.lit(run_id).alias("run_id"))
-    row = _run_row(
-        eval_set,
-        checkpoint_key,
-        sha,
-        recipe,
-        str(model),
-        run,
-        run_id,
-        started,
-        answers.height,
-        scores.headline,
-    )
+    row = _run_row(answered, eval_set, checkpoint_key, recipe, scores.headline)
     warehouse.record_run(row, answers, by_type, by_category)
     # the corrected MMAD's reports sit beside the original's, never over them
     folder = layout.report(checkpoint_key, _report_name(eval_set, protocol))
@@ -332,7 +289,7 @@ def evaluate_mmad(
         scores.headline,
         paths,
         markdown_table(_rounded(scores.table), max_rows=50),
-        warnings=warnings,
+        warnings=answered.warnings,
     )
 
 
@@ -343,12 +300,7 @@ def evaluate_cross_dataset(
     checkpoint_key: str,
     recipe: str,
     layout: Layout,
-    protocol: Protocol | None = None,
-    backend: str = "transformers",
-    limit: int | None = None,
-    batch_size: int = 8,
-    progress: bool = False,
-    ray: Mapping | None = None,
+    options: EvalOptions = EvalOptions(),
 ) -> Evaluation:
     """AD-FM's cross-dataset protocol: binary anomaly questions on a test split, with one
     normal reference image (1-shot), scored as accuracy and F1-macro (LR-IAD's table too).
@@ -357,8 +309,8 @@ def evaluate_cross_dataset(
     answer rule) and counted exactly (:func:`~eval.crossdataset.predictions_frame`); an
     unreadable answer counts as wrong.
     """
-    if eval_set not in CROSS_SETS:
-        msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_SETS)}"
+    if eval_set not in CROSS_DATASET_EVAL:
+        msg = f"unknown cross-dataset set {eval_set!r}; valid: {', '.join(CROSS_DATASET_EVAL)}"
         raise IadError(msg)
     questions = _questions(layout, eval_set).filter(
         (pl.col("style") == "emit")
@@ -366,27 +318,22 @@ def evaluate_cross_dataset(
         & pl.col("sample_id").str.contains("/test/")
         & pl.col("reference_image").is_not_null()
     )
-    if limit is not None:
-        questions = questions.head(limit)
+    if options.limit is not None:
+        questions = questions.head(options.limit)
     # AD-FM's protocol is 1-shot with the question's own reference image
-    protocol = protocol or Protocol(shots=1)
+    protocol = options.protocol or Protocol(shots=1)
     warehouse = Warehouse(layout.warehouse)  # an unusable results file fails before answering
-    started = dt.datetime.now(dt.UTC)
-    model, sha, answers, run, warnings = _answer(
+    answered = _answer(
         questions,
         checkpoint,
         checkpoint_key,
         eval_set,
-        protocol,
         layout,
-        backend,
-        batch_size,
-        progress,
-        ray,
+        replace(options, protocol=protocol),
         templates=None,
         image_root=layout.data,
     )
-    run_id = answers["run_id"][0] if answers.height else "empty"
+    answers, run_id = answered.answers, answered.run_id
     # the letters come from the shared parser (the protocol's rule), the truth from the
     # question's own answer; counts are exact, percentages derive from them
     frame = predictions_frame(answers, questions, eval_set, protocol.answer_rule)
@@ -415,18 +362,7 @@ def evaluate_cross_dataset(
         if cats.height
         else pl.DataFrame()
     )
-    row = _run_row(
-        eval_set,
-        checkpoint_key,
-        sha,
-        recipe,
-        str(model),
-        run,
-        run_id,
-        started,
-        answers.height,
-        accuracy,
-    )
+    row = _run_row(answered, eval_set, checkpoint_key, recipe, accuracy)
     warehouse.record_run(row, answers.select(list(ANSWERS_SCHEMA)), by_type, by_category)
     return Evaluation(
         row,
@@ -436,7 +372,7 @@ def evaluate_cross_dataset(
         accuracy,
         {},
         markdown_table(_rounded(metrics)),
-        warnings=warnings,
+        warnings=answered.warnings,
     )
 
 
@@ -447,19 +383,18 @@ def evaluate_set(
     checkpoint_key: str,
     recipe: str,
     layout: Layout,
-    **options,
+    options: EvalOptions = EvalOptions(),
 ) -> Evaluation:
     """Evaluate on an MMAD query set or a cross-dataset test set, whichever ``eval_set`` is."""
     if eval_set in MMAD_SETS:
         run = evaluate_mmad
-    elif eval_set in CROSS_SETS:
+    elif eval_set in CROSS_DATASET_EVAL:
         run = evaluate_cross_dataset
     else:
         msg = (
             f"unknown evaluation set {eval_set!r}; MMAD sets: {', '.join(MMAD_SETS)}; "
-            f"cross-dataset sets: {', '.join(CROSS_SETS)}"
+            f"cross-dataset sets: {', '.join(CROSS_DATASET_EVAL)}"
         )
         raise IadError(msg)
-    return run(
-        checkpoint, eval_set, checkpoint_key=checkpoint_key, recipe=recipe, layout=layout, **options
-    )
+    where = {"checkpoint_key": checkpoint_key, "recipe": recipe, "layout": layout}
+    return run(checkpoint, eval_set, **where, options=options)

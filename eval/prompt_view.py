@@ -7,8 +7,9 @@ row :func:`~iad_pipeline.questions.mmad_json.read_mmad_json` reads, rendered by
 request). Nothing here formats a prompt itself.
 
 - ``mmad``: the chat text of the model's chat template as MMAD renders it (vision ids, the
-  default system prompt of Qwen2.5-VL's template); the default model is the offline tiny
-  Qwen2.5-VL (:mod:`training.tiny_model`), whose template is Qwen2.5-VL's.
+  default system prompt of Qwen2.5-VL's template); without a model, the offline tiny
+  Qwen2.5-VL's processor renders it (:func:`iad_pipeline.models.qwen_tokenizer.tiny_processor`,
+  built in memory), whose template is Qwen2.5-VL's.
 - ``emit_think`` / ``emit_direct``: EMIT's prompt string with its ``<image>`` placeholders, as
   EMIT's InternVL evaluation hands it to ``batch_chat``, and EMIT's system prompt.
 - ``--model openai:NAME``: the messages of the request the OpenAI-compatible backend sends
@@ -31,21 +32,13 @@ from iad_pipeline.questions.mmad_json import NUMBER_TAG, read_mmad_json
 OPENAI_PREFIX = "openai:"
 
 
-def default_model_dir(home: Path | None = None) -> Path:
-    """The offline tiny Qwen2.5-VL of ``iad prompt``: built once under the profile's root."""
-    from iad_pipeline.paths import Layout
-
-    return Layout.resolve(home).models / "tiny-qwen25vl"
-
-
 def _processor(model: Path | None) -> Any:
-    from training.tiny_model import build_tiny_qwen25vl, load_processor
+    from iad_pipeline.models.processors import load_processor
+    from iad_pipeline.models.qwen_tokenizer import tiny_processor
 
     if model is None:
-        model = default_model_dir()
-        if not (model / "config.json").is_file():
-            build_tiny_qwen25vl(model)
-    elif not (Path(model) / "config.json").is_file():
+        return tiny_processor()
+    if not (Path(model) / "config.json").is_file():
         msg = f"{model}: no config.json; expected a transformers model folder (or openai:NAME)"
         raise ProtocolError(msg)
     return load_processor(model)
@@ -56,8 +49,8 @@ def _with_emit_hints(spec: Any, model: Path | None) -> Any:
     placeholder its hints replace appended where they go (the transformers backend's rule)."""
     from dataclasses import replace
 
-    from training.emit_module import EMIT_WEIGHTS_NAME, add_hint_placeholder
-    from training.emit_module.checkpoint import read_emit_file
+    from iad_pipeline.models.emit import EMIT_WEIGHTS_NAME, add_hint_placeholder
+    from iad_pipeline.models.emit.checkpoint import read_emit_file
 
     if model is None or not (model / EMIT_WEIGHTS_NAME).is_file():
         return spec

@@ -18,7 +18,6 @@ uses ``$IAD_HOME`` itself. Under that root::
     results.duckdb                  the evaluation warehouse
     cache/llm/                      the knowledge client's response cache
     cache/fingerprints/             checkpoint files' content digests
-    models/                         models built offline (iad prompt's tiny Qwen2.5-VL)
 
 The CLI, the Dagster resource, ``training/grpo.py`` and the evaluation all build a
 :class:`Layout`; no other code joins these paths.
@@ -131,11 +130,6 @@ class Layout:
     @property
     def llm_cache(self) -> Path:
         return self.root / "cache" / "llm"
-
-    @property
-    def models(self) -> Path:
-        """Models built offline for commands that need one (the tiny Qwen2.5-VL of iad prompt)."""
-        return self.root / "models"
 
     @property
     def fingerprint_cache(self) -> Path:

@@ -55,9 +55,6 @@ TRAINING_SETS: dict[str, TrainingSetSpec] = {
         "DTD-Synthetic, DAGM, MVTec 3D-AD) so its scores stay honest.",
     ),
 }
-# The style each training set trains with (kept for callers that only need the style).
-RECIPE_STYLES = {name: spec.style for name, spec in TRAINING_SETS.items()}
-
 # Test splits of the cross-dataset protocol: never trained on, by any recipe.
 CROSS_DATASET_EVAL = ("visa", "mpdd", "dtd_synthetic", "dagm", "mvtec_3d")
 

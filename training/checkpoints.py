@@ -143,11 +143,6 @@ def claim_run_dir(
     write_json(run_dir / RUN_MANIFEST, mine)
 
 
-def read_done(checkpoint: Path) -> dict:
-    """The contents of a checkpoint's ``DONE`` marker."""
-    return json.loads((checkpoint / DONE).read_text(encoding="utf-8"))
-
-
 def write_done(folder: Path, **fields) -> None:
     """Mark ``folder`` complete (atomically: temp name, then rename)."""
     write_json(Path(folder) / DONE, fields)
@@ -226,24 +221,6 @@ def checkpoint_stage(checkpoint: Path) -> str:
 def base_checkpoint_key(recipe: str) -> str:
     """The partition key of a recipe's untrained base model (``DIR/base/checkpoint-0``)."""
     return f"{recipe}-{BASE_STAGE}-0"
-
-
-def fingerprint(checkpoint: Path) -> str:
-    """A content fingerprint: the DONE marker, trainer_state.json and the weight files' sizes.
-
-    Re-training a checkpoint with the same name changes it, so its evaluation runs again.
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in (DONE, "trainer_state.json"):
-        path = checkpoint / name
-        if path.is_file():
-            digest.update(path.read_bytes())
-    for path in sorted(checkpoint.glob("*.safetensors")):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
 
 
 def complete_checkpoints(runs_dir: Path) -> dict[str, Path]:

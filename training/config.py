@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.emit_module.settings import EmitModuleSettings, EmitSettingsError
+from iad_pipeline.models.emit.settings import EmitModuleSettings, EmitSettingsError
 from training.recipe_yaml import (
     RecipeError,
     as_type,
@@ -133,7 +133,7 @@ class Recipe:
     deepspeed: str | None = None  # zero2 | zero3 | a json path
     max_train_samples: int | None = None
     grpo: dict[str, Any] = field(default_factory=dict)
-    # EMIT's soft prompt and heat-map contrastive embeddings (training.emit_module); off unless
+    # EMIT's soft prompt and heat-map contrastive embeddings (iad_pipeline.models.emit); off unless
     # a recipe enables it
     emit_module: EmitModuleSettings = field(
         default_factory=lambda: EmitModuleSettings(enabled=False)

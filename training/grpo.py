@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -27,16 +29,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import (
-    BASE_STAGE,
-    DoneMarker,
-    claim_run_dir,
-    latest_checkpoint,
-    stage_dir,
-    step_of,
-    write_done,
-)
-from training.config import TINY_INTERNVL, TINY_MODEL, Recipe, load_recipe
+from iad_pipeline.errors import IadError
+from training.arguments import peft_config, target_steps, trainer_fields
+from training.callbacks import RewardLog, use_table_callbacks
+from training.checkpoints import DoneMarker, claim_run_dir, latest_checkpoint, stage_dir, step_of
+from training.config import Recipe, load_recipe
+from training.dataset import default_training_set_dir, load_training_dataset
+from training.emit_stages import prepare_model, prepare_trainer
+from training.model_setup import keep_base, stage_model
+from training.report import run_data_version, run_metadata, run_summary
 
 log = logging.getLogger("training.grpo")
 
@@ -57,146 +58,9 @@ def pipes_session() -> Iterator[Any]:
         yield pipes
 
 
-def default_training_set_dir(name: str) -> Path:
-    """Where the ``training_set`` asset exports ``name`` for the current profile."""
-    from iad_pipeline.paths import Layout
-
-    return Layout.resolve().training_set_hf(name)
-
-
-def load_training_dataset(path: Path, recipe: Recipe, seed: int, stage: str = "grpo"):
-    """The exported training set, in TRL's multimodal form: structured prompt + images list.
-
-    With EMIT's module, hinted questions get its placeholder, and stage 1 (``sft``) keeps
-    only the questions EMIT aligns the module on (anomaly discrimination, localization).
-    """
-    import datasets
-
-    from iad_pipeline.errors import IadError
-    from iad_pipeline.questions.prompts import to_content
-    from training.emit_module import add_hint_placeholder
-    from training.emit_module.stages import stage1_question
-
-    if not path.is_dir():
-        msg = (
-            f"{path}: no training set; materialize training_set[{recipe.training_set}] "
-            "first (or pass --training-set DIR)"
-        )
-        raise IadError(msg)
-    ds = datasets.load_from_disk(str(path))
-    module = recipe.emit_module
-    if module.active and stage == "sft":
-        ds = ds.filter(lambda row: stage1_question(row["task"]))
-    if recipe.max_train_samples is not None and len(ds) > recipe.max_train_samples:
-        ds = ds.shuffle(seed=seed).select(range(recipe.max_train_samples))
-
-    def to_trl(row: dict) -> dict:
-        content = to_content(row["prompt"][-1]["content"])
-        images = (
-            [row["reference_image"], row["image"]] if row["reference_image"] else [row["image"]]
-        )
-        if sum(block["type"] == "image" for block in content) != len(images):
-            # a style without markers: TRL puts the images first
-            content = [{"type": "image"} for _ in images] + [
-                b for b in content if b["type"] != "image"
-            ]
-        content = add_hint_placeholder(
-            content, task=row["task"], n_images=len(images), settings=module
-        )
-        return {"prompt": [{"role": "user", "content": content}], "images": images}
-
-    return ds.map(to_trl, remove_columns=["image", "reference_image"])
-
-
-def load_model(recipe: Recipe, model_dir: Path):
-    """Model and processor; ``tiny`` / ``tiny-internvl3`` build the offline tiny models once."""
-    import torch
-
-    from training.tiny_model import build_tiny_qwen25vl, load_model_and_processor
-
-    path = recipe.model
-    if recipe.model == TINY_MODEL:
-        path = model_dir / "tiny-qwen25vl"
-        if not path.is_dir():
-            build_tiny_qwen25vl(path)
-    if recipe.model == TINY_INTERNVL or _is_internvl(path):
-        from training.tiny_internvl import (
-            build_tiny_internvl3,
-            load_internvl_model_and_processor,
-        )
-
-        if recipe.model == TINY_INTERNVL:
-            path = model_dir / TINY_INTERNVL
-            if not path.is_dir():
-                build_tiny_internvl3(path)
-        if recipe.peft.method == "qlora":
-            from training.quantization import load_qlora_model
-            from training.tiny_internvl import load_internvl_processor
-
-            return load_qlora_model(path), load_internvl_processor(path)
-        # InternVL tiles images at its own size: the Qwen pixel budget does not apply
-        return load_internvl_model_and_processor(path)
-    if recipe.peft.method == "qlora":
-        # 4-bit NF4 base or a clear stop at start, never a silent unquantized run
-        from training.quantization import load_qlora_model
-        from training.tiny_model import load_processor
-
-        model = load_qlora_model(path, gradient_checkpointing=torch.cuda.is_available())
-        processor = load_processor(path)
-    else:
-        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        model, processor = load_model_and_processor(path, dtype=dtype)
-    # transformers 5 reads the pixel budget from size (shortest_edge = min pixels,
-    # longest_edge = max pixels); the old min_pixels/max_pixels attributes are deprecated
-    processor.image_processor.size = {
-        "shortest_edge": recipe.image.min_pixels,
-        "longest_edge": recipe.image.max_pixels,
-    }
-    return model, processor
-
-
-def _is_internvl(path: str | Path) -> bool:
-    """Whether a local model folder holds an InternVL model (its config's model_type)."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "internvl"
-
-
-def peft_config(recipe: Recipe):
-    if recipe.peft.method == "none":
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=recipe.peft.r,
-        lora_alpha=recipe.peft.alpha,
-        lora_dropout=recipe.peft.dropout,
-        target_modules=list(recipe.peft.target_modules),
-        task_type="CAUSAL_LM",
-    )
-
-
-def trainer_fields(recipe: Recipe, output: Path, seed: int) -> dict[str, Any]:
-    """The trainer arguments every stage shares: output, seed, device and precision, step
-    checkpoints with their optimizer state (so a stage resumes), DeepSpeed."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {
-        "output_dir": str(output),
-        "seed": seed,
-        "report_to": "none",
-        "use_cpu": not cuda,
-        "bf16": cuda,
-        "gradient_checkpointing": cuda,
-        "save_strategy": "steps",
-        "save_only_model": False,
-        "deepspeed": recipe.deepspeed_config(),
-    }
-
-
 def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
+    """TRL's ``GRPOConfig``: the shared trainer fields, the reward weights, the recipe's
+    ``grpo`` block, and ``--max-steps`` over all of them."""
     from trl import GRPOConfig
 
     fields = {
@@ -211,6 +75,8 @@ def grpo_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
 
 
 def build_trainer(recipe: Recipe, model, processor, dataset, config):
+    """TRL's ``GRPOTrainer`` (or the difficulty-aware one) with the recipe's rewards, the DONE
+    marker and the reward table."""
     from trl import GRPOTrainer
 
     from training.rewards import get_reward
@@ -231,173 +97,16 @@ def build_trainer(recipe: Recipe, model, processor, dataset, config):
     else:
         trainer = GRPOTrainer(**kwargs)
     trainer.add_callback(DoneMarker(recipe.name, "grpo"))
-    # our reward table replaces the raw log dictionaries the progress bar would print
-    from transformers.trainer_callback import ProgressCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(QuietProgress())
-    trainer.add_callback(RewardLog())
+    use_table_callbacks(trainer, RewardLog())
     return trainer
-
-
-def QuietProgress():
-    """A progress bar without the raw log dictionaries (the reward table shows them)."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class _QuietProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            return control
-
-    return _QuietProgress()
-
-
-class RewardLog:
-    """Prints one line per logged step on rank 0: the reward table as training runs."""
-
-    def __new__(cls):
-        from transformers import TrainerCallback
-
-        class _RewardLog(TrainerCallback):
-            header_done = False
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if not state.is_world_process_zero or not logs or "reward" not in logs:
-                    return control
-                per_reward = {
-                    k.split("/")[1]: v
-                    for k, v in logs.items()
-                    if k.startswith("rewards/") and k.endswith("/mean")
-                }
-                if not self.header_done:
-                    names = "".join(f"{n[:14]:>15}" for n in per_reward)
-                    print(f"{'step':>6}{'reward':>10}{'std':>8}{'zero-var':>10}{names}", flush=True)
-                    self.header_done = True
-                zero = logs.get("frac_zero_variance_groups", logs.get("frac_reward_zero_std", 0))
-                values = "".join(f"{v:>15.3f}" for v in per_reward.values())
-                print(
-                    f"{state.global_step:>6}{logs['reward']:>10.3f}"
-                    f"{logs.get('reward_std', 0):>8.3f}{zero:>10.2f}{values}",
-                    flush=True,
-                )
-                return control
-
-        return _RewardLog()
-
-
-class LossLog:
-    """Prints one line per logged SFT step on rank 0: step, loss, token accuracy."""
-
-    def __new__(cls):
-        from transformers import TrainerCallback
-
-        class _LossLog(TrainerCallback):
-            header_done = False
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if not state.is_world_process_zero or not logs or "loss" not in logs:
-                    return control
-                if not self.header_done:
-                    print(f"{'step':>6}{'loss':>10}{'token acc':>11}", flush=True)
-                    self.header_done = True
-                acc = logs.get("mean_token_accuracy", float("nan"))
-                print(f"{state.global_step:>6}{logs['loss']:>10.4f}{acc:>11.3f}", flush=True)
-                return control
-
-        return _LossLog()
-
-
-def summary(output: Path) -> dict:
-    """What rank 0 reports for one stage folder, read from its newest complete checkpoint's
-    trainer_state.json: steps, first and last mean reward (GRPO) or loss (SFT), zero-variance
-    fraction, checkpoint path."""
-    checkpoint = latest_checkpoint(output)
-    history: list[dict] = []
-    if checkpoint is not None:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-        history = state.get("log_history", [])
-    rewards = [h for h in history if "reward" in h]
-    losses = [h for h in history if "loss" in h]
-    last = rewards[-1] if rewards else {}
-    nan = float("nan")
-    zero = [h.get("frac_zero_variance_groups", h.get("frac_reward_zero_std")) for h in rewards]
-    zero = [z for z in zero if z is not None]
-    return {
-        "steps": step_of(checkpoint) if checkpoint else 0,
-        "first_mean_reward": float(rewards[0]["reward"]) if rewards else nan,
-        "final_mean_reward": float(last.get("reward", nan)),
-        "frac_zero_variance_groups": float(zero[-1]) if zero else nan,
-        "mean_frac_zero_variance_groups": sum(zero) / len(zero) if zero else nan,
-        "first_loss": float(losses[0]["loss"]) if losses else nan,
-        "final_loss": float(losses[-1]["loss"]) if losses else nan,
-        "checkpoint": str(checkpoint) if checkpoint else "",
-    }
-
-
-def stage_args(recipe: Recipe, stage: str) -> dict:
-    """The recipe's trainer fields of ``stage`` (``grpo`` block or ``sft.args``)."""
-    return recipe.grpo if stage == "grpo" else recipe.sft.args
-
-
-def target_steps(recipe: Recipe, max_steps: int | None, stage: str = "grpo") -> int | None:
-    """The step count a stage aims at, when it is fixed (``max_steps``), else ``None``."""
-    steps = max_steps if max_steps is not None else stage_args(recipe, stage).get("max_steps")
-    return int(steps) if steps is not None and int(steps) > 0 else None
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
     """A digest of everything in the recipe that changes what trains (not its description)."""
-    import dataclasses
-    import hashlib
-
     values = dataclasses.asdict(recipe)
     values.pop("description")
     values.pop("source")
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def keep_base(recipe: Recipe, model_dir: Path, output: Path) -> Path | None:
-    """``DIR/base/checkpoint-0``: the untrained tiny model, kept as the recipe's baseline.
-
-    Only for the tiny offline model (a copy of a hub model would cost its size in disk).
-    """
-    import shutil
-
-    from iad_pipeline.fsutil import temp_sibling
-    from training.checkpoints import DONE
-
-    if recipe.model != TINY_MODEL:
-        return None
-    folder = stage_dir(output, BASE_STAGE) / "checkpoint-0"
-    if (folder / DONE).is_file():
-        return folder
-    source = model_dir / "tiny-qwen25vl"
-    if not source.is_dir():
-        from training.tiny_model import build_tiny_qwen25vl
-
-        build_tiny_qwen25vl(source)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(folder, ".copying")
-    shutil.copytree(source, tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    write_done(folder, step=0, recipe=recipe.name, stage=BASE_STAGE)
-    return folder
-
-
-def stage_model(recipe: Recipe, model_dir: Path, start: Path | None):
-    """Model and processor a stage starts from: the recipe's model, or the previous stage's
-    final checkpoint (a LoRA adapter is merged into the base model first)."""
-    import dataclasses
-
-    if start is None:
-        return load_model(recipe, model_dir)
-    if (start / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        model, processor = load_model(recipe, model_dir)
-        model = PeftModel.from_pretrained(model, str(start)).merge_and_unload()
-        return model, processor
-    return load_model(dataclasses.replace(recipe, model=str(start)), model_dir)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -425,8 +134,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path, start, pipes):
     """Train one stage into ``DIR/<stage>``, resuming from its newest complete checkpoint;
     a stage already at its target step is not trained again."""
-    from training.emit_module.stages import prepare_model, prepare_trainer
-
     folder = stage_dir(output, stage)
     resume = latest_checkpoint(folder)
     target = target_steps(recipe, args.max_steps, stage)
@@ -438,11 +145,7 @@ def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path
             "recipe %s: %s: %s already reached step %d", recipe.name, position, resume, done_step
         )
         return
-    dataset_dir = (
-        Path(args.training_set)
-        if args.training_set
-        else (default_training_set_dir(recipe.training_set))
-    )
+    dataset_dir = Path(args.training_set or default_training_set_dir(recipe.training_set))
     dataset = load_training_dataset(dataset_dir, recipe, args.seed, stage)
     model, processor = stage_model(recipe, Path(args.model_dir or output), start)
     # EMIT's module: attached, its weights from the checkpoint resumed or the previous stage,
@@ -469,8 +172,6 @@ def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from iad_pipeline.errors import IadError
-
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if rank() == 0 else logging.WARNING,
@@ -487,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    """Claim the run folder, train the recipe's stages in order, report the run."""
     recipe = load_recipe(args.recipe)
     output = Path(args.output).absolute()
     if rank() == 0:
@@ -512,32 +214,6 @@ def train(args: argparse.Namespace) -> int:
                 metadata=run_metadata(recipe, result), data_version=run_data_version(result)
             )
     return 0
-
-
-def run_summary(recipe: Recipe, output: Path) -> dict:
-    """The final stage's figures (:func:`summary`), its name, and every stage's figures."""
-    stages = {stage: summary(stage_dir(output, stage)) for stage in recipe.stages}
-    return {**stages[recipe.stages[-1]], "stage": recipe.stages[-1], "stages": stages}
-
-
-def run_metadata(recipe: Recipe, result: dict) -> dict:
-    """What ``grpo_run`` shows: the final stage's figures, then ``<stage>/<figure>`` of each."""
-    metadata = {k: v for k, v in result.items() if k not in ("stage", "stages")}
-    metadata |= {
-        "recipe": recipe.name,
-        "model": recipe.model,
-        "description": recipe.description,
-        "stages": ", ".join(recipe.stages),
-    }
-    for stage, values in result["stages"].items():
-        for key, value in values.items():
-            metadata[f"{stage}/{key}"] = value
-    return metadata
-
-
-def run_data_version(result: dict) -> str:
-    """``<final stage>-checkpoint-<step>``: a new version whenever a checkpoint is added."""
-    return f"{result['stage']}-{Path(result['checkpoint']).name or 'none'}"
 
 
 if __name__ == "__main__":

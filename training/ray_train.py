@@ -174,6 +174,7 @@ def train_on_ray(
 
     from training import grpo
     from training.config import TINY_MODEL, load_recipe
+    from training.report import run_summary
 
     if num_workers < 1:
         msg = f"--workers {num_workers}: expected at least 1 Ray Train worker"
@@ -212,7 +213,7 @@ def train_on_ray(
     except Exception as exc:
         msg = f"recipe {recipe.name}: Ray Train failed ({type(exc).__name__}: {exc})"
         raise RayLaunchError(msg.splitlines()[0]) from exc
-    return grpo.run_summary(recipe, output)
+    return run_summary(recipe, output)
 
 
 def _device(use_gpu: bool) -> str:
@@ -251,11 +252,12 @@ def run(argv: argparse.Namespace) -> int:
         if pipes:
             from training import grpo
             from training.config import load_recipe
+            from training.report import run_data_version, run_metadata
 
             recipe = load_recipe(grpo.parse_args(argv.grpo_args).recipe)
             pipes.report_asset_materialization(
-                metadata={**grpo.run_metadata(recipe, result), "ray_workers": argv.workers},
-                data_version=grpo.run_data_version(result),
+                metadata={**run_metadata(recipe, result), "ray_workers": argv.workers},
+                data_version=run_data_version(result),
             )
     return 0
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from training.arguments import peft_config, trainer_fields
+from training.callbacks import LossLog, use_table_callbacks
 from training.config import Recipe
 
 log = logging.getLogger("training.sft")
@@ -95,8 +97,6 @@ def effective_trainable(recipe: Recipe) -> str | tuple[str, ...]:
 
 def sft_peft_config(recipe: Recipe):
     """The LoRA config of the SFT stage, with ``modules_to_save`` for projector / prefixes."""
-    from training.grpo import peft_config
-
     trainable = effective_trainable(recipe)
     if trainable == "emit_module":  # EMIT's stage 1: the MLLM frozen, no adapter at all
         return None
@@ -109,8 +109,6 @@ def sft_peft_config(recipe: Recipe):
 
 def sft_config(recipe: Recipe, output: Path, max_steps: int | None, seed: int):
     from trl import SFTConfig
-
-    from training.grpo import trainer_fields
 
     fields = {
         **trainer_fields(recipe, output, seed),
@@ -130,7 +128,7 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
 
     peft = sft_peft_config(recipe)
     if peft is None and effective_trainable(recipe) != "emit_module":
-        # (emit_module: training.emit_module.stages.prepare_model froze all but the module)
+        # (emit_module: training.emit_stages.prepare_model froze all but the module)
         n = freeze(model, effective_trainable(recipe))
         log.info("sft: %s trainable parameters (%s)", f"{n:,}", effective_trainable(recipe))
     trainer = SFTTrainer(
@@ -141,13 +139,7 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
         peft_config=peft,
     )
     trainer.add_callback(DoneMarker(recipe.name, "sft"))
-    from transformers.trainer_callback import ProgressCallback
-
-    from training.grpo import LossLog, QuietProgress
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(QuietProgress())
-    trainer.add_callback(LossLog())
+    use_table_callbacks(trainer, LossLog())
     return trainer
 
 

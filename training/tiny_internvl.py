@@ -3,40 +3,37 @@
 EMIT's base model is InternVL3-8B; transformers' native classes (``InternVLConfig``,
 ``InternVLForConditionalGeneration``, ``InternVLProcessor``) run it. ``build_tiny_internvl3``
 writes a complete model folder the same way :mod:`training.tiny_model` writes the tiny
-Qwen2.5-VL: random weights, the locally trained byte-level BPE of
-:func:`training.tiny_model.build_tokenizer` (InternVL3's language model is Qwen2.5, so its
-tokenizer is Qwen2's plus InternVL's image tokens ``<img>``, ``</img>``, ``<IMG_CONTEXT>``
-and ``<video>``), and a processor that loads without hub access.
+Qwen2.5-VL: random weights, the core's locally trained byte-level BPE
+(:func:`iad_pipeline.models.qwen_tokenizer.build_tokenizer`; InternVL3's language model is
+Qwen2.5, so its tokenizer is Qwen2's plus InternVL's image tokens ``<img>``, ``</img>``,
+``<IMG_CONTEXT>`` and ``<video>``), and a processor that loads without hub access.
 
 The tiny model: vision tower with 4 layers of width 32 over 56 x 56 pixel tiles (patch 14,
 so a 4 x 4 patch grid, 4 image tokens per tile after InternVL's pixel shuffle), text
 hidden 64 with 2 layers. Images are cropped into at most 2 tiles plus a thumbnail tile (the
 whole image at tile size, last), as InternVL3 crops into up to 12 tiles plus a thumbnail.
 
-The processor pitfall is the same as Qwen2.5-VL's: the stock ``InternVLProcessor`` wants a
-video processor, which needs torchvision. ``InternVLImageOnlyProcessor`` is the stock one
-minus video; it is registered with ``AutoProcessor`` **on import**, so import this module
-before ``AutoProcessor.from_pretrained(folder)`` (:func:`load_internvl_processor` does).
+The processor pitfall is the same as Qwen2.5-VL's: the folders name the core's
+``InternVLImageOnlyProcessor`` (:mod:`iad_pipeline.models.processors`, which registers it
+with ``AutoProcessor`` on import); load them with its ``load_internvl_model_and_processor``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import torch
 from transformers import (
-    AutoProcessor,
     GenerationConfig,
     InternVLConfig,
     InternVLForConditionalGeneration,
-    InternVLProcessor,
-    ProcessorMixin,
 )
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-from training.tiny_model import build_tokenizer, save_model_folder
+from iad_pipeline.models.processors import InternVLImageOnlyProcessor
+from iad_pipeline.models.qwen_tokenizer import build_tokenizer
+from training.tiny_model import save_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -82,33 +79,6 @@ TINY_TEXT = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
 }
-
-
-class InternVLImageOnlyProcessor(InternVLProcessor):
-    """``InternVLProcessor`` without the video processor, so it builds without torchvision.
-
-    Everything but ``__init__`` is inherited (image-token expansion, tiles, chat template).
-    """
-
-    def __init__(
-        self, image_processor=None, tokenizer=None, image_seq_length=256, chat_template=None, **kw
-    ):
-        self.image_seq_length = image_seq_length
-        self.start_image_token = tokenizer.start_image_token
-        self.end_image_token = tokenizer.end_image_token
-        self.start_image_token_id = tokenizer.start_image_token_id
-        self.end_image_token_id = tokenizer.end_image_token_id
-        self.image_token = tokenizer.context_image_token
-        self.video_token = tokenizer.video_token
-        self.image_token_id = tokenizer.context_image_token_id
-        self.multimodal_pattern = re.compile(
-            f"(?P<image>{re.escape(self.image_token)})|(?P<video>{re.escape(self.video_token)})"
-        )
-        # Skip InternVLProcessor.__init__: it requires a video processor.
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-
-AutoProcessor.register(InternVLConfig, InternVLImageOnlyProcessor, exist_ok=True)
 
 
 def build_internvl_tokenizer():
@@ -177,14 +147,3 @@ def build_tiny_internvl3(out_dir: Path, *, seed: int = 0) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     return save_model_folder(model, processor, out_dir)
-
-
-def load_internvl_processor(path: str | Path) -> InternVLImageOnlyProcessor:
-    """The folder's processor, image-only and left-padded (see the module docstring)."""
-    return InternVLImageOnlyProcessor.from_pretrained(path, padding_side="left")
-
-
-def load_internvl_model_and_processor(path: str | Path, dtype: torch.dtype = torch.float32):
-    """A tiny (or real ``-hf``) InternVL3 folder's model and left-padded image-only processor."""
-    model = InternVLForConditionalGeneration.from_pretrained(path, dtype=dtype)
-    return model, load_internvl_processor(path)

@@ -83,13 +83,11 @@ class OpenAIBackend:
         model: the model name the server serves.
         base_url: the server's ``/v1`` URL (``None``: ``OPENAI_BASE_URL``, else OpenAI).
         cache_dir: folder of the response cache.
-        concurrency: requests in flight at most.
-        timeout: seconds per attempt.
-        max_retries: retries after the first attempt.
-        max_side: longest image side sent (``None``: the client's default).
-        max_requests, max_tokens: the client's budget (``None``: no limit).
-        client_options: further :class:`~iad_pipeline.settings.ChatSettings` fields (prices,
-            deadlines), and ``sleep`` for the client.
+        sleep: the client's sleep function (tests pass a fake clock's).
+        settings: further :class:`~iad_pipeline.settings.ChatSettings` fields by name, each
+            with its default there: ``concurrency`` (requests in flight), ``timeout``
+            (seconds per attempt), ``max_retries``, ``max_side`` (longest image side sent),
+            ``max_requests`` / ``max_tokens`` (the budget), prices and deadlines.
 
     ``max_new_tokens`` of :meth:`answer` is not sent (see the module docstring).
     """
@@ -102,30 +100,12 @@ class OpenAIBackend:
         *,
         base_url: str | None = None,
         cache_dir: Path | str,
-        concurrency: int = ChatSettings.concurrency,
-        timeout: float = ChatSettings.timeout,
-        max_retries: int = ChatSettings.max_retries,
-        max_side: int | None = None,
-        max_requests: int | None = None,
-        max_tokens: int | None = None,
-        client_options: dict[str, Any] | None = None,
+        sleep: Any = None,
+        **settings: Any,
     ) -> None:
-        options = dict(client_options or {})
-        if max_side is not None:
-            options["max_side"] = max_side
-        sleep = options.pop("sleep", None)
         try:
-            settings = ChatSettings(
-                base_url=base_url,
-                model=model,
-                concurrency=concurrency,
-                timeout=timeout,
-                max_retries=max_retries,
-                max_requests=max_requests,
-                max_tokens=max_tokens,
-                **options,
-            )
-            self.client = ChatClient(settings, cache_dir, sleep=sleep)
+            chat = ChatSettings(base_url=base_url, model=model, **settings)
+            self.client = ChatClient(chat, cache_dir, sleep=sleep)
         except (ChatConfigError, TypeError) as exc:
             msg = f"OpenAIBackend({model!r}): {exc}"
             raise BackendError(msg) from exc

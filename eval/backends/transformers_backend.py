@@ -52,8 +52,8 @@ from eval.backends import (
     BackendError,
 )
 from eval.prompting import PromptSpec, chat_text, image_size_kwargs
-from training.emit_module import add_hint_placeholder, find_emit_module, load_emit_model
-from training.tiny_model import load_processor
+from iad_pipeline.models.emit import add_hint_placeholder, find_emit_module, load_emit_model
+from iad_pipeline.models.processors import load_internvl_processor, load_processor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def processor_loader(model_type: str) -> Callable[[str | Path], Any]:
     InternVL (transformers' native classes, e.g. InternVL3-hf and the tiny InternVL3) loads
     image-only: its stock processor wants a video processor, which real checkpoints do not
     ship without torchvision. Every other family goes through the generic
-    :func:`training.tiny_model.load_processor`.
+    :func:`iad_pipeline.models.processors.load_processor`.
 
     >>> processor_loader("internvl").__name__
     'load_internvl_processor'
@@ -74,8 +74,6 @@ def processor_loader(model_type: str) -> Callable[[str | Path], Any]:
     'load_processor'
     """
     if model_type == "internvl":
-        from training.tiny_internvl import load_internvl_processor
-
         return load_internvl_processor
     return load_processor
 
@@ -169,7 +167,7 @@ class TransformersBackend:
     Args:
         model_path: a model folder (the tiny model of :mod:`training.tiny_model` or a real
             checkpoint); loaded with ``AutoModelForImageTextToText`` (through
-            :func:`training.emit_module.load_emit_model`: with EMIT's comparison module when
+            :func:`iad_pipeline.models.emit.load_emit_model`: with EMIT's comparison module when
             the folder holds ``emit_module.safetensors``; ``load_warnings`` lists what went
             wrong, e.g. a run's checkpoint without them) and the left-padded processor its
             family's loader gives (:func:`processor_loader`).

@@ -33,7 +33,8 @@ import importlib.util
 import logging
 import multiprocessing as mp
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +98,44 @@ def _replica(devices: str, options: dict[str, Any], jobs: Any, results: Any) -> 
             results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+@dataclass(frozen=True)
+class VllmEngine:
+    """The vLLM engines of a backend.
+
+    Args:
+        data_parallel_size: engine replicas, each in its own process.
+        tensor_parallel_size: GPUs per replica.
+        enable_prefix_caching: reuse the KV cache of shared prompt prefixes.
+        gpu_memory_utilization, max_model_len, dtype: vLLM engine options.
+        max_images: images per prompt vLLM must accept (``limit_mm_per_prompt``; shots + 1).
+        options: further ``vllm.LLM`` arguments.
+    """
+
+    data_parallel_size: int = 1
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    max_images: int = 2
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def llm_options(self, model: str) -> dict[str, Any]:
+        """The ``vllm.LLM`` arguments of one replica."""
+        options: dict[str, Any] = {
+            "model": model,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "enable_prefix_caching": self.enable_prefix_caching,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "dtype": self.dtype,
+            "limit_mm_per_prompt": {"image": self.max_images},
+            "seed": 0,
+        }
+        if self.max_model_len is not None:
+            options["max_model_len"] = self.max_model_len
+        return options | dict(self.options)
+
+
 class VllmBackend:
     """Answer prompts with vLLM.
 
@@ -104,12 +143,7 @@ class VllmBackend:
         model_path: a model folder or hub id vLLM can load.
         max_new_tokens: generation limit (MMAD: 128).
         mode: ``"generate"`` or ``"letter_logits"``.
-        data_parallel_size: engine replicas, each in its own process.
-        tensor_parallel_size: GPUs per replica.
-        enable_prefix_caching: reuse the KV cache of shared prompt prefixes.
-        gpu_memory_utilization, max_model_len, dtype: vLLM engine options.
-        max_images: images per prompt vLLM must accept (``limit_mm_per_prompt``; shots + 1).
-        engine_options: further ``vllm.LLM`` arguments.
+        engine: replicas, GPUs and engine options (:class:`VllmEngine`).
 
     Raises:
         BackendError: vLLM is not installed, or an argument is out of range.
@@ -121,26 +155,21 @@ class VllmBackend:
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         mode: Literal["generate", "letter_logits"] = "generate",
-        data_parallel_size: int = 1,
-        tensor_parallel_size: int = 1,
-        enable_prefix_caching: bool = True,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
-        dtype: str = "auto",
-        max_images: int = 2,
-        engine_options: dict[str, Any] | None = None,
+        engine: VllmEngine | None = None,
     ) -> None:
         _require_vllm()
+        engine = engine or VllmEngine()
+        dp, tp = engine.data_parallel_size, engine.tensor_parallel_size
         if mode not in MODES:
             msg = f"VllmBackend: mode={mode!r}; expected one of {MODES}"
             raise BackendError(msg)
-        if data_parallel_size < 1 or tensor_parallel_size < 1:
+        if dp < 1 or tp < 1:
             msg = (
-                f"VllmBackend: data_parallel_size={data_parallel_size}, tensor_parallel_size="
-                f"{tensor_parallel_size}; expected integers >= 1"
+                f"VllmBackend: data_parallel_size={dp}, tensor_parallel_size={tp}; expected "
+                "integers >= 1"
             )
             raise BackendError(msg)
-        from training.tiny_model import load_processor
+        from iad_pipeline.models.processors import load_processor
 
         self.model = str(model_path)
         self.mode = mode
@@ -148,24 +177,13 @@ class VllmBackend:
         self.max_new_tokens = max_new_tokens
         self.processor = load_processor(model_path)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        options: dict[str, Any] = {
-            "model": str(model_path),
-            "tensor_parallel_size": tensor_parallel_size,
-            "enable_prefix_caching": enable_prefix_caching,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "dtype": dtype,
-            "limit_mm_per_prompt": {"image": max_images},
-            "seed": 0,
-        }
-        if max_model_len is not None:
-            options["max_model_len"] = max_model_len
-        options |= engine_options or {}
+        options = engine.llm_options(str(model_path))
         self._llm = None
         self._replicas: list[tuple[Any, Any, Any]] = []
-        if data_parallel_size == 1:
+        if dp == 1:
             self._llm = _engine(options)
         else:
-            self._start_replicas(options, data_parallel_size, tensor_parallel_size)
+            self._start_replicas(options, dp, tp)
 
     def _start_replicas(self, options: dict[str, Any], dp: int, tp: int) -> None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")

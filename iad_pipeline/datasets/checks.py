@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from iad_pipeline.markdown import markdown_table
+
 
 def anomalous_without_mask(samples: pl.DataFrame) -> int:
     """Number of anomalous samples whose ``mask_paths`` is empty.
@@ -16,30 +18,6 @@ def anomalous_without_mask(samples: pl.DataFrame) -> int:
     if samples.is_empty():
         return 0
     return samples.filter(pl.col("is_anomalous") & (pl.col("mask_paths").list.len() == 0)).height
-
-
-def markdown_table(df: pl.DataFrame, max_rows: int = 10) -> str:
-    """A small markdown table of the first rows (lists joined, long cells shortened).
-
-    >>> print(markdown_table(pl.DataFrame({"a": [1], "b": [["x", "y"]]})))
-    | a | b |
-    |---|---|
-    | 1 | x, y |
-    """
-    if df.is_empty():
-        return "_(empty)_"
-
-    def cell(value: object) -> str:
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        text = text.replace("|", "\\|")
-        return text if len(text) <= 60 else "…" + text[-59:]
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    for row in df.head(max_rows).iter_rows():
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    if df.height > max_rows:
-        lines.append(f"\n_{df.height - max_rows} more rows_")
-    return "\n".join(lines)
 
 
 def counts_markdown(samples: pl.DataFrame) -> str:

@@ -208,12 +208,3 @@ def build_samples(
         schema=QUARANTINE_SCHEMA,
     ).sort(["reason", "path"])
     return SamplesResult(samples, quarantine)
-
-
-def summarize(samples: pl.DataFrame) -> pl.DataFrame:
-    """Counts by category, split and label, for tables in the CLI and the UI."""
-    return (
-        samples.group_by(["category", "split", "label"])
-        .len("images")
-        .sort(["category", "split", "label"])
-    )

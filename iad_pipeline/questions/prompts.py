@@ -256,7 +256,8 @@ def format_options(options: Sequence[str]) -> str:
     >>> format_options(["No.", "Yes."])
     'A. No.\\nB. Yes.'
     """
-    return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
+    lines = (MMAD_OPTION.format(letter=LETTERS[i], text=text) for i, text in enumerate(options))
+    return "".join(lines).removesuffix("\n")
 
 
 def format_question(bare: str, options: Sequence[str]) -> str:
@@ -411,8 +412,6 @@ def to_content(text: str) -> list[dict[str, str]]:
 # traindata_gen/gen_domain_knowledge.py: the prompts EMIT sent to gpt-4-turbo, images
 # downscaled to at most 512 px on the long side and sent as base64. The defect prompt comes
 # with three images in this order: a similar normal image, the defect image, its mask.
-EMIT_KNOWLEDGE_MODEL = "gpt-4-turbo"
-EMIT_KNOWLEDGE_MAX_SIDE = 512
 EMIT_DEFECT_KNOWLEDGE_PROMPT = (
     "I am providing three images. The first two images feature the object labeled "
     '"{object_name}". In the first image, the object is in good condition. The second image '

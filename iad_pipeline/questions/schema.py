@@ -112,11 +112,6 @@ def knowledge_key(
     return f"{table.get(key, key)}/{category}"
 
 
-def empty_questions() -> pl.DataFrame:
-    """A question table with no rows."""
-    return pl.DataFrame(schema=QUESTIONS_SCHEMA)
-
-
 def check_questions(questions: pl.DataFrame, where: str = "question table") -> None:
     """Raise :class:`QuestionError` naming the first bad rows: fewer than 2 options, repeated
     options, or an answer that is not an option's letter (see

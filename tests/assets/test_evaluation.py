@@ -15,8 +15,9 @@ from assets.evaluation import (
 )
 from assets.ingest import raw_dataset, samples
 from assets.questions import question_bank
-from eval.pipeline import CROSS_SETS, MMAD_SETS
+from eval.pipeline import MMAD_SETS
 from iad_pipeline.resources import IadConfig
+from iad_pipeline.stages import CROSS_DATASET_EVAL
 from training.checkpoints import DONE
 from training.tiny_model import build_tiny_qwen25vl
 
@@ -49,9 +50,9 @@ def test_sensor_adds_new_checkpoints_once_and_again_when_they_change(tmp_path) -
         (runs / "emit" / "checkpoint-3").mkdir()  # incomplete: no DONE, never evaluated
         first = tick(instance, iad)
         assert [r.partition_keys for r in first.dynamic_partitions_requests] == [["emit-2"]]
-        assert len(first.run_requests) == len(MMAD_SETS) + len(CROSS_SETS)
+        assert len(first.run_requests) == len(MMAD_SETS) + len(CROSS_DATASET_EVAL)
         keys = {r.partition_key.keys_by_dimension["eval_set"] for r in first.run_requests}
-        assert keys == set(MMAD_SETS) | set(CROSS_SETS)
+        assert keys == set(MMAD_SETS) | set(CROSS_DATASET_EVAL)
         instance.add_dynamic_partitions("checkpoints", ["emit-2"])
         assert isinstance(tick(instance, iad, first.cursor), dg.SkipReason)  # same content
         # training state rewritten, weights the same: the answers would be the same

@@ -10,12 +10,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
-from eval.adapters import AdapterMismatchError, merged_model_dir
+from eval.adapters import AdapterMismatchError, merged_model_dir, model_path
 from eval.backends.transformers_backend import TransformersBackend
-from eval.pipeline import model_path
 from eval.prompting import build_prompt
 from eval.protocols import Protocol
-from training.tiny_model import load_model_and_processor
+from iad_pipeline.models.processors import load_model_and_processor
 
 TARGETS = ["q_proj", "v_proj"]
 

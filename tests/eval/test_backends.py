@@ -38,7 +38,7 @@ def letter_backend(tiny_model_dir: Path) -> TransformersBackend:
 
 def manual_letter(model_dir: Path, spec) -> str:
     """The best letter computed by hand: the processor, one forward pass, the letter tokens."""
-    from training.tiny_model import load_model_and_processor
+    from iad_pipeline.models.processors import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir)
     # As MMAD renders it: vision ids, the processor built with MMAD's pixel bounds.

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from eval import pipeline
-from eval.pipeline import evaluate_mmad
+from eval.pipeline import EvalOptions, evaluate_mmad
 from eval.warehouse import Warehouse, WarehouseError
 from iad_pipeline.fingerprint import checkpoint_fingerprint, file_sha256
 from iad_pipeline.paths import Layout
@@ -167,8 +167,8 @@ def test_a_module_runs_checkpoint_without_its_weights_warns_in_the_result(
 ) -> None:
     import shutil
 
-    from training.emit_module import EmitModuleSettings, attach_emit_module, save_emit_module
-    from training.tiny_model import load_model_and_processor
+    from iad_pipeline.models.emit import EmitModuleSettings, attach_emit_module, save_emit_module
+    from iad_pipeline.models.processors import load_model_and_processor
 
     run = layout["checkpoint"].parent
     shutil.rmtree(layout["checkpoint"])
@@ -185,7 +185,7 @@ def test_a_module_runs_checkpoint_without_its_weights_warns_in_the_result(
         checkpoint_key="demo-4",
         recipe="demo",
         layout=layout["layout"],
-        limit=2,
+        options=EvalOptions(limit=2),
     )
     assert result.answers.height == 2
     assert len(result.warnings) == 1 and "without EMIT's hints" in result.warnings[0]

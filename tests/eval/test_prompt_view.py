@@ -116,8 +116,8 @@ def test_a_checkpoint_with_emits_module_shows_its_hint_placeholder(
 ) -> None:
     import shutil
 
-    from training.emit_module import EmitModuleSettings, attach_emit_module, save_emit_module
-    from training.tiny_model import load_model_and_processor
+    from iad_pipeline.models.emit import EmitModuleSettings, attach_emit_module, save_emit_module
+    from iad_pipeline.models.processors import load_model_and_processor
 
     checkpoint = tmp_path / "checkpoint-2"
     shutil.copytree(tiny_model_dir, checkpoint)

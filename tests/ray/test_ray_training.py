@@ -16,7 +16,7 @@ import pytest
 from assets.ray_launch import launch_training_on_ray
 from iad_pipeline.resources import RaySection, TrainingLauncher
 from tests.support.training_sets import emit_training_set
-from training.checkpoints import DONE, checkpoints, latest_checkpoint, read_done
+from training.checkpoints import DONE, checkpoints, latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -83,7 +83,10 @@ def test_the_demo_recipe_trains_two_steps_on_two_ray_train_workers(first_run) ->
     assert meta["steps"] == 2 and meta["ray_workers"] == 2
     assert meta["checkpoint"] == str(output / "grpo" / "checkpoint-2")
     checkpoint = latest_checkpoint(output / "grpo")
-    assert checkpoint == output / "grpo" / "checkpoint-2" and read_done(checkpoint)["step"] == 2
+    assert (
+        checkpoint == output / "grpo" / "checkpoint-2"
+        and json.loads((checkpoint / DONE).read_text())["step"] == 2
+    )
     # one RNG state per rank: both Ray Train workers trained in one process group
     assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == [
         "rng_state_0.pth",

@@ -12,7 +12,8 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from trl import GRPOConfig
 
-from training.tiny_model import build_tiny_qwen25vl, load_model_and_processor
+from iad_pipeline.models.processors import load_model_and_processor
+from training.tiny_model import build_tiny_qwen25vl
 
 # One row per prompt; the solution "Z" is never an answer the scripted rewards accept.
 PROMPTS = (

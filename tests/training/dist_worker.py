@@ -21,7 +21,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from trl import GRPOConfig
 
-from training.tiny_model import load_model_and_processor
+from iad_pipeline.models.processors import load_model_and_processor
 from training.trainer import DifficultyAwareGRPOTrainer, DifficultyConfig
 
 ZERO2 = {

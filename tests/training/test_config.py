@@ -233,7 +233,7 @@ def test_every_recipe_field_is_read_by_the_training_code() -> None:
             "training/trainer.py",  # the difficulty block, passed whole
             "training/sft.py",
             "training/checkpoints.py",
-            *(str(q.relative_to(root)) for q in (root / "training/emit_module").glob("*.py")),
+            *(str(q.relative_to(root)) for q in (root / "iad_pipeline/models/emit").glob("*.py")),
         )
     )
     # config.py itself reads a few: deepspeed (deepspeed_config), source (relative paths)

@@ -13,7 +13,9 @@ import pytest
 from tests.support.training_sets import emit_training_set
 from training.checkpoints import DONE, checkpoints, latest_checkpoint
 from training.config import load_recipe
-from training.grpo import build_trainer, grpo_config, load_model, load_training_dataset
+from training.dataset import load_training_dataset
+from training.grpo import build_trainer, grpo_config
+from training.model_setup import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 STYLE = {

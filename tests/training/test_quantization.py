@@ -11,7 +11,7 @@ from peft import LoraConfig
 from trl import GRPOTrainer
 
 from training.config import load_recipe
-from training.grpo import load_model
+from training.model_setup import load_model
 from training.quantization import (
     QuantizationUnavailableError,
     count_4bit_layers,
@@ -53,7 +53,7 @@ def test_qlora_trains_two_grpo_steps_and_only_the_adapter_moves(
     tiny_model_dir: Path, tiny_dataset, grpo_args
 ) -> None:
     model = load_qlora_model(tiny_model_dir)
-    from training.tiny_model import load_processor
+    from iad_pipeline.models.processors import load_processor
 
     trainer = GRPOTrainer(
         model=model,

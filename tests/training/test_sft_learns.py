@@ -11,7 +11,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from training.config import load_recipe
-from training.grpo import load_model
+from training.model_setup import load_model
 from training.sft import build_sft_trainer, letter_accuracy, sft_config
 
 QUESTION = "Is the square red? A. Yes. B. No."

@@ -92,8 +92,8 @@ def test_a_run_folder_belongs_to_one_run(tmp_path) -> None:
     ],
 )
 def test_sft_trainable_freezes_everything_else(tiny_model_dir, trainable, expected) -> None:
+    from iad_pipeline.models.processors import load_model_and_processor
     from training.sft import freeze
-    from training.tiny_model import load_model_and_processor
 
     model, _ = load_model_and_processor(tiny_model_dir)
     count = freeze(model, trainable)

@@ -17,16 +17,13 @@ from transformers import (
     Qwen2_5_VLProcessor,
 )
 
-from training.tiny_model import (
-    QWEN_FIRST_ADDED_ID,
-    SPECIAL_TOKENS,
+from iad_pipeline.models.processors import (
     Qwen2_5_VLImageOnlyProcessor,
-    build_tiny_qwen25vl,
-    build_tokenizer,
     load_model_and_processor,
     load_processor,
-    model_config,
 )
+from iad_pipeline.models.qwen_tokenizer import QWEN_FIRST_ADDED_ID, SPECIAL_TOKENS, build_tokenizer
+from training.tiny_model import build_tiny_qwen25vl, model_config
 
 IMAGE_MESSAGE = [
     {

@@ -7,9 +7,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from training.emit_module import EmitModuleSettings, add_hint_placeholder, attach_emit_module
-from training.tiny_internvl import load_internvl_model_and_processor
-from training.tiny_model import load_model_and_processor
+from iad_pipeline.models.emit import EmitModuleSettings, add_hint_placeholder, attach_emit_module
+from iad_pipeline.models.processors import (
+    load_internvl_model_and_processor,
+    load_model_and_processor,
+)
 
 FAMILIES = ("qwen2_5_vl", "internvl")
 # small enough for CPU: a 4 x 4 heat map grid gives 4 contrastive embeddings

@@ -12,11 +12,9 @@ from safetensors import safe_open
 
 from eval.backends.transformers_backend import TransformersBackend
 from eval.prompting import PromptSpec
-from tests.training.emit_module.emit_helpers import FAMILIES, batch, images, with_module
-from training.emit_module import (
+from iad_pipeline.models.emit import (
     EMIT_WEIGHTS_NAME,
     EmitError,
-    EmitModuleCallback,
     EmitModuleSettings,
     add_hint_placeholder,
     find_emit_module,
@@ -24,6 +22,8 @@ from training.emit_module import (
     load_emit_module,
     save_emit_module,
 )
+from tests.training.emit_module.emit_helpers import FAMILIES, batch, images, with_module
+from training.emit_stages import EmitModuleCallback
 
 
 def trained(model_dirs, family):

@@ -8,9 +8,9 @@ from datasets import Dataset
 from peft import LoraConfig
 from trl import GRPOConfig, GRPOTrainer
 
+from iad_pipeline.models.emit import EMIT_WEIGHTS_NAME, add_hint_placeholder, find_emit_module
 from tests.training.emit_module.emit_helpers import FAMILIES, SMALL, TWO_IMAGES, images, with_module
-from training.emit_module import EMIT_WEIGHTS_NAME, add_hint_placeholder, find_emit_module
-from training.emit_module.stages import prepare_trainer
+from training.emit_stages import prepare_trainer
 
 
 def varied_length(completions, **_):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.emit_module.heatmap import layered_heatmap, patch_heatmap, resize_grid
+from iad_pipeline.models.emit.heatmap import layered_heatmap, patch_heatmap, resize_grid
 
 
 def slow_heatmap(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:

@@ -9,14 +9,7 @@ from PIL import Image
 from transformers import Qwen2_5_VLModel
 from transformers.vision_utils import get_vision_window_index
 
-from tests.training.emit_module.emit_helpers import (
-    FAMILIES,
-    SMALL,
-    batch,
-    load,
-    with_module,
-)
-from training.emit_module import (
+from iad_pipeline.models.emit import (
     EmitError,
     EmitModuleSettings,
     attach_emit_module,
@@ -25,7 +18,14 @@ from training.emit_module import (
     layered_heatmap,
     train_emit_module,
 )
-from training.emit_module.vision import qwen_raster, unwindow
+from iad_pipeline.models.emit.vision import qwen_raster, unwindow
+from tests.training.emit_module.emit_helpers import (
+    FAMILIES,
+    SMALL,
+    batch,
+    load,
+    with_module,
+)
 
 
 def manual_features(model, family, inputs):
@@ -227,7 +227,7 @@ def test_qwen_layer_outputs_are_put_back_in_raster_order(model_dirs):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_repeated_pair_is_compared_once(model_dirs, family, monkeypatch):
     """GRPO's batches repeat each prompt: one heat map per distinct image pair."""
-    import training.emit_module.vision as emit_vision
+    import iad_pipeline.models.emit.vision as emit_vision
 
     model, processor = with_module(model_dirs, family)
     model.eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.emit_module import (
+from iad_pipeline.models.emit import (
     EmitModuleSettings,
     EmitSettingsError,
     HeatmapProjector,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from iad_pipeline.models.emit import EMIT_WEIGHTS_NAME
 from tests.support.training_sets import emit_training_set
 from training import grpo
 from training.checkpoints import checkpoints
 from training.config import RecipeError, load_recipe
-from training.emit_module import EMIT_WEIGHTS_NAME
 
 RECIPES = Path(grpo.__file__).parent / "recipes"
 

@@ -7,9 +7,9 @@ import torch
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from iad_pipeline.models.emit import EMIT_WEIGHTS_NAME, add_hint_placeholder, find_emit_module
 from tests.training.emit_module.emit_helpers import FAMILIES, SMALL, TWO_IMAGES, images, load
-from training.emit_module import EMIT_WEIGHTS_NAME, add_hint_placeholder, find_emit_module
-from training.emit_module.stages import prepare_model, prepare_trainer
+from training.emit_stages import prepare_model, prepare_trainer
 
 
 def dataset() -> Dataset:

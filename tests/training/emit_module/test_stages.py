@@ -7,9 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from iad_pipeline.models.emit import (
+    EmitError,
+    EmitModuleSettings,
+    find_emit_module,
+    save_emit_module,
+)
 from tests.training.emit_module.emit_helpers import SMALL, load
-from training.emit_module import EmitError, EmitModuleSettings, find_emit_module, save_emit_module
-from training.emit_module.stages import prepare_model, prepare_trainer, stage1_question
+from training.emit_stages import prepare_model, prepare_trainer, stage1_question
 
 
 def test_sft_stage_trains_only_the_module(model_dirs):

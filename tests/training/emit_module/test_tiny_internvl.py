@@ -12,7 +12,8 @@ from transformers import (
     InternVLForConditionalGeneration,
 )
 
-from training.tiny_internvl import InternVLImageOnlyProcessor, build_tiny_internvl3
+from iad_pipeline.models.processors import InternVLImageOnlyProcessor
+from training.tiny_internvl import build_tiny_internvl3
 
 
 def test_same_seed_same_weights_and_auto_classes_load_it(model_dirs, tmp_path):

@@ -207,69 +207,79 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
     return result.run["run_id"]
 
 
-def _learning(recipe: str) -> int:
-    """base -> SFT -> GRPO accuracy per question type on LEARNING_SET, beside chance and the
-    majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
-    import polars as pl
-
-    from eval.baseline import accuracy_by_type
-    from eval.warehouse import Warehouse
-    from iad_pipeline.fsutil import write_json
-    from iad_pipeline.resources import IadConfig
-
-    root = IadConfig().layout().root
-    path = IadConfig().layout().warehouse
-    if not path.is_file():
-        return 1
-    warehouse = Warehouse(path)
+def _latest_runs(warehouse, recipe: str) -> dict[str, tuple[str, str]]:
+    """``{stage: (checkpoint, run_id)}`` of the newest step of each stage (base, sft, grpo)
+    evaluated on LEARNING_SET."""
     runs = warehouse.query(
         "SELECT run_id, checkpoint FROM runs WHERE recipe = $r AND eval_set = $e "
         "ORDER BY finished_at",
         {"r": recipe, "e": LEARNING_SET},
     )
-    latest: dict[str, tuple[str, str]] = {}  # stage -> (checkpoint, run_id), newest step
+    latest: dict[str, tuple[str, str]] = {}
     for run_id, checkpoint in runs.iter_rows():
         parts = checkpoint.rsplit("-", 2)
         if len(parts) == 3 and parts[1] in ("base", "sft", "grpo") and parts[2].isdigit():
             old = latest.get(parts[1])
             if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
                 latest[parts[1]] = (checkpoint, run_id)
+    return latest
+
+
+def _cell(frame, question_type: str) -> str:
+    """``accuracy [low-high]`` of one question type in an accuracy frame, else ``-``."""
+    import polars as pl
+
+    hit = None if frame is None else frame.filter(pl.col("question_type") == question_type)
+    if hit is None or hit.is_empty():
+        return "-"
+    r = hit.row(0, named=True)
+    return f"{r['accuracy']:.1f} [{r['ci_low']:.0f}-{r['ci_high']:.0f}]"
+
+
+LEARNING_COLUMNS = (
+    ("base", "base"),
+    ("sft", "SFT"),
+    ("grpo", "GRPO"),
+    ("ablation", "GRPO, no image"),
+)
+
+
+def _learning(recipe: str) -> int:
+    """base -> SFT -> GRPO accuracy per question type on LEARNING_SET, beside chance and the
+    majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
+    from eval.baseline import accuracy_by_type
+    from eval.warehouse import Warehouse
+    from iad_pipeline.fsutil import write_json
+    from iad_pipeline.resources import IadConfig
+
+    layout = IadConfig().layout()
+    path = layout.warehouse
+    if not path.is_file():
+        return 1
+    warehouse = Warehouse(path)
+    latest = _latest_runs(warehouse, recipe)
     with console.status("image-ablation control"):
         ablation = _ablation(recipe, latest["grpo"][0]) if "grpo" in latest else None
-    columns = [("base", "base"), ("sft", "SFT"), ("grpo", "GRPO"), ("ablation", "GRPO, no image")]
     ids = {stage: run_id for stage, (_, run_id) in latest.items()}
     if ablation:
         ids["ablation"] = ablation
-    frames = {}
-    for stage, run_id in ids.items():
-        answers = warehouse.query(
-            "SELECT question_type, correct_answer, gpt_answer FROM answers WHERE run_id = $r",
-            {"r": run_id},
+    frames = {
+        stage: accuracy_by_type(
+            warehouse.query(
+                "SELECT question_type, correct_answer, gpt_answer FROM answers WHERE run_id = $r",
+                {"r": run_id},
+            )
         )
-        frames[stage] = accuracy_by_type(answers)
+        for stage, run_id in ids.items()
+    }
     if "base" not in frames:
         return 1
     table = Table(title=f"learning: {recipe} on {LEARNING_SET} (accuracy %, 95% interval)")
-    for column in ("question type", "n", "chance", "majority"):
+    for column in ("question type", "n", "chance", "majority", *(c for _, c in LEARNING_COLUMNS)):
         table.add_column(column)
-    for _, label in columns:
-        table.add_column(label)
-    base = frames["base"]
     summary = {}
-    for row in base.iter_rows(named=True):
-        cells = []
-        for stage, _ in columns:
-            frame = frames.get(stage)
-            hit = (
-                frame.filter(pl.col("question_type") == row["question_type"])
-                if frame is not None
-                else None
-            )
-            if hit is None or hit.is_empty():
-                cells.append("-")
-                continue
-            r = hit.row(0, named=True)
-            cells.append(f"{r['accuracy']:.1f} [{r['ci_low']:.0f}-{r['ci_high']:.0f}]")
+    for row in frames["base"].iter_rows(named=True):
+        cells = [_cell(frames.get(stage), row["question_type"]) for stage, _ in LEARNING_COLUMNS]
         table.add_row(
             row["question_type"],
             str(row["n"]),
@@ -281,11 +291,11 @@ def _learning(recipe: str) -> int:
     console.print(table)
     report = {
         "eval_set": LEARNING_SET,
-        **{stage: ids.get(stage) for stage, _ in columns},
+        **{stage: ids.get(stage) for stage, _ in LEARNING_COLUMNS},
         "chance": {t: v["chance"] for t, v in summary.items()},
         "majority": {t: v["majority"] for t, v in summary.items()},
     }
-    out = write_json(root / "reports" / "learning.json", report)
+    out = write_json(layout.root / "reports" / "learning.json", report)
     console.print(f"wrote {out} (run_ids of the answers in {path})")
     return 0
 

@@ -3,9 +3,10 @@
 Every ``checkpoint-<step>/`` folder gets ``emit_module.safetensors``: the soft prompt and
 projector tensors (names ``soft_prompt.weight``, ``projector.norm.*``, ``projector.conv.*``,
 BatchNorm's running statistics included) and, in the file's metadata, the settings and the
-placeholder token, so a reader needs nothing else. :class:`EmitModuleCallback` writes it on
-every save; :func:`load_emit_model` loads a checkpoint for evaluation, with the module when
-the file is there and as the plain model, with a warning, when it is not.
+placeholder token, so a reader needs nothing else. Training's ``EmitModuleCallback``
+(``training.emit_stages``) writes it on every save; :func:`load_emit_model` loads a checkpoint
+for evaluation, with the module when the file is there and as the plain model, with a
+warning, when it is not.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import TrainerCallback
 
-from training.emit_module.model import EmitError, attach_emit_module, find_emit_module
-from training.emit_module.settings import EmitModuleSettings
+from iad_pipeline.models.emit.model import EmitError, attach_emit_module, find_emit_module
+from iad_pipeline.models.emit.settings import EmitModuleSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +85,6 @@ def load_emit_module(model: torch.nn.Module, folder: str | Path) -> None:
         raise EmitError(f"{path}: weights do not fit the model's module ({exc})") from exc
 
 
-class EmitModuleCallback(TrainerCallback):
-    """Writes the module's weights into every ``checkpoint-<step>/`` the trainer saves."""
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero and model is not None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            save_emit_module(model, folder)
-        return control
-
-
 @dataclasses.dataclass(frozen=True)
 class EmitLoad:
     """What :func:`load_emit_model` found: whether the module is on, and a warning if not."""
@@ -105,10 +95,10 @@ class EmitLoad:
 
 def _processor(path: str | Path, model_type: str) -> Any:
     if model_type == "internvl":
-        from training.tiny_internvl import load_internvl_processor
+        from iad_pipeline.models.processors import load_internvl_processor
 
         return load_internvl_processor(path)
-    from training.tiny_model import load_processor
+    from iad_pipeline.models.processors import load_processor
 
     return load_processor(path)
 
@@ -131,7 +121,7 @@ def load_emit_model(
     """
     from transformers import AutoModelForImageTextToText
 
-    import training.tiny_internvl  # noqa: F401  (registers the image-only InternVL processor)
+    import iad_pipeline.models.processors  # noqa: F401  (registers the image-only processors)
 
     path = Path(path)
     model = AutoModelForImageTextToText.from_pretrained(path, **from_pretrained)

@@ -20,19 +20,35 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from training.emit_module.checkpoint import EMIT_WEIGHTS_NAME, EmitModuleCallback, load_emit_module
-from training.emit_module.model import (
+from transformers import TrainerCallback
+
+from iad_pipeline.models.emit.checkpoint import (
+    EMIT_WEIGHTS_NAME,
+    load_emit_module,
+    save_emit_module,
+)
+from iad_pipeline.models.emit.model import (
     EmitError,
     attach_emit_module,
     find_emit_module,
     freeze_for_alignment,
     train_emit_module,
 )
-from training.emit_module.prompts import hint_task
-from training.emit_module.settings import EmitModuleSettings
+from iad_pipeline.models.emit.prompts import hint_task
+from iad_pipeline.models.emit.settings import EmitModuleSettings
 
 log = logging.getLogger(__name__)
 STAGES = ("sft", "grpo")
+
+
+class EmitModuleCallback(TrainerCallback):
+    """Writes the module's weights into every ``checkpoint-<step>/`` the trainer saves."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_emit_module(model, folder)
+        return control
 
 
 def prepare_model(

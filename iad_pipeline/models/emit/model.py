@@ -9,7 +9,7 @@ architecture). Every path reaches the backbone's ``forward``: training forward p
 evaluation backend; so all inject the hints the same way, from the ordinary processor inputs:
 
 1. Rows whose ``input_ids`` hold the placeholder token (exactly ``settings.num_tokens`` of
-   them, written by :func:`~training.emit_module.prompts.add_hint_placeholder`) are hinted;
+   them, written by :func:`~iad_pipeline.models.emit.prompts.add_hint_placeholder`) are hinted;
    other rows, and calls without placeholders (every decoding step after the first), run the
    plain model untouched.
 2. With contrastive embeddings on, the model's own vision tower encodes the batch's images
@@ -18,14 +18,14 @@ evaluation backend; so all inject the hints the same way, from the ordinary proc
    tower does not run twice. Each hinted row's last image is the query and the images before
    it are references (our prompts show the normal template first, the query second); with
    several references the per-patch minimum over them is kept.
-3. The heat map (:mod:`~training.emit_module.heatmap`) is resampled to
+3. The heat map (:mod:`~iad_pipeline.models.emit.heatmap`) is resampled to
    ``heatmap_grid x heatmap_grid`` and projected; ``[soft prompt ; contrastive embeddings]``
    replace the placeholder embeddings through a forward hook on the input embedding layer,
    held only for the duration of the call (or are written into ``inputs_embeds`` when the
    caller passes embeddings).
 
 Image features per family and the heat maps between a prompt's images:
-:mod:`~training.emit_module.vision`.
+:mod:`~iad_pipeline.models.emit.vision`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import InternVLModel, Qwen2_5_VLModel
 
-from training.emit_module.projector import HeatmapProjector, SoftPrompt
-from training.emit_module.settings import EMIT_SOFT_PROMPT_CUE, EmitModuleSettings
-from training.emit_module.vision import (
+from iad_pipeline.models.emit.projector import HeatmapProjector, SoftPrompt
+from iad_pipeline.models.emit.settings import EMIT_SOFT_PROMPT_CUE, EmitModuleSettings
+from iad_pipeline.models.emit.vision import (
     capture_layers,
     distinct_images,
     image_runs,
@@ -313,7 +313,7 @@ def attach_emit_module(model: Any, settings: EmitModuleSettings, tokenizer: Any)
 
     The soft prompt starts from the model's embeddings of the cue; the projector is
     randomly initialised (Kaiming, as EMIT). Load trained weights afterwards with
-    :func:`~training.emit_module.checkpoint.load_emit_module`.
+    :func:`~iad_pipeline.models.emit.checkpoint.load_emit_module`.
     """
     if not settings.active:
         return model

@@ -1,6 +1,6 @@
 """Vision features per model family, and the heat maps between a prompt's images.
 
-The comparison module (:mod:`~training.emit_module.model`) keeps the chosen vision layers'
+The comparison module (:mod:`~iad_pipeline.models.emit.model`) keeps the chosen vision layers'
 outputs while the model's own tower encodes the images (:func:`capture_layers`) and puts them
 in raster order, one ``(H, W, D)`` map per layer and image. Qwen2.5-VL's tower works on
 windows of merge blocks, so its layer outputs are put back in raster order (inverse window
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.vision_utils import get_vision_window_index
 
-from training.emit_module.heatmap import layered_heatmap
+from iad_pipeline.models.emit.heatmap import layered_heatmap
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ The **projector** maps a heat map to a sequence of language-model embeddings: ba
 normalisation of the single-channel map, one convolution into ``hidden`` channels (EMIT:
 kernel 4, stride 2, padding 1, so an ``H x W`` map gives ``(H // 2) x (W // 2)`` positions),
 flattened row by row. The **soft prompt** is a small embedding table initialised from the
-model's own embeddings of :data:`~training.emit_module.settings.EMIT_SOFT_PROMPT_CUE`.
+model's own embeddings of :data:`~iad_pipeline.models.emit.settings.EMIT_SOFT_PROMPT_CUE`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ after a learnable soft prompt, with anomaly discrimination and defect localizati
   ``generate``, log-probabilities, evaluation), stage 1's freezing;
 - :mod:`.vision`: the vision layers' features per model family, the heat maps between a
   prompt's images;
-- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation;
-- :mod:`.stages`: the calls a training stage makes (stage 1 freezing, weights between stages).
+- :mod:`.checkpoint`: weights saved beside each checkpoint, loading for evaluation.
+
+The calls a training stage makes (stage 1 freezing, weights between stages, the callback
+that saves the module with each checkpoint) are ``training.emit_stages``.
 """
 
 import importlib
@@ -25,7 +27,6 @@ from typing import Any
 _WHERE = {
     "EMIT_WEIGHTS_NAME": "checkpoint",
     "EmitLoad": "checkpoint",
-    "EmitModuleCallback": "checkpoint",
     "load_emit_model": "checkpoint",
     "load_emit_module": "checkpoint",
     "save_emit_module": "checkpoint",
@@ -61,7 +62,6 @@ __all__ = [
     "EmitError",
     "EmitLoad",
     "EmitModule",
-    "EmitModuleCallback",
     "EmitModuleSettings",
     "EmitSettingsError",
     "HeatmapProjector",

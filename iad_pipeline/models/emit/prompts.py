@@ -5,7 +5,7 @@ message, for anomaly discrimination and defect localization questions only, and 
 the prompt shows a reference and a query image (text-only samples and prompts without a
 reference get none). :func:`add_hint_placeholder` writes ``settings.num_tokens`` copies of
 the placeholder there, so the tokenized length is known before tokenization and the model's
-``forward`` (:mod:`training.emit_module.model`) swaps their embeddings; every other prompt is
+``forward`` (:mod:`iad_pipeline.models.emit.model`) swaps their embeddings; every other prompt is
 returned as it was, the same object.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.emit_module.settings import EMIT_HINT_TASKS, EmitModuleSettings
+from iad_pipeline.models.emit.settings import EMIT_HINT_TASKS, EmitModuleSettings
 
 
 def hint_task(task: str | None) -> bool:
