@@ -17,8 +17,12 @@ from eval.prompting import PromptSources, build_prompt, image_size_kwargs
 from eval.protocols import Protocol
 from eval.runner import RunInfo, evaluate
 from eval.store import AnswerStore
-from training.tiny_internvl import InternVLImageOnlyProcessor, build_tiny_internvl3
-from training.tiny_model import load_processor
+from iad_pipeline.models.processors import (
+    InternVLImageOnlyProcessor,
+    load_internvl_processor,
+    load_processor,
+)
+from training.tiny_internvl import build_tiny_internvl3
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +48,6 @@ def specs_of_protocol(mini_mmad, mmad_questions: pl.DataFrame, templates):
 
 
 def test_the_processor_loader_follows_the_model_family():
-    from training.tiny_internvl import load_internvl_processor
-
     assert processor_loader("internvl") is load_internvl_processor
     assert processor_loader("qwen2_5_vl") is load_processor
 
