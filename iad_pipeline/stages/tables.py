@@ -132,21 +132,13 @@ def build_question_bank(
 
 
 def write_question_bank(
-    key: str,
-    layout: Layout,
-    *,
-    styles: Sequence[str] = STYLES,
-    tasks: Sequence[str] | None = None,
-    seed: int = 0,
-    template_backend: str = "pixels",
-    out: Path | None = None,
+    key: str, layout: Layout, *, out: Path | None = None, **build
 ) -> tuple[pl.DataFrame, Path]:
-    """Build the question bank of ``key`` and write it (the layout's table, or ``out``)."""
+    """Build the question bank of ``key`` (``build``: :func:`build_question_bank`'s options)
+    and write it (the layout's table, or ``out``)."""
     from iad_pipeline.tablepaths import relative_paths
 
-    questions = build_question_bank(
-        key, layout, styles=styles, tasks=tasks, seed=seed, template_backend=template_backend
-    )
+    questions = build_question_bank(key, layout, **build)
     path = Path(out) if out is not None else layout.table("questions", key)
     write_parquet(relative_paths(questions, layout), path)
     return questions, path
