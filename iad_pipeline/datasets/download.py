@@ -235,12 +235,7 @@ def _request(session: requests.Session, part: PartFile, opts: _Options, tally: T
             return part.size()
         offset, expected = align(resp, part, offset, target, tally)
         if expected is not None:
-            require_free_space(
-                part.path.parent,
-                expected - offset,
-                f"download {target.url}",
-                "choose another data folder",
-            )
+            require_free_space(part.path.parent, expected - offset, f"download {target.url}")
         if offset == 0:  # a new part: remember the version its bytes come from
             part.write_record(target.url, resp, expected)
         _receive(resp, part, offset, expected, opts, tally)

@@ -219,7 +219,9 @@ def reuse_existing(dest: Path, sha256: str | None) -> DownloadResult | None:
     return None
 
 
-def require_free_space(folder: Path, needed: int, doing: str, fix: str) -> None:
+def require_free_space(
+    folder: Path, needed: int, doing: str, fix: str = "choose another data folder"
+) -> None:
     """Refuse ``doing`` ("download URL", "extract ARCHIVE") before anything is written when
     ``folder``'s disk lacks ``needed`` bytes plus :data:`DISK_MARGIN`; ``fix`` ends the
     message ("Free some space or {fix}.")."""
