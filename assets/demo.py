@@ -21,6 +21,17 @@ console = Console(width=max(Console().width, 120))
 # Step-by-step events stay in the run's event log (see them in the UI); the terminal gets
 # warnings and the summary tables.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DATASET_COLUMNS = (
+    "run",
+    "samples",
+    "anomalous",
+    "boxes",
+    "knowledge",
+    "text samples",
+    "questions",
+    "quarantine",
+    "checks",
+)
 
 
 def _instance() -> dg.DagsterInstance:
@@ -35,15 +46,34 @@ def _meta(result: dg.ExecuteInProcessResult, node: str) -> dict:
     return {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
 
 
-def _checks(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
-    evals = result.get_asset_check_evaluations()
-    return sum(e.passed for e in evals), len(evals)
-
-
 def _run(job: dg.JobDefinition, key: str, instance: dg.DagsterInstance):
     return job.execute_in_process(
         partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
     )
+
+
+def _summary_table(title: str, first: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    table.add_column(first, no_wrap=True)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _cells(*values) -> list[str]:
+    """Table cells: ``-`` where a run recorded no value."""
+    return ["-" if v is None else str(v) for v in values]
+
+
+def _partition(job: dg.JobDefinition, key: str, instance: dg.DagsterInstance, doing: str):
+    """Run one partition of ``job`` under a spinner saying ``doing``: the result, its "run"
+    and "checks" cells, and how many things failed (the run, each failed check)."""
+    with console.status(doing):
+        result = _run(job, key, instance)
+    evals = result.get_asset_check_evaluations()
+    passed = sum(e.passed for e in evals)
+    failed = (not result.success) + (len(evals) - passed)
+    return result, "ok" if result.success else "FAILED", f"{passed}/{len(evals)}", failed
 
 
 def main() -> int:
@@ -52,31 +82,23 @@ def main() -> int:
     from iad_pipeline.definitions import defs
 
     failures = 0
-    datasets = Table(title=f"datasets on the {os.environ['IAD_PROFILE']} profile")
-    datasets.add_column("dataset", no_wrap=True)
-    for column in (
-        "run",
-        "samples",
-        "anomalous",
-        "boxes",
-        "knowledge",
-        "text samples",
-        "questions",
-        "quarantine",
-        "checks",
-    ):
-        datasets.add_column(column)
-    recipes = Table(title="training sets")
-    recipes.add_column("recipe", no_wrap=True)
-    for column in ("run", "style", "train questions", "eval questions", "leaks", "checks"):
-        recipes.add_column(column)
+    datasets = _summary_table(
+        f"datasets on the {os.environ['IAD_PROFILE']} profile",
+        "dataset",
+        DATASET_COLUMNS,
+    )
+    recipes = _summary_table(
+        "training sets",
+        "recipe",
+        ("run", "style", "train questions", "eval questions", "leaks", "checks"),
+    )
     with _instance() as instance:
         job = defs.resolve_job_def("datasets")
         for key in DATASET_KEYS:
-            with console.status(f"{key}: install, samples, annotations, knowledge, questions"):
-                result = _run(job, key, instance)
-            passed, total = _checks(result)
-            failures += (not result.success) + (total - passed)
+            result, run, checks, failed = _partition(
+                job, key, instance, f"{key}: install, samples, annotations, knowledge, questions"
+            )
+            failures += failed
             s, a, k, t, q = (
                 _meta(result, n)
                 for n in (
@@ -87,25 +109,17 @@ def main() -> int:
                     "question_bank",
                 )
             )
-            datasets.add_row(
-                key,
-                "ok" if result.success else "FAILED",
-                str(s.get("dagster/row_count", "-")),
-                str(s.get("anomalous", "-")),
-                str(a.get("boxes", "-")),
-                str(k.get("dagster/row_count", "-")),
-                str(t.get("dagster/row_count", "-")),
-                str(q.get("dagster/row_count", "-")),
-                str(s.get("quarantine_rows", 0) + a.get("quarantine_rows", 0)),
-                f"{passed}/{total}",
-            )
+            rows = "dagster/row_count"
+            quarantined = s.get("quarantine_rows", 0) + a.get("quarantine_rows", 0)
+            figures = (s.get(rows), s.get("anomalous"), a.get("boxes"), k.get(rows), t.get(rows))
+            datasets.add_row(key, run, *_cells(*figures, q.get(rows), quarantined), checks)
         console.print(datasets)
         job = defs.resolve_job_def("training_sets")
         for recipe in TRAINING_SETS:
-            with console.status(f"training set {recipe}"):
-                result = _run(job, recipe, instance)
-            passed, total = _checks(result)
-            failures += (not result.success) + (total - passed)
+            result, run, checks, failed = _partition(
+                job, recipe, instance, f"training set {recipe}"
+            )
+            failures += failed
             meta = _meta(result, "training_set")
             leaks = next(
                 (
@@ -113,17 +127,10 @@ def main() -> int:
                     for e in result.get_asset_check_evaluations()
                     if e.check_name == "no_training_image_in_eval_sets"
                 ),
-                "-",
+                None,
             )
-            recipes.add_row(
-                recipe,
-                "ok" if result.success else "FAILED",
-                str(meta.get("style", "-")),
-                str(meta.get("dagster/row_count", "-")),
-                str(meta.get("eval_questions", "-")),
-                str(leaks),
-                f"{passed}/{total}",
-            )
+            figures = (meta.get("style"), meta.get("dagster/row_count"), meta.get("eval_questions"))
+            recipes.add_row(recipe, run, *_cells(*figures, leaks), checks)
         console.print(recipes)
         job = defs.resolve_job_def("training")
         with console.status("training the demo recipe: SFT, then GRPO (tiny Qwen2.5-VL, CPU)"):

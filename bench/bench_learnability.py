@@ -25,7 +25,6 @@ into ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import re
@@ -175,9 +174,7 @@ class Learner:
 
 def main(argv=None) -> int:
 
-    from iad_pipeline.paths import Layout
-    from training.config import load_recipe
-    from training.grpo import load_training_dataset
+    from bench.demo_questions import demo_ad_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--training-set", type=Path, default=None)
@@ -194,15 +191,11 @@ def main(argv=None) -> int:
     parser.add_argument("--held-out", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    training_set = args.training_set or Layout.resolve().training_set_hf("emit")
-    recipe = dataclasses.replace(load_recipe("demo"), max_train_samples=None)
-    data = load_training_dataset(training_set, recipe, args.seed)
-    data = data.filter(lambda r: r["task"] == "anomaly_detection")
-    split = data.train_test_split(test_size=args.held_out, seed=args.seed)
+    _, train_rows, test_rows = demo_ad_split(args.training_set, args.held_out, args.seed)
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     for task in args.tasks:
-        train = task_rows(list(split["train"]), task)
-        test = task_rows(list(split["test"]), task)
+        train = task_rows(list(train_rows), task)
+        test = task_rows(list(test_rows), task)
         model, processor = scaled_model(
             args.hidden, args.layers, args.vision_hidden, args.vision_depth, args.seed
         )

@@ -56,10 +56,8 @@ def step_recorder():
 def main(argv=None) -> int:
     import torch
 
-    from iad_pipeline.paths import Layout
+    from bench.demo_questions import demo_ad_split
     from training.checkpoints import latest_checkpoint
-    from training.config import load_recipe
-    from training.dataset import load_training_dataset
     from training.grpo import build_trainer, grpo_config
     from training.model_setup import load_model, stage_model
     from training.sft import build_sft_trainer, letter_accuracy, sft_config
@@ -76,13 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    training_set = args.training_set or (Layout.resolve().training_set_hf("emit"))
-    base = load_recipe("demo")
-    recipe = dataclasses.replace(base, max_train_samples=None)
-    data = load_training_dataset(training_set, recipe, args.seed)
-    data = data.filter(lambda r: r["task"] == "anomaly_detection")
-    split = data.train_test_split(test_size=args.held_out, seed=args.seed)
-    train, test = split["train"], split["test"]
+    recipe, train, test = demo_ad_split(args.training_set, args.held_out, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     model_dir = args.out / "model"
 
@@ -101,7 +93,7 @@ def main(argv=None) -> int:
     results = {"sft": {"held_out_accuracy": letter_accuracy(model, processor, test)}}
 
     for mode in ("plain", "difficulty"):
-        difficulty = dataclasses.replace(base.difficulty, enabled=(mode == "difficulty"))
+        difficulty = dataclasses.replace(recipe.difficulty, enabled=(mode == "difficulty"))
         variant = dataclasses.replace(recipe, difficulty=difficulty)
         model, processor = stage_model(variant, model_dir, start)
         out = args.out / mode

@@ -14,6 +14,7 @@ from iad_pipeline.cli.common import (
     add_json,
     add_profile,
     add_quiet,
+    add_verb,
     consoles,
     emit_table,
     layout_of,
@@ -127,9 +128,11 @@ def _checkpoint_name(folder: Path, name: str | None) -> tuple[str, str]:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``iad score``, ``iad prompt`` and ``iad eval``."""
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "score",
-        help="MMAD accuracy table of an answers file",
+        cmd_score,
+        summary="MMAD accuracy table of an answers file",
         description="Score answers as MMAD does: MMAD's own answer-record json (a list of "
         "{image, question, question_type, correct_answer, gpt_answer}) or our JSONL/parquet. "
         "'official' reproduces MMAD's scorer, quirks included; 'strict' scores unparseable "
@@ -138,10 +141,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("answers", metavar="ANSWERS", help="answers file (.json, .jsonl, .parquet)")
     p.add_argument("--mode", choices=("official", "strict"), default="official")
     p.add_argument("--out", metavar="FILE.csv", help="write MMAD's *_accuracy.csv layout")
-    p.set_defaults(func=cmd_score)
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "prompt",
-        help="what a model receives for one MMAD question (JSON)",
+        cmd_prompt,
+        summary="what a model receives for one MMAD question (JSON)",
         description="Print {images, text} of one question of an mmad.json exactly as the "
         "evaluation builds it: images relative to the file's folder in the order the model "
         "receives them; text rendered with the model's chat template (mmad), EMIT's prompt "
@@ -157,13 +161,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", metavar="DIR|openai:NAME", help="default: the offline tiny Qwen2.5-VL"
     )
-    p.set_defaults(func=cmd_prompt)
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "eval",
-        help="evaluate a checkpoint or model on an MMAD or cross-dataset set",
+        cmd_eval,
+        summary="evaluate a checkpoint or model on an MMAD or cross-dataset set",
         description="Run the evaluation the mmad_eval / cross_dataset_eval assets run: answer "
         "the set's questions (resumable answer store), score them, record the run in the "
         "profile's results.duckdb, write the reports, and print the score table.",
+        shared=(add_profile, add_json, add_quiet),
     )
     p.add_argument(
         "model",
@@ -207,7 +213,3 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default="auto", metavar="ADDR", help="--backend ray")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="--backend ray: actors")
     p.add_argument("--batch-size", type=int, default=8, help="questions per batch (8)")
-    add_profile(p)
-    add_json(p)
-    add_quiet(p)
-    p.set_defaults(func=cmd_eval)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from iad_pipeline.cli.common import add_profile, consoles, layout_of
+from iad_pipeline.cli.common import add_profile, add_verb, consoles, layout_of
 from iad_pipeline.errors import IadError
 from iad_pipeline.paths import Layout
 from training.config import load_recipe
@@ -98,9 +98,11 @@ def _check_training_inputs(args: argparse.Namespace, layout: Layout) -> None:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``iad train``."""
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "train",
-        help="train a recipe, stage by stage: SFT, GRPO (tiny model on CPU: demo)",
+        cmd_train,
+        summary="train a recipe, stage by stage: SFT, GRPO (tiny model on CPU: demo)",
         description="Run training/grpo.py for a recipe: each stage (sft, grpo) in order, the "
         "stage that runs, a progress bar, the loss or reward table as training runs, "
         "checkpoints in DIR/<stage>/checkpoint-<step>/ with a DONE marker. A DIR holding "
@@ -147,4 +149,3 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="--launcher ray: Ray Train workers"
     )
-    p.set_defaults(func=cmd_train)

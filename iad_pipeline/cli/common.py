@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -71,6 +71,26 @@ def emit_table(
     for row in rows:
         print("\t".join("" if v is None else str(v) for v in row))
     sys.stdout.flush()
+
+
+def add_verb(
+    verbs: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    summary: str,
+    description: str,
+    shared: Sequence[Callable[[argparse.ArgumentParser], None]] = (),
+) -> argparse.ArgumentParser:
+    """Add one verb: ``summary`` is its line in the parent's help, ``description`` its own help;
+    ``shared`` are the common options it takes (:func:`add_key`, :func:`add_data_dir`, ...),
+    added first; ``func(args)`` runs it. The caller adds the verb's own options to the parser
+    this returns."""
+    p = verbs.add_parser(name, help=summary, description=description)
+    for add in shared:
+        add(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_key(p: argparse.ArgumentParser) -> None:

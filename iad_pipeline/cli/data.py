@@ -11,6 +11,7 @@ from iad_pipeline.cli.common import (
     add_json,
     add_key,
     add_quiet,
+    add_verb,
     add_workers,
     emit_table,
     layout_of,
@@ -228,25 +229,26 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     ds_verbs = ds.add_subparsers(dest="ds_verb", required=True, metavar="ACTION")
 
-    p = ds_verbs.add_parser(
+    add_verb(
+        ds_verbs,
         "list",
-        help="table of datasets, licences and install state",
+        cmd_datasets_list,
+        summary="table of datasets, licences and install state",
         description="Show every dataset of the registry and whether it is installed (plain "
         "tab-separated lines when stdout is not a terminal).",
+        shared=(add_data_dir, add_json),
     )
-    add_data_dir(p)
-    add_json(p)
-    p.set_defaults(func=cmd_datasets_list)
 
-    p = ds_verbs.add_parser(
+    p = add_verb(
+        ds_verbs,
         "fetch",
-        help="download (or take --from) and verify a dataset",
+        cmd_datasets_fetch,
+        summary="download (or take --from) and verify a dataset",
         description="Download, verify (sha256 or md5) and extract a dataset into "
         "<data-dir>/<KEY>/, or install one you downloaded "
         "with --from.",
+        shared=(add_key, add_data_dir, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
     p.add_argument("--url", help="download from this URL instead (links move)")
     p.add_argument("--sha256", help="expected sha256 of the archive (64 hex digits)")
     p.add_argument(
@@ -264,20 +266,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="accept a non-commercial or unclear licence (or IAD_ACCEPT_LICENSES=1)",
     )
     p.add_argument("--retries", type=int, default=5, help="download retries (default 5)")
-    add_quiet(p)
-    p.set_defaults(func=cmd_datasets_fetch)
 
-    p = ds_verbs.add_parser(
+    p = add_verb(
+        ds_verbs,
         "synth",
-        help="install a synthetic dataset in KEY's real layout",
+        cmd_datasets_synth,
+        summary="install a synthetic dataset in KEY's real layout",
         description="Write a synthetic dataset in KEY's real raw on-disk layout (exact masks), "
         "pack it in the real archive format and install it into the profile's data folder "
         "through the real verify-and-extract path, so `iad samples KEY` can read it. With "
         "--out DIR, only write the tree to DIR (nothing installed). With --archive, also print "
         "'<archive> <sha256>' of the packed archive.",
+        shared=(add_key, add_data_dir, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
     p.add_argument(
         "--out", help="only write the tree into this folder (must not exist or be empty)"
     )
@@ -286,36 +287,31 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=128, help="image side in pixels (128)")
     p.add_argument("--categories", help="comma-separated subset of the real categories")
     p.add_argument("--archive", action="store_true", help="also pack the real archive format")
-    add_quiet(p)
-    p.set_defaults(func=cmd_datasets_synth)
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "samples",
-        help="build the samples and quarantine tables of a dataset",
+        cmd_samples,
+        summary="build the samples and quarantine tables of a dataset",
         description="Read <data-dir>/<KEY>/ and write the samples table and its quarantine "
         "table (the samples asset's files: tables/samples/KEY.parquet, "
         "tables/quarantine/samples/KEY.parquet).",
+        shared=(add_key, add_data_dir, add_json, add_workers, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
-    add_json(p)
     p.add_argument(
         "--out",
         metavar="FILE.parquet",
         help="write here instead (and FILE.quarantine.parquet beside it)",
     )
-    add_workers(p)
-    add_quiet(p)
-    p.set_defaults(func=cmd_samples)
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "annotate",
-        help="defect boxes, 3x3 grid regions and mask areas",
+        cmd_annotate,
+        summary="defect boxes, 3x3 grid regions and mask areas",
         description="Read KEY's samples table (run `iad samples KEY` first) and write one "
         "annotation row per sample (boxes, grid regions, mask area, status), its quarantine "
         "table and a preview sheet: the annotations asset's files.",
+        shared=(add_key, add_data_dir, add_json, add_workers, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
-    add_json(p)
     p.add_argument(
         "--out",
         metavar="FILE.parquet",
@@ -329,20 +325,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help=f"dilation grouping fragments into one box ({dilate}; 0: none)",
     )
     p.add_argument("--min-area-px", type=int, default=area, help=f"smallest defect group ({area})")
-    add_workers(p)
-    add_quiet(p)
-    p.set_defaults(func=cmd_annotate)
-    p = verbs.add_parser(
+    p = add_verb(
+        verbs,
         "questions",
-        help="multiple-choice questions, parquet or MMAD json",
+        cmd_questions,
+        summary="multiple-choice questions, parquet or MMAD json",
         description="Build KEY's question bank from its samples and annotations tables (run "
         "`iad samples KEY` and `iad annotate KEY` first) and write it as parquet (the "
         "question_bank asset's table by default) or as MMAD-format json (the lettered choice "
         "styles; keys relative to the data dir, so MMAD's scripts can read it).",
+        shared=(add_key, add_data_dir, add_json, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
-    add_json(p)
     p.add_argument(
         "--tasks",
         help="comma-separated: anomaly_detection, defect_classification, "
@@ -354,5 +347,3 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--out", metavar="FILE", help="file to write (required for mmad; parquet: the table)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of option order (0)")
-    add_quiet(p)
-    p.set_defaults(func=cmd_questions)

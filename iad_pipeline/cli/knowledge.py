@@ -11,6 +11,7 @@ from iad_pipeline.cli.common import (
     add_json,
     add_key,
     add_quiet,
+    add_verb,
     consoles,
     emit_table,
     layout_of,
@@ -92,17 +93,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Generate or show domain-knowledge texts.",
     )
     kn_verbs = kn.add_subparsers(dest="kn_verb", required=True, metavar="ACTION")
-    p = kn_verbs.add_parser(
+    p = add_verb(
+        kn_verbs,
         "generate",
-        help="write the knowledge of a dataset's categories",
+        cmd_knowledge_generate,
+        summary="write the knowledge of a dataset's categories",
         description="Ask the provider for EMIT's defect and normal texts "
         "of every category of KEY (its samples table: run `iad samples KEY` first); writes "
         "parquet and MMAD's domain_knowledge.json shape under the profile's "
         "tables/knowledge/. The API key is read from OPENAI_API_KEY.",
+        shared=(add_key, add_data_dir, add_json, add_quiet),
     )
-    add_key(p)
-    add_data_dir(p)
-    add_json(p)
     ks = KnowledgeSettings
     p.add_argument(
         "--provider",
@@ -119,15 +120,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         default=ks.concurrency,
         help=f"requests in flight ({ks.concurrency})",
     )
-    add_quiet(p)
-    p.set_defaults(func=cmd_knowledge_generate)
-    p = kn_verbs.add_parser(
+    p = add_verb(
+        kn_verbs,
         "show",
-        help="print a category's texts",
+        cmd_knowledge_show,
+        summary="print a category's texts",
         description="Print the knowledge texts of one category.",
+        shared=(add_key, add_data_dir, add_json),
     )
-    add_key(p)
     p.add_argument("category", metavar="CATEGORY")
-    add_data_dir(p)
-    add_json(p)
-    p.set_defaults(func=cmd_knowledge_show)

@@ -51,8 +51,8 @@ from iad_pipeline.datasets.partfile import (
     DISK_MARGIN,
     DownloadResult,
     PartFile,
-    check_disk_space,
     install,
+    require_free_space,
     reuse_existing,
     sha256_file,
     suffixed,
@@ -235,7 +235,7 @@ def _request(session: requests.Session, part: PartFile, opts: _Options, tally: T
             return part.size()
         offset, expected = align(resp, part, offset, target, tally)
         if expected is not None:
-            check_disk_space(part.path.parent, expected - offset, target.url)
+            require_free_space(part.path.parent, expected - offset, f"download {target.url}")
         if offset == 0:  # a new part: remember the version its bytes come from
             part.write_record(target.url, resp, expected)
         _receive(resp, part, offset, expected, opts, tally)

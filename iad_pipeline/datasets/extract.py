@@ -41,8 +41,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from iad_pipeline import fsutil, limits
-from iad_pipeline.datasets.download import DISK_MARGIN
-from iad_pipeline.errors import IadError, InsufficientDiskSpaceError, UnsafeArchiveError
+from iad_pipeline.datasets.partfile import require_free_space
+from iad_pipeline.errors import IadError, UnsafeArchiveError
 
 logger = logging.getLogger(__name__)
 
@@ -239,24 +239,12 @@ def _check_expansion(archive: Path, needed: int) -> None:
     raise UnsafeArchiveError(msg)
 
 
-def _check_disk_space(archive: Path, folder: Path, needed: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed + DISK_MARGIN:
-        mib = 1024 * 1024
-        msg = (
-            f"Not enough free space in {folder} to extract {archive}: need "
-            f"{needed / mib:.1f} MiB (+{DISK_MARGIN // mib} MiB margin), found "
-            f"{free / mib:.1f} MiB free. Free some space or extract elsewhere."
-        )
-        raise InsufficientDiskSpaceError(msg)
-
-
 def _extract_zip(archive: Path, tmp: Path, progress: bool) -> int:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         paths, needed = _check_zip(archive, infos)
         _check_expansion(archive, needed)
-        _check_disk_space(archive, tmp.parent, needed)
+        require_free_space(tmp.parent, needed, f"extract {archive}", "extract elsewhere")
         tmp.mkdir()
         bar = tqdm(infos, unit="file", desc=archive.name, disable=None if progress else True)
         for info, path in zip(bar, paths, strict=True):
@@ -276,7 +264,7 @@ def _extract_tar(archive: Path, tmp: Path, progress: bool) -> int:
         members = tf.getmembers()
         needed = _check_tar(archive, members)
         _check_expansion(archive, needed)
-        _check_disk_space(archive, tmp.parent, needed)
+        require_free_space(tmp.parent, needed, f"extract {archive}", "extract elsewhere")
         tmp.mkdir()
         bar = tqdm(members, unit="file", desc=archive.name, disable=None if progress else True)
         tf.extractall(tmp, members=bar, filter="data")

@@ -219,14 +219,19 @@ def reuse_existing(dest: Path, sha256: str | None) -> DownloadResult | None:
     return None
 
 
-def check_disk_space(folder: Path, needed: int, url: str) -> None:
+def require_free_space(
+    folder: Path, needed: int, doing: str, fix: str = "choose another data folder"
+) -> None:
+    """Refuse ``doing`` ("download URL", "extract ARCHIVE") before anything is written when
+    ``folder``'s disk lacks ``needed`` bytes plus :data:`DISK_MARGIN`; ``fix`` ends the
+    message ("Free some space or {fix}.")."""
     free = shutil.disk_usage(folder).free
     if free < needed + DISK_MARGIN:
         mib = 1024 * 1024
         msg = (
-            f"Not enough free space in {folder} to download {url}: need {needed / mib:.1f} MiB "
+            f"Not enough free space in {folder} to {doing}: need {needed / mib:.1f} MiB "
             f"(+{DISK_MARGIN // mib} MiB margin), found {free / mib:.1f} MiB free. "
-            "Free some space or choose another data folder."
+            f"Free some space or {fix}."
         )
         raise InsufficientDiskSpaceError(msg)
 

@@ -36,7 +36,13 @@ from typing import Any
 import polars as pl
 
 from iad_pipeline.knowledge.providers import KNOWLEDGE, KnowledgeProvider
-from iad_pipeline.knowledge.results import ChatRequest, ChatResult, KnowledgeError, RunReport
+from iad_pipeline.knowledge.results import (
+    CALL_SCHEMA,
+    ChatRequest,
+    ChatResult,
+    KnowledgeError,
+    RunReport,
+)
 from iad_pipeline.questions.prompts import (
     EMIT_DEFECT_KNOWLEDGE_HEADER,
     EMIT_DEFECT_KNOWLEDGE_PROMPT,
@@ -53,11 +59,7 @@ KNOWLEDGE_SCHEMA: dict[str, pl.DataType] = {
     "category": pl.String(),
     "key": pl.String(),
     "text": pl.String(),
-    "status": pl.String(),
-    "error": pl.String(),
-    "provider": pl.String(),
-    "model": pl.String(),
-    "cached": pl.Boolean(),
+    **CALL_SCHEMA,
     "prompt_tokens": pl.Int64(),
     "completion_tokens": pl.Int64(),
     "source_images": pl.List(pl.String()),

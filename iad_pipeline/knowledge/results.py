@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import polars as pl
+
 from iad_pipeline.errors import IadError
 from iad_pipeline.settings import ChatConfigError
 
@@ -30,6 +32,15 @@ class KnowledgeError(IadError):
 
 Status = Literal["ok", "failed", "skipped_budget"]
 STATUSES: tuple[str, ...] = ("ok", "failed", "skipped_budget")
+# The columns of every table row a chat call made (knowledge, text samples): the outcome of
+# the call and who answered it.
+CALL_SCHEMA: dict[str, pl.DataType] = {
+    "status": pl.String(),
+    "error": pl.String(),
+    "provider": pl.String(),
+    "model": pl.String(),
+    "cached": pl.Boolean(),
+}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import polars as pl
 from iad_pipeline.annotate.grid import REGIONS
 from iad_pipeline.knowledge.generate import check_samples
 from iad_pipeline.knowledge.providers import TEXT, KnowledgeProvider
-from iad_pipeline.knowledge.results import ChatRequest, KnowledgeError, RunReport
+from iad_pipeline.knowledge.results import CALL_SCHEMA, ChatRequest, KnowledgeError, RunReport
 from iad_pipeline.questions.prompts import TEXT_SAMPLE_DEFECT_PROMPT, TEXT_SAMPLE_NORMAL_PROMPT
 from iad_pipeline.settings import KnowledgeSettings
 
@@ -39,11 +39,7 @@ TEXT_SAMPLES_SCHEMA: dict[str, pl.DataType] = {
     "location": pl.String(),
     "text": pl.String(),
     "source_image": pl.String(),
-    "status": pl.String(),
-    "error": pl.String(),
-    "provider": pl.String(),
-    "model": pl.String(),
-    "cached": pl.Boolean(),
+    **CALL_SCHEMA,
 }
 
 

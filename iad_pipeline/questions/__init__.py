@@ -5,7 +5,7 @@
   anomalyr1 and mmad, and binary questions in the styles lr_iad and adfm.
 - :func:`read_mmad_json` / :func:`write_mmad_json` (``mmad_json``): MMAD's benchmark file.
 - :func:`render_prompt` (``prompts``): the one renderer training and evaluation share; the
-  protocol strings live in ``prompts`` and nowhere else.
+  protocol strings live in ``protocol_strings`` (data) and nowhere else.
 - ``export.to_hf_dataset`` / ``export.save_hf_dataset``: the table as a ``datasets.Dataset``
   (imported from ``iad_pipeline.questions.export``, so this package does not load
   ``datasets`` until it is needed).

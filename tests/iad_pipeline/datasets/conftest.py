@@ -1,4 +1,5 @@
-"""Synthetic datasets shared by the reader, fetch and CLI tests (written once per session)."""
+"""Synthetic datasets shared by the reader, fetch and CLI tests (written once per session),
+the loopback HTTP server of the download tests, and the list their backoff sleeps go to."""
 
 import shutil
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from iad_pipeline.synthetic import SynthReport, synthesize
+from tests.support.http_server import LoopbackServer
 
 # Small subsets keep the suite quick; each still exercises its layout's quirks.
 SUBSETS: dict[str, list[str] | None] = {
@@ -42,3 +44,15 @@ class SynthCache:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthCache:
     return SynthCache(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture
+def server():
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Backoff sleeps, recorded instead of slept."""
+    return []

@@ -3,70 +3,21 @@
 Every test talks HTTP to a real server on 127.0.0.1 that misbehaves on purpose (see
 ``tests/support/http_server.py``) and asserts what a user would see: the file on disk, the
 exception and its message, and the bytes that crossed the wire. Backoff sleeps are recorded
-instead of slept.
+instead of slept. The refusals (bad input, HTTP client errors, a full disk) are in
+``test_download_refusals.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import gzip
 import hashlib
 import random
-import socket
-import types
-from pathlib import Path
 
 import pytest
 
-from iad_pipeline.datasets import partfile as partfile_module
-from iad_pipeline.datasets.download import (
-    DownloadResult,
-    DownloadSettings,
-    download,
-    sha256_file,
-)
-from iad_pipeline.errors import (
-    ChecksumMismatchError,
-    DownloadError,
-    InsufficientDiskSpaceError,
-    LinkMovedError,
-)
-from tests.support.http_server import LoopbackServer
-
-SIZE = 300_000
-DATA = random.Random(7).randbytes(SIZE)
-DIGEST = hashlib.sha256(DATA).hexdigest()
-
-
-@pytest.fixture
-def server():
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-def fetch(url: str, dest: Path, sleeps: list[float], **kwargs) -> DownloadResult:
-    kwargs.setdefault("sha256", DIGEST)
-    kwargs.setdefault("progress", False)
-    return download(url, dest, sleep=sleeps.append, **settings(kwargs))
-
-
-def settings(kwargs: dict) -> dict:
-    """``retries``, ``backoff`` and ``timeout`` keywords as :class:`DownloadSettings`."""
-    base = DownloadSettings()
-    retry = {k: kwargs.pop(k) for k in ("retries", "backoff") if k in kwargs}
-    timeout = {"timeout": kwargs.pop("timeout")} if "timeout" in kwargs else {}
-    chosen = dataclasses.replace(base, retry=dataclasses.replace(base.retry, **retry), **timeout)
-    return {**kwargs, "settings": chosen}
-
-
-def siblings(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
+from iad_pipeline.datasets.download import DownloadResult, sha256_file
+from iad_pipeline.errors import ChecksumMismatchError, DownloadError
+from tests.support.downloads import DATA, DIGEST, SIZE, fetch, siblings
 
 
 def test_fresh_download_writes_the_file_and_nothing_else(server, sleeps, tmp_path):
@@ -85,13 +36,6 @@ def test_fresh_download_writes_the_file_and_nothing_else(server, sleeps, tmp_pat
 def test_uppercase_digest_is_accepted(server, sleeps, tmp_path):
     url = server.add("/a.zip", DATA)
     assert fetch(url, tmp_path / "a.zip", sleeps, sha256=DIGEST.upper()).sha256 == DIGEST
-
-
-def test_malformed_digest_is_refused_before_any_request(server, sleeps, tmp_path):
-    url = server.add("/a.zip", DATA)
-    with pytest.raises(DownloadError, match="not 64 hex digits"):
-        fetch(url, tmp_path / "a.zip", sleeps, sha256="abc123")
-    assert server.requests_seen == 0
 
 
 def test_dropped_connection_resumes_with_only_the_missing_bytes(server, sleeps, tmp_path):
@@ -140,33 +84,6 @@ def test_backoff_is_exponential_full_jitter_capped_at_60_s(server, sleeps, tmp_p
     fetch(url, tmp_path / "a.zip", sleeps, backoff=10.0)
 
     assert sleeps == [10.0, 20.0, 40.0, 60.0, 60.0]
-
-
-@pytest.mark.parametrize("status", [404, 410])
-def test_missing_link_raises_link_moved_with_the_fix(server, sleeps, tmp_path, status):
-    url = server.add("/gone.tar.xz", DATA, status=status)
-    dest = tmp_path / "gone.tar.xz"
-
-    with pytest.raises(LinkMovedError) as info:
-        fetch(url, dest, sleeps, hint="(or set IAD_MVTEC_AD_URL)")
-
-    message = str(info.value)
-    assert url in message and str(status) in message and "moved" in message
-    assert "--url URL" in message
-    assert message.endswith("(or set IAD_MVTEC_AD_URL)")
-    assert server.route("/gone.tar.xz").requests == 1  # not retried
-    assert siblings(tmp_path) == []  # no dest, no .part
-
-
-def test_other_client_errors_raise_download_error_with_the_status(server, sleeps, tmp_path):
-    url = server.add("/secret.zip", DATA, status=403)
-
-    with pytest.raises(DownloadError, match="HTTP 403") as info:
-        fetch(url, tmp_path / "secret.zip", sleeps)
-
-    assert not isinstance(info.value, LinkMovedError)
-    assert server.route("/secret.zip").requests == 1
-    assert siblings(tmp_path) == []
 
 
 def test_wrong_bytes_are_kept_as_corrupt_and_never_renamed_into_place(server, sleeps, tmp_path):
@@ -323,50 +240,6 @@ def test_stalled_body_times_out_and_resumes(server, sleeps, tmp_path):
     assert result.resumed is True
 
 
-def test_unreachable_server_fails_after_retries_saying_nothing_was_received(sleeps, tmp_path):
-    with socket.socket() as sock:  # a port that was free a moment ago and is closed now
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-
-    with pytest.raises(DownloadError, match=r"after 1 retries.*Nothing was received"):
-        fetch(f"http://127.0.0.1:{port}/a.zip", tmp_path / "a.zip", sleeps, retries=1)
-    assert siblings(tmp_path) == []
-
-
-def test_not_enough_disk_space_is_refused_before_writing(server, sleeps, tmp_path, monkeypatch):
-    url = server.add("/a.zip", DATA)
-    fake_usage = types.SimpleNamespace(total=10**12, used=10**12, free=1024)
-    monkeypatch.setattr(partfile_module.shutil, "disk_usage", lambda _: fake_usage)
-
-    with pytest.raises(InsufficientDiskSpaceError) as info:
-        fetch(url, tmp_path / "a.zip", sleeps)
-
-    assert str(tmp_path) in str(info.value) and "free" in str(info.value)
-    assert siblings(tmp_path) == []
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "ftp://example.com/a.zip",  # another protocol
-        "file:///etc/passwd",  # a local file
-        "example.com/a.zip",  # no scheme
-        "https:///a.zip",  # no host
-        "",
-    ],
-)
-def test_non_http_urls_are_rejected(sleeps, tmp_path, url):
-    with pytest.raises(DownloadError, match="only http:// and https://") as info:
-        fetch(url, tmp_path / "a.zip", sleeps)
-    assert repr(url) in str(info.value)
-    assert siblings(tmp_path) == []
-
-
-def test_invalid_url_is_rejected_as_a_download_error(sleeps, tmp_path):
-    with pytest.raises(DownloadError, match="not a valid URL"):
-        fetch("http://[::1/a.zip", tmp_path / "a.zip", sleeps)
-
-
 def test_content_encoding_is_not_undone_so_the_archive_is_stored_as_served(
     server, sleeps, tmp_path
 ):
@@ -379,25 +252,6 @@ def test_content_encoding_is_not_undone_so_the_archive_is_stored_as_served(
 
     assert (tmp_path / "a.tar.gz").read_bytes() == archive
     assert result.size == len(archive)
-
-
-def test_disk_filling_up_mid_body_keeps_the_part_and_says_so(server, sleeps, tmp_path, monkeypatch):
-    url = server.add("/a.zip", DATA)
-    real_append = partfile_module.PartFile.append
-
-    def append_then_fill_the_disk(self, chunks, on_chunk):
-        real_append(self, iter([next(chunks)]), on_chunk)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(partfile_module.PartFile, "append", append_then_fill_the_disk)
-
-    with pytest.raises(InsufficientDiskSpaceError, match="filled up") as info:
-        fetch(url, tmp_path / "a.zip", sleeps)
-
-    part = tmp_path / "a.zip.part"
-    assert f"{part.stat().st_size} bytes are kept" in str(info.value)
-    assert part.read_bytes() == DATA[: part.stat().st_size]
-    assert sleeps == []  # not retried
 
 
 @pytest.mark.parametrize(

@@ -17,18 +17,11 @@ import pytest
 
 from iad_pipeline.datasets.download import DownloadSettings, download
 from iad_pipeline.errors import DownloadError, IadError
-from tests.support.http_server import LoopbackServer
 
 SIZE = 200_000
 OLD = random.Random(1).randbytes(SIZE)
 NEW = random.Random(2).randbytes(SIZE)
 CUT = 100_001
-
-
-@pytest.fixture
-def server():
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def get(url: str, dest: Path, **kwargs):

@@ -17,19 +17,12 @@ from iad_pipeline.errors import (
     LinkMovedError,
 )
 from iad_pipeline.synthetic import pack_archive
-from tests.support.http_server import LoopbackServer
 
 QUIET = {"progress": False, "env": {}}
 
 
 def listing(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
-
-
-@pytest.fixture
-def server():
-    with LoopbackServer() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,8 @@ from iad_pipeline.datasets.ingest import read_samples
 from iad_pipeline.datasets.registry import get_spec, resolve_spec
 from iad_pipeline.errors import ChecksumMismatchError, IadError, LayoutError
 from iad_pipeline.synthetic import pack_archive, synthesize
-from tests.support.http_server import LoopbackServer
 
 NO_CONFIG = {"IAD_DATASETS_CONFIG": "/nonexistent/datasets.yaml"}
-
-
-@pytest.fixture
-def server():
-    with LoopbackServer() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +120,11 @@ def test_every_resource_takes_its_own_url_and_digest(tmp_path) -> None:
         resolve_spec("mmad", env={"IAD_DATASETS_CONFIG": str(config)})
 
 
+def _install(key: str, tree: Path, data: Path, env: dict[str, str] = NO_CONFIG):
+    """Install ``tree``, a copy the user downloaded (``--from``), as ``key`` into ``data``."""
+    return fetch(key, data_dir=data, accept_license=True, env=env, source=Source(from_path=tree))
+
+
 @pytest.fixture(scope="module")
 def mmad_tree(tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("mmad") / "mmad"
@@ -203,13 +201,7 @@ def test_mmad_mask_path_forms_are_resolved_and_recorded(mmad_tree, tmp_path, cap
     loco_key = next(k for k, v in data.items() if k.startswith("MVTec-LOCO") and v["mask_path"])
     data[loco_key]["mask_path"] = data[loco_key]["mask_path"].rstrip("/")  # no extension
     (tree / "mmad.json").write_text(json.dumps(data))
-    fetch(
-        "mmad",
-        data_dir=tmp_path / "data",
-        accept_license=True,
-        env=NO_CONFIG,
-        source=Source(from_path=tree),
-    )
+    _install("mmad", tree, tmp_path / "data")
     with caplog.at_level(logging.INFO, logger="iad_pipeline.datasets.mmad"):
         result = read_samples("mmad", tmp_path / "data")
     rows = {r["image_path"]: r for r in result.samples.iter_rows(named=True)}
@@ -226,13 +218,7 @@ def test_mmad_source_emit_installs_a_users_copy_and_records_it(mmad_tree, tmp_pa
     env = {**NO_CONFIG, "IAD_MMAD_MMAD_SOURCE": "emit"}
     with pytest.raises(IadError, match="pass --from PATH"):
         fetch("mmad", data_dir=tmp_path / "a", accept_license=True, progress=False, env=env)
-    record = fetch(
-        "mmad",
-        data_dir=tmp_path / "b",
-        accept_license=True,
-        env=env,
-        source=Source(from_path=mmad_tree),
-    )
+    record = _install("mmad", mmad_tree, tmp_path / "b", env=env)
     assert record.variant == "emit"
     assert json.loads((tmp_path / "b" / "mmad.complete").read_text())["variant"] == "emit"
     config = tmp_path / "datasets.yaml"
@@ -258,13 +244,7 @@ def test_mvtec_3d_calibration_and_text_files_are_not_quarantined(tmp_path) -> No
     classed = np.where(mask > 0, 253, 0).astype(np.uint8)
     classed[np.nonzero(mask)[0][:1], np.nonzero(mask)[1][:1]] = 255
     Image.fromarray(classed).save(gt)
-    fetch(
-        "mvtec_3d",
-        data_dir=tmp_path / "data",
-        accept_license=True,
-        env={},
-        source=Source(from_path=tree),
-    )
+    _install("mvtec_3d", tree, tmp_path / "data", env={})
     result = read_samples("mvtec_3d", tmp_path / "data")
     assert result.quarantine.height == 0, result.quarantine.to_dicts()
     assert set(result.samples["label"]) >= {"good", "hole"}
@@ -307,13 +287,7 @@ def test_mmad_json_paths_that_leave_the_folder_are_not_read(mmad_tree, tmp_path)
     masked = next(k for k, v in data.items() if v["mask_path"].endswith(".png"))
     data[masked] = {**data[masked], "mask_path": "../../../secret.png"}
     (tree / "mmad.json").write_text(json.dumps(data))
-    fetch(
-        "mmad",
-        data_dir=tmp_path / "data",
-        accept_license=True,
-        env=NO_CONFIG,
-        source=Source(from_path=tree),
-    )
+    _install("mmad", tree, tmp_path / "data")
     # a manifest pointing outside its folder is refused whole, naming the file: nothing read
     with pytest.raises(LayoutError, match=r"mmad\.json: .* has a '\.\.' component"):
         read_samples("mmad", tmp_path / "data")

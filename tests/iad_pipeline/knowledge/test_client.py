@@ -35,15 +35,6 @@ def server():
 
 
 @pytest.fixture
-def image(tmp_path: Path) -> str:
-    """An 800x600 photo-like PNG: the client must send it at 512x384."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(path)
-    return str(path)
-
-
-@pytest.fixture
 def make_client(tmp_path: Path, server: OpenAIServer) -> Callable[..., ChatClient]:
     sleeps = SleepRecorder()
 

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from iad_pipeline.knowledge.images import data_url, png_bytes, scaled_size
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> str:
-    """An 800x600 photo-like PNG."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "img.png"
-    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(path)
-    return str(path)
 
 
 def _decoded(png: bytes) -> np.ndarray:
