@@ -171,9 +171,10 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
 
     import polars as pl
 
+    from assets.evaluation import recipe_protocol
     from eval.mmad_files import image_key, mmad_templates
-    from eval.pipeline import evaluate_mmad
-    from eval.protocols import Protocol
+    from eval.pipeline import EvalOptions, evaluate_mmad
+    from eval.protocols import protocol_named
     from iad_pipeline.paths import Layout
     from iad_pipeline.resources import IadConfig
     from iad_pipeline.stages import read_table
@@ -191,7 +192,10 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(src, data / "mmad")
     templates = mmad_templates(src / "mmad.json")
-    kind = Protocol().template
+    # asked as the checkpoint's own evaluations were: the recipe's protocol and its template
+    name, changes = recipe_protocol(recipe)
+    protocol = protocol_named(name, **changes)
+    kind = protocol.template
     questions = read_table(layout, "questions", "mmad", made_by="question_bank")
     for path in questions.filter(pl.col("source") == LEARNING_SET)["image_path"].unique():
         key = image_key(path, src)
@@ -209,6 +213,7 @@ def _ablation(recipe: str, checkpoint_key: str) -> str | None:
         checkpoint_key=f"{checkpoint_key}-ablation",
         recipe=recipe,
         layout=ablation,
+        options=EvalOptions(protocol=protocol),
         questions=questions.with_columns(**rebase),
     )
     return result.run["run_id"]
@@ -254,7 +259,9 @@ LEARNING_COLUMNS = (
 def _learning(recipe: str) -> int:
     """base -> SFT -> GRPO accuracy per question type on LEARNING_SET, beside chance and the
     majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
-    from eval.baseline import accuracy_by_type
+    import polars as pl
+
+    from eval.baseline import accuracy_by_type, finding_accuracy
     from eval.warehouse import Warehouse
     from iad_pipeline.fsutil import write_json
     from iad_pipeline.resources import IadConfig
@@ -270,15 +277,16 @@ def _learning(recipe: str) -> int:
     ids = {stage: run_id for stage, (_, run_id) in latest.items()}
     if ablation:
         ids["ablation"] = ablation
-    frames = {
-        stage: accuracy_by_type(
-            warehouse.query(
-                "SELECT question_type, correct_answer, gpt_answer FROM answers WHERE run_id = $r",
-                {"r": run_id},
-            )
+    frames = {}
+    for stage, run_id in ids.items():
+        answers = warehouse.query(
+            "SELECT question_type, correct_answer, gpt_answer, image, response FROM answers "
+            "WHERE run_id = $r",
+            {"r": run_id},
         )
-        for stage, run_id in ids.items()
-    }
+        frames[stage] = pl.concat(
+            [accuracy_by_type(answers), finding_accuracy(answers)], how="diagonal_relaxed"
+        )
     if "base" not in frames:
         return 1
     table = Table(title=f"learning: {recipe} on {LEARNING_SET} (accuracy %, 95% interval)")

@@ -46,6 +46,30 @@ def _checkpoint(iad: IadConfig, key: str):
     return found[key]
 
 
+RECIPE_PROTOCOL = "recipe"
+
+
+def recipe_protocol(recipe: str) -> tuple[str, dict]:
+    """``(protocol name, changes)`` a recipe's checkpoints are evaluated with on MMAD: its
+    ``evaluation`` block, else the protocol of its training set's style (``emit_think`` for
+    EMIT's questions); ``mmad`` for a run folder that names no recipe.
+
+    >>> recipe_protocol("demo"), recipe_protocol("adfm"), recipe_protocol("no-such-recipe")
+    (('emit_think', {'shuffle_options': True, 'seed': 0}), ('mmad', {}), ('mmad', {}))
+    """
+    from iad_pipeline.stages import TRAINING_SETS
+    from training.config import STYLE_PROTOCOLS, RecipeError, load_recipe
+
+    try:
+        loaded = load_recipe(recipe)
+    except RecipeError:
+        return "mmad", {}
+    spec = loaded.evaluation
+    style = TRAINING_SETS[loaded.training_set].style
+    name = spec.protocol or STYLE_PROTOCOLS.get(style, "mmad")
+    return name, ({"shuffle_options": True, "seed": spec.seed} if spec.shuffle_options else {})
+
+
 class EvaluationConfig(dg.Config):
     """A run's evaluation settings: the protocol (eval.protocols.PROTOCOLS), MMAD's version,
     what answers (``transformers`` in the run's process, or ``ray``: the same backend on Ray
@@ -53,7 +77,11 @@ class EvaluationConfig(dg.Config):
     the same either way), and how far a subtask may fall below the recipe's base model
     before the ``no_subtask_below_base`` check warns."""
 
-    protocol: str = "mmad"
+    protocol: str = Field(
+        default="recipe",
+        description="recipe (the checkpoint's recipe's evaluation protocol), mmad, emit_think "
+        "or emit_direct",
+    )
     knowledge: bool = False
     mmad_version: str = "original"
     backend: str = Field(default="transformers", description="transformers or ray")
@@ -115,12 +143,21 @@ def _evaluate(
         changes = {"mmad_version": config.mmad_version}
         if config.knowledge:
             changes["knowledge"] = True
-        protocol = protocol_named(config.protocol, **changes)
+        recipe = checkpoint_recipe(checkpoint)
+        name = config.protocol
+        if name == RECIPE_PROTOCOL:
+            name, recipe_changes = recipe_protocol(recipe)
+            if evaluate is not evaluate_mmad and name != "mmad":
+                # cross-dataset sets: the recipe's prompts and answer format, without MMAD's
+                # domain knowledge (it covers MMAD's categories only)
+                recipe_changes = recipe_changes | {"knowledge": False}
+            changes = recipe_changes | changes
+        protocol = protocol_named(name, **changes)
         result = evaluate(
             checkpoint,
             keys["eval_set"],
             checkpoint_key=keys["checkpoint"],
-            recipe=checkpoint_recipe(checkpoint),
+            recipe=recipe,
             layout=iad.layout(),
             options=EvalOptions(
                 protocol=protocol,

@@ -11,7 +11,15 @@ and measures held-out accuracy every ``--eval-every`` steps for three versions o
   only, the skill of reading the options;
 - ``vision``: the options in a fixed order (``A. Yes. B. No.``), the answer is the truth -- the
   skill of seeing the defect;
-- ``full``: the real task (shuffled options, the truth).
+- ``full``: the real task (shuffled options, the truth);
+- ``think``: the real task with ``sft.think: option``'s completion
+  ``<think>Yes</think><answer>B</answer>``: the model first states its finding (the correct
+  option's text), then the letter; ``finding`` is the held-out share whose greedy think word is
+  right, the accuracy the letter chosen after the model's own word.
+
+``--emit-module`` gives the model EMIT's comparison module (as the demo recipe: layers 1-2,
+k = 1, 8 x 8 heat map, 9 soft-prompt tokens), so the heat map between the normal reference and
+the query reaches the language model.
 
 The prompt is the question and its options after the two images (the domain-knowledge text is
 left out to keep CPU steps short). Accuracy is the held-out share whose reference letter gets
@@ -35,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TASKS = ("binding", "vision", "full")
+TASKS = ("binding", "vision", "full", "think")
 FIXED_OPTIONS = "A. Yes.\nB. No.\n"
 
 
@@ -80,6 +88,22 @@ def scaled_model(hidden: int, layers: int, vision_hidden: int, vision_depth: int
     return model, processor
 
 
+def with_module(model, processor, rows: list[dict]) -> None:
+    """Attach EMIT's comparison module (the demo recipe's settings) and mark the rows' prompts
+    with its placeholder."""
+    from iad_pipeline.models.emit.model import attach_emit_module
+    from iad_pipeline.models.emit.prompts import add_hint_placeholder
+    from training.config import load_recipe
+
+    settings = load_recipe("demo").emit_module
+    attach_emit_module(model, settings, processor.tokenizer)
+    for row in rows:
+        turn = row["prompt"][0]
+        turn["content"] = add_hint_placeholder(
+            turn["content"], task="anomaly_detection", n_images=2, settings=settings
+        )
+
+
 def task_rows(rows: list[dict], task: str) -> list[dict]:
     """The questions of one task: prompt = images + question/options, and its answer."""
     out = []
@@ -90,6 +114,7 @@ def task_rows(rows: list[dict], task: str) -> list[dict]:
         question = text.split("Question:")[-1]
         yes = re.search(r"([AB])\. Yes", question).group(1)
         truth = "Yes" if row["solution"] == yes else "No"
+        word = "Yes" if row["solution"] == yes else "No"
         if task == "binding":
             answer = yes
         elif task == "vision":
@@ -99,16 +124,17 @@ def task_rows(rows: list[dict], task: str) -> list[dict]:
             answer = row["solution"]
         block = {"type": "text", "text": question}
         prompt = [{"role": "user", "content": [{"type": "image"} for _ in images] + [block]}]
-        out.append({"prompt": prompt, "images": row["images"], "answer": answer})
+        out.append({"prompt": prompt, "images": row["images"], "answer": answer, "word": word})
     return out
 
 
 class Learner:
     """Supervised fine-tuning of one model on one task, with held-out letter accuracy."""
 
-    def __init__(self, model, processor, lr: float):
+    def __init__(self, model, processor, lr: float, think: bool = False):
         import torch
 
+        self.think = think
         self.model, self.processor = model, processor
         self.tok = processor.tokenizer
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -123,7 +149,9 @@ class Learner:
 
         prompts = [self._prompt(r) for r in rows]
         texts = [
-            p + answer_completion("emit", r["answer"]) + "<|im_end|>"
+            p
+            + answer_completion("emit", r["answer"], r["word"] if self.think else "")
+            + "<|im_end|>"
             for p, r in zip(prompts, rows, strict=True)
         ]
         self.tok.padding_side = "right"
@@ -140,36 +168,53 @@ class Learner:
         self.opt.zero_grad()
         return loss.item()
 
-    def accuracy(self, rows: list[dict]) -> tuple[float, bool]:
-        """Held-out accuracy, and whether every answer was the same letter."""
+    def _choose(self, texts: list[str], rows: list[dict], choices: tuple[str, str]) -> list[int]:
+        """Greedy choice between two continuations of each text (at their first differing
+        token): 0 or 1 per row."""
+        ids = [self.tok(c, add_special_tokens=False)["input_ids"] for c in choices]
+        k = next(i for i, (a, b) in enumerate(zip(*ids, strict=False)) if a != b)
+        prefix = self.tok.decode(ids[0][:k])
+        enc = self.processor(
+            text=[t + prefix for t in texts],
+            images=[r["images"] for r in rows],
+            return_tensors="pt",
+            padding=True,
+        )
+        last = self.model(**enc).logits[:, -1]
+        return [0 if row[ids[0][k]] >= row[ids[1][k]] else 1 for row in last]
+
+    def accuracy(self, rows: list[dict]) -> tuple[float, bool, float | None]:
+        """Held-out accuracy, whether every answer was the same letter, and (``think``) the
+        share of right findings."""
         import torch
 
         from training.sft import answer_completion
 
-        ids = [
-            self.tok(answer_completion("emit", x), add_special_tokens=False)["input_ids"]
-            for x in "AB"
-        ]
-        k = next(i for i, (a, b) in enumerate(zip(*ids, strict=False)) if a != b)
-        prefix = self.tok.decode(ids[0][:k])
         self.tok.padding_side = "left"
         self.model.eval()
-        picks = []
+        picks, words = [], []
         with torch.no_grad():
             for start in range(0, len(rows), 16):
                 batch = rows[start : start + 16]
-                texts = [self._prompt(r) + prefix for r in batch]
-                enc = self.processor(
-                    text=texts,
-                    images=[r["images"] for r in batch],
-                    return_tensors="pt",
-                    padding=True,
-                )
-                last = self.model(**enc).logits[:, -1]
-                picks += ["A" if row[ids[0][k]] >= row[ids[1][k]] else "B" for row in last]
+                texts = [self._prompt(r) for r in batch]
+                said = [""] * len(batch)
+                if self.think:
+                    pair = ("<think>Yes</think>", "<think>No</think>")
+                    said = [("Yes", "No")[i] for i in self._choose(texts, batch, pair)]
+                    words += said
+                texts = [
+                    t + answer_completion("emit", "A", w).split("<answer>")[0] + "<answer>"
+                    for t, w in zip(texts, said, strict=True)
+                ]
+                picks += ["AB"[i] for i in self._choose(texts, batch, ("A</answer>", "B</answer>"))]
         self.model.train()
         correct = sum(p == r["answer"] for p, r in zip(picks, rows, strict=True))
-        return correct / len(rows), len(set(picks)) == 1
+        found = (
+            sum(w == r["word"] for w, r in zip(words, rows, strict=True)) / len(rows)
+            if self.think
+            else None
+        )
+        return correct / len(rows), len(set(picks)) == 1, found
 
 
 def main(argv=None) -> int:
@@ -190,8 +235,11 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-depth", type=int, default=2)
     parser.add_argument("--held-out", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--emit-module", action="store_true", help="EMIT's heat-map module")
     args = parser.parse_args(argv)
-    _, train_rows, test_rows = demo_ad_split(args.training_set, args.held_out, args.seed)
+    _, train_rows, test_rows = demo_ad_split(
+        args.training_set, args.held_out, args.seed, module=False
+    )
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     for task in args.tasks:
         train = task_rows(list(train_rows), task)
@@ -199,12 +247,16 @@ def main(argv=None) -> int:
         model, processor = scaled_model(
             args.hidden, args.layers, args.vision_hidden, args.vision_depth, args.seed
         )
-        learner = Learner(model, processor, args.lr)
+        if args.emit_module:
+            with_module(model, processor, train + test)
+        learner = Learner(model, processor, args.lr, think=task == "think")
         majority = max(sum(r["answer"] == x for r in test) for x in "AB") / len(test)
         curve, order, began = [], list(range(len(train))), time.perf_counter()
         rng = random.Random(args.seed)
-        acc, constant = learner.accuracy(test)
-        curve.append({"step": 0, "accuracy": acc, "constant": constant, "loss": None})
+        acc, constant, found = learner.accuracy(test)
+        curve.append(
+            {"step": 0, "accuracy": acc, "constant": constant, "finding": found, "loss": None}
+        )
         loss = float("nan")
         for step in range(1, args.steps + 1):
             if (step - 1) * args.batch % len(order) < args.batch:
@@ -212,16 +264,27 @@ def main(argv=None) -> int:
             at = (step - 1) * args.batch % len(order)
             loss = learner.step([train[i] for i in (order + order)[at : at + args.batch]])
             if step % args.eval_every == 0 or step == args.steps:
-                acc, constant = learner.accuracy(test)
-                curve.append({"step": step, "accuracy": acc, "constant": constant, "loss": loss})
+                acc, constant, found = learner.accuracy(test)
+                curve.append(
+                    {
+                        "step": step,
+                        "accuracy": acc,
+                        "constant": constant,
+                        "finding": found,
+                        "loss": loss,
+                    }
+                )
                 print(
                     f"{task:<8} step {step:>5}  loss {loss:.3f}  held-out {100 * acc:5.1f}%"
+                    + (f"  finding {100 * found:5.1f}%" if found is not None else "")
                     + ("  (one letter)" if constant else ""),
                     flush=True,
                 )
         results["tasks"][task] = {
             "curve": curve,
             "majority": majority,
+            "finding_majority": max(sum(r["word"] == w for r in test) for w in ("Yes", "No"))
+            / len(test),
             "n_train": len(train),
             "n_held_out": len(test),
             "s_per_step": (time.perf_counter() - began) / max(args.steps, 1),
@@ -229,13 +292,19 @@ def main(argv=None) -> int:
         }
     print(
         f"\n{'task':<9}{'params':>9}{'n':>6}{'majority %':>12}"
-        f"{'best %':>9}{'last %':>9}{'s/step':>8}"
+        f"{'best %':>9}{'last %':>9}{'s/step':>8}{'finding last %':>16}{'finding major. %':>18}"
     )
     for task, r in results["tasks"].items():
         accs = [c["accuracy"] for c in r["curve"]]
+        found = r["curve"][-1]["finding"]
         print(
             f"{task:<9}{r['parameters']:>9,}{r['n_held_out']:>6}{100 * r['majority']:>12.1f}"
             f"{100 * max(accs):>9.1f}{100 * accs[-1]:>9.1f}{r['s_per_step']:>8.2f}"
+            + (
+                f"{100 * found:>16.1f}{100 * r['finding_majority']:>18.1f}"
+                if found is not None
+                else ""
+            )
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learnability.json").write_text(json.dumps(results, indent=1))
@@ -246,9 +315,11 @@ def main(argv=None) -> int:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for task, r in results["tasks"].items():
-        ax.plot(
-            [c["step"] for c in r["curve"]], [100 * c["accuracy"] for c in r["curve"]], label=task
-        )
+        steps = [c["step"] for c in r["curve"]]
+        ax.plot(steps, [100 * c["accuracy"] for c in r["curve"]], label=task)
+        if r["curve"][-1]["finding"] is not None:
+            found = [100 * c["finding"] for c in r["curve"]]
+            ax.plot(steps, found, linestyle="--", label=f"{task}: finding")
     ax.axhline(50, color="grey", linestyle=":", label="chance")
     ax.set(xlabel="SFT step", ylabel="held-out accuracy %", title="what the random model learns")
     ax.legend()

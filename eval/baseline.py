@@ -92,3 +92,49 @@ def accuracy_by_type(
             }
         )
     return pl.DataFrame(rows).sort("question_type") if rows else pl.DataFrame()
+
+
+FINDING = "Anomaly Detection: finding"
+_THINK_WORD = r"<think>\s*(Yes|No)\b"
+
+
+def finding_accuracy(answers: pl.DataFrame) -> pl.DataFrame:
+    """How often an anomaly-detection response's think block states the right finding.
+
+    For models trained with ``sft.think: option`` the think block opens with the text of the
+    option they believe (``<think>Yes</think>``: a defect), before the letter. The truth comes
+    from the query's path (MMAD's layouts keep normal queries under a ``good`` folder). A
+    response whose think block states neither counts as wrong. One row like
+    :func:`accuracy_by_type`'s, ``question_type`` :data:`FINDING`; chance 50 %, ``majority``
+    the share of the more common truth. ``answers`` needs ``question_type``, ``image`` and
+    ``response``.
+
+    >>> a = pl.DataFrame({"question_type": ["Anomaly Detection"] * 3,
+    ...                   "image": ["x/good/0.png", "x/crack/1.png", "x/crack/2.png"],
+    ...                   "response": ["<think>No</think>", "<think>Yes</think>", "B"]})
+    >>> finding_accuracy(a).select("n", "correct", "majority").row(0)
+    (3, 2, 66.66666666666667)
+    """
+    ad = answers.filter(pl.col("question_type") == "Anomaly Detection")
+    if ad.is_empty():
+        return pl.DataFrame()
+    truth = (
+        pl.when(pl.col("image").str.contains("/good/")).then(pl.lit("No")).otherwise(pl.lit("Yes"))
+    )
+    said = pl.col("response").str.extract(_THINK_WORD, 1)
+    ad = ad.with_columns(truth=truth, said=said)
+    n = ad.height
+    correct = int((ad["said"] == ad["truth"]).fill_null(False).sum())
+    low, high = wilson(correct, n)
+    top = ad["truth"].value_counts(sort=True)["count"][0]
+    row = {
+        "question_type": FINDING,
+        "n": n,
+        "correct": correct,
+        "accuracy": 100 * correct / n,
+        "ci_low": low,
+        "ci_high": high,
+        "chance": 50.0,
+        "majority": 100 * top / n,
+    }
+    return pl.DataFrame([row])

@@ -262,14 +262,15 @@ def evaluate_mmad(
     warehouse.record_run(row, answers, by_type, by_category)
     # the corrected MMAD's reports sit beside the original's, never over them
     folder = layout.report(checkpoint_key, _report_name(eval_set, protocol))
-    paths = {
-        "csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv"),
-        "heatmap": heatmap(
+    paths = {"csv": write_mmad_csv(scores, folder / f"{eval_set}_accuracy.csv")}
+    if by_category.height:
+        # (a model whose every answer is unreadable, e.g. an untrained one asked for EMIT's
+        # tags, has no per-category scores to draw: its run is recorded all the same)
+        paths["heatmap"] = heatmap(
             by_category,
             folder / "heatmap.png",
             f"{checkpoint_key} on MMAD {eval_set} ({protocol.name})",
-        ),
-    }
+        )
     # MMAD's Qwen2.5-VL-7B 1-shot row: the base model the papers fine-tune
     paths["bars"] = type_bars(
         by_type,

@@ -34,7 +34,14 @@ from training.recipe_yaml import (
 from training.trainer_fields import DEEPSPEED_DIR, check_deepspeed, trainer_fields
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+SFT_THINK = ("empty", "option")  # sft.think (training.sft.reference_think)
+# eval.protocols.PROTOCOLS' names (training does not import eval; a test keeps them equal), and
+# the protocol each training-set style's prompts come from
+EVAL_PROTOCOLS = ("mmad", "emit_think", "emit_direct")
+STYLE_PROTOCOLS = {"emit": "emit_think"}
 TINY_MODEL = "tiny"  # the model name that builds the tiny offline Qwen2.5-VL
+# model names built offline (random weights): name -> (folder, training.tiny_model size)
+OFFLINE_QWEN = {TINY_MODEL: ("tiny-qwen25vl", None), "small": ("small-qwen25vl", "small")}
 TINY_INTERNVL = "tiny-internvl3"  # the model name that builds the tiny offline InternVL3
 STAGES = ("sft", "grpo")  # the order stages run in
 SFT_TRAINABLE = ("all", "adapter", "projector", "emit_module")
@@ -105,6 +112,23 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class EvaluationSpec:
+    """How the recipe's checkpoints are evaluated on MMAD when the evaluation leaves the
+    protocol to the recipe (``protocol: recipe``, the evaluation assets' default).
+
+    ``protocol``: a name of ``eval.protocols.PROTOCOLS``; unset, the protocol whose prompts and
+    answer format the training set's questions use (``emit_think`` for EMIT's, ``mmad``
+    otherwise), so a checkpoint is asked the way it was trained. ``shuffle_options`` and
+    ``seed``: re-letter every question's options in a seeded order (answer letters balanced
+    over the set instead of MMAD's fixed ``A. Yes``).
+    """
+
+    protocol: str | None = None
+    shuffle_options: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SftSpec:
     """The SFT stage: which parameters train, and its ``SFTConfig`` fields.
 
@@ -112,9 +136,15 @@ class SftSpec:
     needs peft), ``projector`` (the vision-to-text merger; with peft, adapter plus merger), or
     a list of module-name prefixes (``[visual.merger, model.language_model.layers.1]``).
     Unset: ``adapter`` with peft, else ``all``.
+
+    ``think``: what the reference completion's think block says: ``empty`` (the default,
+    ``<think></think>``) or ``option`` (the text of the correct option, e.g. ``<think>Yes</think>``:
+    the model learns to state its finding, then to pick the letter the shuffled options give
+    it). ``option`` needs a style whose answer format has a think block.
     """
 
     trainable: str | tuple[str, ...] | None = None  # None: adapter with peft, else all
+    think: str = "empty"
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +157,7 @@ class Recipe:
     description: str = ""
     stages: tuple[str, ...] = ("grpo",)
     sft: SftSpec = SftSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     difficulty: DifficultyConfig = DifficultyConfig()
     peft: PeftSpec = PeftSpec()
     image: ImageSpec = ImageSpec()
@@ -207,6 +238,9 @@ def _check_unused(data: dict, recipe: Recipe, where: str) -> None:
             if data.get(key):
                 msg = f"{where}.{key}: set but the recipe has no grpo stage"
                 raise RecipeError(msg)
+    if not recipe.evaluation.shuffle_options and "seed" in (data.get("evaluation") or {}):
+        msg = f"{where}.evaluation.seed: set but evaluation.shuffle_options is false"
+        raise RecipeError(msg)
     _check_trainable(recipe, where)
 
 
@@ -308,6 +342,15 @@ def _check_values(recipe: Recipe, where: str) -> None:
             f"{', '.join(TRAINING_SETS)}"
         )
         raise RecipeError(msg)
+    if recipe.sft.think not in SFT_THINK:
+        msg = f"{where}.sft.think: {' or '.join(SFT_THINK)}, found {short(recipe.sft.think)}"
+        raise RecipeError(msg)
+    if recipe.evaluation.protocol not in (None, *EVAL_PROTOCOLS):
+        msg = (
+            f"{where}.evaluation.protocol: {short(recipe.evaluation.protocol)} unknown; valid: "
+            f"{', '.join(EVAL_PROTOCOLS)}"
+        )
+        raise RecipeError(msg)
     if recipe.peft.method not in ("none", "lora", "qlora"):
         msg = f"{where}.peft.method: none, lora or qlora, found {short(recipe.peft.method)}"
         raise RecipeError(msg)
@@ -359,6 +402,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         description=as_type(data.get("description", ""), str, f"{where}.description"),
         stages=_check_stages(data.get("stages", ["grpo"]), where),
         sft=_sft(data, where),
+        evaluation=build(EvaluationSpec, data.get("evaluation") or {}, f"{where}.evaluation"),
         difficulty=build(DifficultyConfig, data.get("difficulty") or {}, f"{where}.difficulty"),
         peft=build(PeftSpec, data.get("peft") or {}, f"{where}.peft"),
         image=build(ImageSpec, data.get("image") or {}, f"{where}.image"),

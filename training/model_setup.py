@@ -17,19 +17,28 @@ import torch
 from iad_pipeline.fsutil import temp_sibling
 from iad_pipeline.models.processors import load_model_and_processor, load_processor
 from training.checkpoints import BASE_STAGE, DONE, stage_dir, write_done
-from training.config import TINY_INTERNVL, TINY_MODEL, Recipe
+from training.config import OFFLINE_QWEN, TINY_INTERNVL, TINY_MODEL, Recipe
 from training.tiny_model import build_tiny_qwen25vl
 
-TINY_QWEN_FOLDER = "tiny-qwen25vl"
+TINY_QWEN_FOLDER = OFFLINE_QWEN[TINY_MODEL][0]
+
+
+def offline_qwen(name: str, model_dir: Path) -> Path:
+    """The folder of an offline Qwen2.5-VL (``tiny``, ``small``) under ``model_dir``, built
+    once."""
+    folder, size = OFFLINE_QWEN[name]
+    path = model_dir / folder
+    if not path.is_dir():
+        build_tiny_qwen25vl(path, full_size=size)
+    return path
 
 
 def load_model(recipe: Recipe, model_dir: Path):
-    """Model and processor; ``tiny`` / ``tiny-internvl3`` build the offline tiny models once."""
+    """Model and processor; ``tiny`` / ``small`` / ``tiny-internvl3`` build the offline models
+    once."""
     path = recipe.model
-    if recipe.model == TINY_MODEL:
-        path = model_dir / TINY_QWEN_FOLDER
-        if not path.is_dir():
-            build_tiny_qwen25vl(path)
+    if recipe.model in OFFLINE_QWEN:
+        path = offline_qwen(recipe.model, model_dir)
     if recipe.model == TINY_INTERNVL or _is_internvl(path):
         return _load_internvl(recipe, model_dir, path)
     if recipe.peft.method == "qlora":
@@ -92,18 +101,16 @@ def stage_model(recipe: Recipe, model_dir: Path, start: Path | None):
 
 
 def keep_base(recipe: Recipe, model_dir: Path, output: Path) -> Path | None:
-    """``DIR/base/checkpoint-0``: the untrained tiny model, kept as the recipe's baseline.
+    """``DIR/base/checkpoint-0``: the untrained offline model, kept as the recipe's baseline.
 
-    Only for the tiny offline model (a copy of a hub model would cost its size in disk).
+    Only for the offline models (a copy of a hub model would cost its size in disk).
     """
-    if recipe.model != TINY_MODEL:
+    if recipe.model not in OFFLINE_QWEN:
         return None
     folder = stage_dir(output, BASE_STAGE) / "checkpoint-0"
     if (folder / DONE).is_file():
         return folder
-    source = model_dir / TINY_QWEN_FOLDER
-    if not source.is_dir():
-        build_tiny_qwen25vl(source)
+    source = offline_qwen(recipe.model, model_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(folder, ".copying")
     shutil.copytree(source, tmp)

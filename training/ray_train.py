@@ -173,7 +173,7 @@ def train_on_ray(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from training import grpo
-    from training.config import TINY_MODEL, load_recipe
+    from training.config import OFFLINE_QWEN, load_recipe
     from training.report import run_summary
 
     if num_workers < 1:
@@ -183,13 +183,11 @@ def train_on_ray(
     recipe = load_recipe(args.recipe)
     output = Path(args.output).absolute()
     grpo_args = _absolute_paths(grpo_args)
-    if recipe.model == TINY_MODEL:
+    if recipe.model in OFFLINE_QWEN:
         # built once here, not by N workers racing for the same folder
-        from training.tiny_model import build_tiny_qwen25vl
+        from training.model_setup import offline_qwen
 
-        model_dir = Path(args.model_dir).absolute() if args.model_dir else output
-        if not (model_dir / "tiny-qwen25vl").is_dir():
-            build_tiny_qwen25vl(model_dir / "tiny-qwen25vl")
+        offline_qwen(recipe.model, Path(args.model_dir).absolute() if args.model_dir else output)
     if not ray.is_initialized():
         ray.init()
     trainer = TorchTrainer(

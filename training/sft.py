@@ -22,6 +22,7 @@ What trains (``sft.trainable``):
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from training.arguments import peft_config, trainer_fields
@@ -41,23 +42,70 @@ ANSWER_FORMATS = {
 }
 
 
-def answer_completion(style: str, answer: str) -> str:
-    """The reference completion of one question in its style's answer format.
+_OPTION_LINE = re.compile(r"^([A-E])\.\s*(.*?)\s*$", re.MULTILINE)
+
+
+def answer_completion(style: str, answer: str, think: str = "") -> str:
+    """The reference completion of one question in its style's answer format, with ``think``
+    as the text of its first think block (empty by default).
 
     >>> answer_completion("emit", "B")
     '<think></think><answer>B</answer>'
+    >>> answer_completion("emit", "B", "No")
+    '<think>No</think><answer>B</answer>'
     """
     if style not in ANSWER_FORMATS:
         msg = f"no SFT answer format for question style {style!r}; known: {sorted(ANSWER_FORMATS)}"
         raise ValueError(msg)
-    return ANSWER_FORMATS[style].format(answer=answer)
+    text = ANSWER_FORMATS[style].format(answer=answer)
+    if think and "<think></think>" not in text:
+        msg = (
+            f"sft.think: style {style!r} answers without a think block ({ANSWER_FORMATS[style]!r})"
+        )
+        raise ValueError(msg)
+    return text.replace("<think></think>", f"<think>{think}</think>", 1) if think else text
 
 
-def to_sft(dataset):
-    """GRPO's rows (``prompt``, ``images``, ``solution``, ``style``) as SFT's prompt/completion."""
+def option_text(prompt_text: str, letter: str) -> str:
+    r"""The text of option ``letter`` in a rendered question (its last ``X. text`` line, the
+    trailing full stop dropped); ``""`` when the prompt has no such option.
+
+    >>> option_text("Question: Any defect?\nA. Yes.\nB. No.\n", "B")
+    'No'
+    """
+    found = [t for x, t in _OPTION_LINE.findall(prompt_text) if x == letter]
+    return found[-1].removesuffix(".") if found else ""
+
+
+def _prompt_text(prompt) -> str:
+    """The user turns' text of a structured or plain prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    parts = []
+    for turn in prompt:
+        content = turn.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts += [b.get("text") or "" for b in content or [] if b.get("type") == "text"]
+    return "\n".join(parts)
+
+
+def reference_think(row: dict, think: str) -> str:
+    """What a row's reference think block says under ``sft.think``: nothing (``empty``), or
+    the text of the correct option (``option``: the model states its finding, e.g. ``Yes``,
+    and then answers with the letter the shuffled options give it)."""
+    if think == "option":
+        return option_text(_prompt_text(row["prompt"]), row["solution"])
+    return ""
+
+
+def to_sft(dataset, think: str = "empty"):
+    """GRPO's rows (``prompt``, ``images``, ``solution``, ``style``) as SFT's prompt/completion;
+    ``think`` (``sft.think``) fills the reference think block."""
 
     def add_completion(row: dict) -> dict:
-        text = answer_completion(row["style"], row["solution"])
+        text = answer_completion(row["style"], row["solution"], reference_think(row, think))
         return {"completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}]}
 
     keep = {"prompt", "images", "completion"}
@@ -134,7 +182,7 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
     trainer = SFTTrainer(
         model=model,
         args=config,
-        train_dataset=to_sft(dataset),
+        train_dataset=to_sft(dataset, recipe.sft.think),
         processing_class=processor,
         peft_config=peft,
     )

@@ -135,6 +135,24 @@ TINY_VISION = {
 }
 
 
+# ``small``: the tiny model's tokenizer and image sizes with a wider, deeper network (~0.9M
+# parameters, float32): what the demo trains, large enough to learn the synthetic findings on
+# CPU in minutes (bench/bench_learnability.py measures it), still built offline in a second.
+SMALL_TEXT = TINY_TEXT | {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 4,
+    "max_window_layers": 4,
+    # head_dim 32: M-RoPE sections sum to 16
+    "rope_parameters": TINY_TEXT["rope_parameters"] | {"mrope_section": [4, 6, 6]},
+}
+SMALL_VISION = TINY_VISION | {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "out_hidden_size": 128,
+}
+OFFLINE_SIZES = {"small": (SMALL_TEXT, SMALL_VISION)}
+
 # Found by name when a folder's processor_config.json names this class (see module docstring).
 
 
@@ -142,12 +160,16 @@ def model_config(tokenizer: Qwen2Tokenizer, full_size: str | None = None) -> Qwe
     """The tiny config, or the real 3B/7B one; token ids are taken from ``tokenizer``."""
     if full_size is None:
         text, vision, dtype = dict(TINY_TEXT), dict(TINY_VISION), "float32"
+    elif full_size in OFFLINE_SIZES:
+        text, vision = (dict(d) for d in OFFLINE_SIZES[full_size])
+        dtype = "float32"
     elif full_size in FULL_SIZES:
         text = QWEN_TEXT_COMMON | FULL_SIZES[full_size]["text"]
         vision = QWEN_VISION_COMMON | FULL_SIZES[full_size]["vision"]
         dtype = "bfloat16"
     else:
-        msg = f"full_size={full_size!r} is unknown; expected None or one of {sorted(FULL_SIZES)}"
+        known = sorted([*FULL_SIZES, *OFFLINE_SIZES])
+        msg = f"full_size={full_size!r} is unknown; expected None or one of {known}"
         raise ValueError(msg)
     if len(tokenizer) > text["vocab_size"]:
         msg = f"tokenizer has {len(tokenizer)} tokens, more than vocab_size={text['vocab_size']}"
@@ -174,7 +196,8 @@ def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: in
     Args:
         out_dir: destination folder; an existing one is replaced. The folder is written to a
             temporary sibling first and renamed into place, so readers never see half a model.
-        full_size: ``None`` for the tiny model (~187k parameters, ~0.8 MB, float32), or
+        full_size: ``None`` for the tiny model (~187k parameters, ~0.8 MB, float32),
+            ``"small"`` for its wider offline sibling (~0.9M parameters, float32), or
             ``"3b"``/``"7b"`` for the real architecture with random bf16 weights (GBs: meant
             for GPU throughput benchmarks, never for tests).
         seed: seeds the weights; the same seed gives byte-identical files.
@@ -185,16 +208,17 @@ def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: in
         and ``AutoModelForImageTextToText`` once that module is imported).
     """
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(first_added_id=QWEN_FIRST_ADDED_ID if full_size else None)
+    real = full_size in FULL_SIZES
+    tokenizer = build_tokenizer(first_added_id=QWEN_FIRST_ADDED_ID if real else None)
     config = model_config(tokenizer, full_size)
-    pixels = QWEN_PIXELS if full_size else TINY_PIXELS
+    pixels = QWEN_PIXELS if real else TINY_PIXELS
     processor = Qwen2_5_VLImageOnlyProcessor(
         image_processor=Qwen2VLImageProcessorPil(**pixels),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
     torch.manual_seed(seed)
-    dtype = torch.bfloat16 if full_size else torch.float32
+    dtype = torch.bfloat16 if real else torch.float32
     model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,

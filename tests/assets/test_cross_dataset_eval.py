@@ -39,8 +39,13 @@ def test_cross_dataset_eval_counts_exactly_into_duckdb(tmp_path) -> None:
             instance=instance,
         ).success
         instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        # MMAD's protocol named (the default follows the checkpoint's recipe)
         result = dg.materialize(
-            [cross_dataset_eval], partition_key=partition, resources={"iad": iad}, instance=instance
+            [cross_dataset_eval],
+            partition_key=partition,
+            resources={"iad": iad},
+            instance=instance,
+            run_config={"ops": {"cross_dataset_eval": {"config": {"protocol": "mmad"}}}},
         )
     assert result.success
     meta = result.asset_materializations_for_node("cross_dataset_eval")[0].metadata

@@ -32,7 +32,9 @@ def test_corrected_mmad_is_stored_and_ranked_beside_the_original(tmp_path) -> No
         ).success
         instance.add_dynamic_partitions("checkpoints", ["demo-4"])
         for version in ("original", "corrected"):
-            config = {"ops": {"mmad_eval": {"config": {"mmad_version": version}}}}
+            # MMAD's own protocol named (the default follows the checkpoint's recipe)
+            settings = {"mmad_version": version, "protocol": "mmad"}
+            config = {"ops": {"mmad_eval": {"config": settings}}}
             assert dg.materialize(
                 [mmad_eval],
                 partition_key=partition,

@@ -189,3 +189,28 @@ def test_a_module_runs_checkpoint_without_its_weights_warns_in_the_result(
     )
     assert result.answers.height == 2
     assert len(result.warnings) == 1 and "without EMIT's hints" in result.warnings[0]
+
+
+def test_a_run_whose_every_answer_is_unreadable_is_recorded_without_a_heatmap(
+    layout, monkeypatch, scripted
+) -> None:
+    """An untrained model asked for EMIT's tags answers nothing readable: the evaluation is
+    still recorded (accuracy 0), with no per-category heat map to draw."""
+    from eval.protocols import protocol_named
+
+    backend = scripted(lambda p: "zq zq zq", name="transformers")
+    monkeypatch.setattr(
+        pipeline, "_backend", lambda name, path, batch_size, layout, ray=None: backend
+    )
+    result = evaluate_mmad(
+        layout["checkpoint"],
+        "VisA",
+        checkpoint_key="demo-4",
+        recipe="demo",
+        layout=layout["layout"],
+        options=EvalOptions(protocol=protocol_named("emit_think", knowledge=False)),
+    )
+    assert result.answers.height > 0 and result.answers["parsed_think"].is_null().all()
+    assert "heatmap" not in result.paths and result.paths["csv"].is_file()
+    runs = Warehouse(layout["layout"].warehouse).query("SELECT n_questions FROM runs")
+    assert runs["n_questions"].to_list() == [result.answers.height]

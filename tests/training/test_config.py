@@ -134,7 +134,11 @@ BASE = "name: x\nmodel: tiny\ntraining_set: emit\nrewards:\n  - {name: format}\n
             BASE + "stages: [sft, grpo]\nsft: {args: {output_dir: /tmp/x}}\n",
             r"sft\.args\.output_dir: not allowed",
         ),
+        (BASE + "stages: [sft, grpo]\nsft: {think: essay}\n", r"sft\.think: empty or option"),
+        (BASE + "evaluation: {protocol: gpt}\n", r"evaluation\.protocol: 'gpt' unknown"),
+        (BASE + "evaluation: {shuffle_options: maybe}\n", r"evaluation\.shuffle_options"),
         # options nothing would read are errors (issue 9, item 7)
+        (BASE + "evaluation: {seed: 3}\n", r"evaluation\.seed: set but .*shuffle_options"),
         (BASE + "peft: {r: 4}\n", r"peft: r set but peft\.method is none"),
         (BASE + "difficulty: {resample_rounds: 2}\n", r"difficulty: resample_rounds set but"),
         (BASE + "sft: {trainable: projector}\n", r"sft: an sft block but no sft stage"),
@@ -241,6 +245,8 @@ def test_every_recipe_field_is_read_by_the_training_code() -> None:
                 q.relative_to(root)
                 for q in sorted((root / "iad_pipeline/models/emit").glob("*.py"))
             ),
+            # the evaluation assets read the recipe's evaluation block
+            "assets/evaluation.py",
         )
     )
     # config.py itself reads a few: deepspeed (deepspeed_config), source (relative paths)

@@ -65,3 +65,25 @@ def test_sixty_sft_steps_move_held_out_accuracy_off_chance(tmp_path) -> None:
     after = letter_accuracy(model, processor, held_out)
     assert after >= 0.8, (before, after)
     assert after > before
+
+
+def test_sft_think_option_states_the_correct_option_before_the_letter() -> None:
+    """``sft.think: option``: the reference think block is the correct option's text (the
+    finding), the answer the letter the question's (shuffled) options give it."""
+    from training.sft import to_sft
+
+    prompt = "Question: Is there any defect in the object? \nA. No.\nB. Yes.\n"
+    rows = Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": prompt}]] * 2,
+            "images": [[], []],
+            "solution": ["B", "A"],
+            "style": ["emit", "emit"],
+        }
+    )
+    texts = [r["completion"][0]["content"][0]["text"] for r in to_sft(rows, "option")]
+    assert texts == ["<think>Yes</think><answer>B</answer>", "<think>No</think><answer>A</answer>"]
+    plain = [r["completion"][0]["content"][0]["text"] for r in to_sft(rows)]
+    assert plain == ["<think></think><answer>B</answer>", "<think></think><answer>A</answer>"]
+    with pytest.raises(ValueError, match="without a think block"):
+        to_sft(Dataset.from_dict({**rows.to_dict(), "style": ["mmad", "mmad"]}), "option")

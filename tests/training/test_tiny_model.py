@@ -214,5 +214,28 @@ def test_full_size_parameter_counts_on_the_meta_device(size: str, billions: floa
 
 
 def test_unknown_full_size_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"'13b'.*\['3b', '7b'\]"):
+    with pytest.raises(ValueError, match=r"'13b'.*\['3b', '7b', 'small'\]"):
         model_config(build_tokenizer(), "13b")
+
+
+def test_the_small_offline_model_is_wider_and_keeps_the_tiny_tokenizer(tmp_path: Path) -> None:
+    """``model: small`` (the demo's): 128 wide, 4 layers, ~0.9M parameters, the tiny model's
+    tokenizer and pixel sizes, and it generates from an image."""
+    from training.tiny_model import build_tokenizer
+
+    out = build_tiny_qwen25vl(tmp_path / "small", full_size="small")
+    model, processor = load_model_and_processor(out)
+    text = model.config.text_config
+    assert (text.hidden_size, text.num_hidden_layers, model.config.vision_config.depth) == (
+        128,
+        4,
+        2,
+    )
+    assert 800_000 < sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert len(processor.tokenizer) == len(build_tokenizer())
+    prompt = processor.apply_chat_template(IMAGE_MESSAGE, add_generation_prompt=True)
+    inputs = processor(
+        images=[Image.new("RGB", (64, 64), "red")], text=[prompt], return_tensors="pt"
+    )
+    out_ids = model.generate(**inputs, max_new_tokens=4, do_sample=False, min_new_tokens=4)
+    assert out_ids.shape[1] == inputs["input_ids"].shape[1] + 4

@@ -68,7 +68,10 @@ def test_demo_emit_runs_both_stages_with_the_module(emit_set, tmp_path, model) -
 def test_the_module_switches_are_recipe_fields(tmp_path) -> None:
     recipe = load_recipe("demo_emit")
     assert recipe.emit_module.active and recipe.sft.trainable == "emit_module"
-    assert not load_recipe("demo").emit_module.active
+    # the demo trains a random model: the module and every weight (not EMIT's frozen stage 1)
+    demo = load_recipe("demo")
+    assert demo.emit_module.active and demo.sft.trainable == "all"
+    assert not load_recipe("anomalyr1").emit_module.active
     text = (RECIPES / "demo_emit.yaml").read_text(encoding="utf-8")
     bad = tmp_path / "bad.yaml"
     for old, new in [
