@@ -84,11 +84,10 @@ def _training_set_dir(args: argparse.Namespace, layout: Layout) -> Path:
 
 
 def _check_training_inputs(args: argparse.Namespace, layout: Layout) -> None:
-    """Refuse before starting a process: a bad recipe or a missing training set is one line
-    (checked here, in a second, not after the training process has imported its stack)."""
-    name = load_recipe(args.recipe).training_set
+    """Refuse before starting a process: a bad recipe or a missing training set is one line."""
     path = Path(args.training_set) if args.training_set else _training_set_dir(args, layout)
     if not path.is_dir():
+        name = load_recipe(args.recipe).training_set
         msg = (
             f"{path}: no training set for recipe {args.recipe!r} (profile {layout.profile}); "
             f"materialize training_set[{name}] first (make demo, or the UI), or pass "

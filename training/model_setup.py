@@ -17,10 +17,8 @@ import torch
 from iad_pipeline.fsutil import temp_sibling
 from iad_pipeline.models.processors import load_model_and_processor, load_processor
 from training.checkpoints import BASE_STAGE, DONE, stage_dir, write_done
-from training.config import OFFLINE_QWEN, TINY_INTERNVL, TINY_MODEL, Recipe
+from training.config import OFFLINE_QWEN, TINY_INTERNVL, Recipe
 from training.tiny_model import build_tiny_qwen25vl
-
-TINY_QWEN_FOLDER = OFFLINE_QWEN[TINY_MODEL][0]
 
 
 def offline_qwen(name: str, model_dir: Path) -> Path:

@@ -89,11 +89,13 @@ def test_nightly_schedule_re_evaluates_each_recipes_latest_checkpoint(tmp_path) 
 
 @pytest.mark.slow
 def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
+    # a recipe whose checkpoints MMAD's protocol asks (its default): the random tiny model's
+    # answers then parse to letters
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
-    make_checkpoint(iad.layout().runs, "demo", 4)
-    make_checkpoint(iad.layout().runs, "demo", 0, stage="base")  # the same weights
-    partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
-    base_partition = dg.MultiPartitionKey({"checkpoint": "demo-base-0", "eval_set": "VisA"})
+    make_checkpoint(iad.layout().runs, "adfm", 4)
+    make_checkpoint(iad.layout().runs, "adfm", 0, stage="base")  # the same weights
+    partition = dg.MultiPartitionKey({"checkpoint": "adfm-4", "eval_set": "VisA"})
+    base_partition = dg.MultiPartitionKey({"checkpoint": "adfm-base-0", "eval_set": "VisA"})
     with dg.instance_for_test() as instance:
         assert dg.materialize(
             [raw_dataset, samples, annotations, question_bank],
@@ -101,7 +103,7 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
             resources={"iad": iad},
             instance=instance,
         ).success
-        instance.add_dynamic_partitions("checkpoints", ["demo-4", "demo-base-0"])
+        instance.add_dynamic_partitions("checkpoints", ["adfm-4", "adfm-base-0"])
         base = dg.materialize(
             [mmad_eval], partition_key=base_partition, resources={"iad": iad}, instance=instance
         )
@@ -112,7 +114,7 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     # the checkpoint is compared with its recipe's base model, subtask by subtask
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "no_subtask_below_base" and check.passed  # same weights: delta 0
-    assert check.metadata["base"].value == "demo-base-0"
+    assert check.metadata["base"].value == "adfm-base-0"
     assert "delta_vs_base" in result.asset_materializations_for_node("mmad_eval")[0].metadata
     [base_check] = base.get_asset_check_evaluations()
     assert base_check.metadata["base"].value == "this is the base model"
@@ -124,18 +126,18 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
         n_answers = con.sql("SELECT count(*) FROM answers").fetchall()[0][0]
         board = con.sql("SELECT count(*) FROM leaderboard").fetchall()[0][0]
     assert sorted(runs) == [
-        ("VisA", "demo-4", meta["questions"].value),
-        ("VisA", "demo-base-0", meta["questions"].value),
+        ("VisA", "adfm-4", meta["questions"].value),
+        ("VisA", "adfm-base-0", meta["questions"].value),
     ]
     assert n_answers == 2 * meta["questions"].value > 0
     assert board == 2
-    assert (iad.layout().reports / "demo-4" / "VisA" / "heatmap.png").is_file()
+    assert (iad.layout().reports / "adfm-4" / "VisA" / "heatmap.png").is_file()
 
     # re-trained into the same name (same DONE marker and trainer state, new weights): a new
     # evaluation asks every question again; DuckDB holds both, told apart by checkpoint_sha
-    make_checkpoint(iad.layout().runs, "demo", 4, seed=1)
+    make_checkpoint(iad.layout().runs, "adfm", 4, seed=1)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
+        instance.add_dynamic_partitions("checkpoints", ["adfm-4"])
         again = dg.materialize(
             [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
         )
@@ -145,6 +147,6 @@ def test_mmad_eval_scores_a_checkpoint_into_duckdb(tmp_path) -> None:
     with duckdb.connect(str(iad.layout().warehouse), read_only=True) as con:
         shas = con.execute(
             "SELECT r.checkpoint_sha, count(a.question_id) FROM runs r "
-            "JOIN answers a USING (run_id) WHERE r.checkpoint = 'demo-4' GROUP BY ALL"
+            "JOIN answers a USING (run_id) WHERE r.checkpoint = 'adfm-4' GROUP BY ALL"
         ).fetchall()
     assert len(shas) == 2 and {n for _, n in shas} == {meta["questions"].value}

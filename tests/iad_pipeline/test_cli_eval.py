@@ -19,9 +19,11 @@ from tests.assets.test_evaluation import make_checkpoint
 def test_iad_eval_records_what_the_asset_records(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("IAD_HOME", str(tmp_path))
     monkeypatch.setenv("IAD_PROFILE", "demo")
+    # a recipe whose checkpoints MMAD's protocol asks (its default): the random tiny model's
+    # answers then parse to letters
     iad = IadConfig(home=str(tmp_path), profile="demo", synthetic_per_class=1)
     layout = iad.layout()
-    checkpoint = make_checkpoint(layout.runs, "demo", 4)
+    checkpoint = make_checkpoint(layout.runs, "adfm", 4)
     with dg.instance_for_test() as instance:
         assert dg.materialize(
             [raw_dataset, samples, annotations, question_bank],
@@ -36,13 +38,13 @@ def test_iad_eval_records_what_the_asset_records(tmp_path, monkeypatch, capsys) 
             runs = con.sql("SELECT run_id, checkpoint, recipe, n_questions FROM runs").fetchall()
         assert len(runs) == 1
         run_id, key, recipe, n = runs[0]
-        assert (key, recipe) == ("demo-4", "demo") and n > 0
+        assert (key, recipe) == ("adfm-4", "adfm") and n > 0
         assert {row["dataset"] for row in table} >= {"VisA", "Average"}
-        assert (layout.report("demo-4", "VisA") / "heatmap.png").is_file()
+        assert (layout.report("adfm-4", "VisA") / "heatmap.png").is_file()
 
         # the asset on the same partition is the same evaluation: same run, nothing re-asked
-        instance.add_dynamic_partitions("checkpoints", ["demo-4"])
-        partition = dg.MultiPartitionKey({"checkpoint": "demo-4", "eval_set": "VisA"})
+        instance.add_dynamic_partitions("checkpoints", ["adfm-4"])
+        partition = dg.MultiPartitionKey({"checkpoint": "adfm-4", "eval_set": "VisA"})
         result = dg.materialize(
             [mmad_eval], partition_key=partition, resources={"iad": iad}, instance=instance
         )
