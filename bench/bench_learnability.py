@@ -17,6 +17,11 @@ and measures held-out accuracy every ``--eval-every`` steps for three versions o
   option's text), then the letter; ``finding`` is the held-out share whose greedy think word is
   right, the accuracy the letter chosen after the model's own word.
 
+``--read-options`` first gives the random model the demo's text-only option-reading drills
+(:mod:`training.offline_pretrain`): without them the letter stays at chance in every task whose
+options are shuffled, since it is an exclusive-or of option order and finding that gradient
+descent does not start to learn from random weights; with them the letter follows the finding.
+
 ``--emit-module`` gives the model EMIT's comparison module (as the demo recipe: layers 1-2,
 k = 1, 8 x 8 heat map, 9 soft-prompt tokens), so the heat map between the normal reference and
 the query reaches the language model.
@@ -27,7 +32,7 @@ the higher logit at the answer position; ``constant`` says the model answered on
 every question. Prints a table per task, writes ``learnability.json`` and ``learnability.png``
 into ``--out``.
 
-    IAD_PROFILE=demo python bench/bench_learnability.py --steps 400 --hidden 128 --layers 4
+    IAD_PROFILE=demo python bench/bench_learnability.py --steps 400 --read-options --emit-module
 """
 
 from __future__ import annotations
@@ -169,19 +174,28 @@ class Learner:
         return loss.item()
 
     def _choose(self, texts: list[str], rows: list[dict], choices: tuple[str, str]) -> list[int]:
-        """Greedy choice between two continuations of each text (at their first differing
-        token): 0 or 1 per row."""
-        ids = [self.tok(c, add_special_tokens=False)["input_ids"] for c in choices]
-        k = next(i for i, (a, b) in enumerate(zip(*ids, strict=False)) if a != b)
-        prefix = self.tok.decode(ids[0][:k])
-        enc = self.processor(
-            text=[t + prefix for t in texts],
-            images=[r["images"] for r in rows],
-            return_tensors="pt",
-            padding=True,
-        )
-        last = self.model(**enc).logits[:, -1]
-        return [0 if row[ids[0][k]] >= row[ids[1][k]] else 1 for row in last]
+        """Greedy choice between two continuations of each text: 0 or 1 per row.
+
+        Each text is tokenized with each continuation appended, as the model saw it in
+        training (the byte-level BPE merges across the seam: ``<answer>B`` is ``>B``, never
+        ``>`` then ``B``), and the two token sequences are compared at their first differing
+        token, scored by the logit the model gives each there after the common prefix."""
+        self.tok.padding_side = "right"
+        images = [r["images"] for r in rows]
+        encs = [
+            self.processor(
+                text=[t + c for t in texts], images=images, return_tensors="pt", padding=True
+            )
+            for c in choices
+        ]
+        logits = self.model(**encs[0]).logits
+        picks = []
+        for i in range(len(rows)):
+            ids = [e["input_ids"][i][e["attention_mask"][i] == 1].tolist() for e in encs]
+            k = next(j for j, (a, b) in enumerate(zip(*ids, strict=False)) if a != b)
+            row = logits[i, k - 1]
+            picks.append(0 if row[ids[0][k]] >= row[ids[1][k]] else 1)
+        return picks
 
     def accuracy(self, rows: list[dict]) -> tuple[float, bool, float | None]:
         """Held-out accuracy, whether every answer was the same letter, and (``think``) the
@@ -190,7 +204,6 @@ class Learner:
 
         from training.sft import answer_completion
 
-        self.tok.padding_side = "left"
         self.model.eval()
         picks, words = [], []
         with torch.no_grad():
@@ -236,6 +249,12 @@ def main(argv=None) -> int:
     parser.add_argument("--held-out", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--emit-module", action="store_true", help="EMIT's heat-map module")
+    parser.add_argument(
+        "--read-options",
+        action="store_true",
+        help="first the option-reading drills the demo's small model gets "
+        "(training/offline_pretrain.py)",
+    )
     args = parser.parse_args(argv)
     _, train_rows, test_rows = demo_ad_split(
         args.training_set, args.held_out, args.seed, module=False
@@ -247,6 +266,15 @@ def main(argv=None) -> int:
         model, processor = scaled_model(
             args.hidden, args.layers, args.vision_hidden, args.vision_depth, args.seed
         )
+        if args.read_options:
+            from training.offline_pretrain import pretrain_option_reading
+
+            drills = pretrain_option_reading(model, processor.tokenizer, seed=args.seed)
+            print(
+                f"{task:<8} option-reading drills: held-out "
+                f"{100 * drills['accuracy_before']:.1f}% -> {100 * drills['accuracy_after']:.1f}%",
+                flush=True,
+            )
         if args.emit_module:
             with_module(model, processor, train + test)
         learner = Learner(model, processor, args.lr, think=task == "think")
