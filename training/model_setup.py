@@ -18,17 +18,27 @@ from iad_pipeline.fsutil import temp_sibling
 from iad_pipeline.models.processors import load_model_and_processor, load_processor
 from training.checkpoints import BASE_STAGE, DONE, stage_dir, write_done
 from training.config import OFFLINE_QWEN, TINY_INTERNVL, Recipe
-from training.tiny_model import build_tiny_qwen25vl
+from training.offline_pretrain import DRILL_VERSION
+from training.tiny_model import PRETRAINING_FILE, build_tiny_qwen25vl
 
 
 def offline_qwen(name: str, model_dir: Path) -> Path:
     """The folder of an offline Qwen2.5-VL (``tiny``, ``small``) under ``model_dir``, built
-    once."""
+    once; a ``small`` folder from an older version of the option-reading drills (or from
+    before them) is built again."""
     folder, size = OFFLINE_QWEN[name]
     path = model_dir / folder
-    if not path.is_dir():
+    if not path.is_dir() or (size == "small" and _drill_version(path) != DRILL_VERSION):
         build_tiny_qwen25vl(path, full_size=size)
     return path
+
+
+def _drill_version(path: Path) -> int | None:
+    """The drill version a built offline model was pre-trained with (``None``: none)."""
+    try:
+        return json.loads((path / PRETRAINING_FILE).read_text())["drill_version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_model(recipe: Recipe, model_dir: Path):

@@ -20,6 +20,7 @@ with :func:`iad_pipeline.models.processors.load_model_and_processor`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -43,6 +44,8 @@ from iad_pipeline.models.qwen_tokenizer import QWEN_FIRST_ADDED_ID, TINY_PIXELS,
 logger = logging.getLogger(__name__)
 
 
+# What the option-reading pre-training measured, in the folder of a model that had it.
+PRETRAINING_FILE = "offline_pretraining.json"
 QWEN_PIXELS = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16384}
 
 # The public Qwen/Qwen2.5-VL-{3B,7B}-Instruct config.json values (text and vision tower).
@@ -137,7 +140,8 @@ TINY_VISION = {
 
 # ``small``: the tiny model's tokenizer and image sizes with a wider, deeper network (~0.9M
 # parameters, float32): what the demo trains, large enough to learn the synthetic findings on
-# CPU in minutes (bench/bench_learnability.py measures it), still built offline in a second.
+# CPU in minutes (bench/bench_learnability.py measures it). Built offline in a second, then
+# given ~75 s of text-only option-reading drills (training/offline_pretrain.py) by default.
 SMALL_TEXT = TINY_TEXT | {
     "hidden_size": 128,
     "intermediate_size": 256,
@@ -190,7 +194,9 @@ def model_config(tokenizer: Qwen2Tokenizer, full_size: str | None = None) -> Qwe
     )
 
 
-def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: int = 0) -> Path:
+def build_tiny_qwen25vl(
+    out_dir: Path, *, full_size: str | None = None, seed: int = 0, read_options: bool | None = None
+) -> Path:
     """Write a random Qwen2.5-VL model folder to ``out_dir`` and return ``out_dir``.
 
     Args:
@@ -201,6 +207,11 @@ def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: in
             ``"3b"``/``"7b"`` for the real architecture with random bf16 weights (GBs: meant
             for GPU throughput benchmarks, never for tests).
         seed: seeds the weights; the same seed gives byte-identical files.
+        read_options: run the option-reading pre-training
+            (:mod:`training.offline_pretrain`, text-only Yes/No drills, ~2 minutes on 2 CPU
+            cores) before saving, and write what it measured to ``offline_pretraining.json``
+            in the folder. ``None`` (the default) means yes for ``"small"`` (the demo's model
+            stands in for an instruction-tuned base model) and no for the others.
 
     Returns:
         ``out_dir``, loadable with
@@ -226,17 +237,37 @@ def build_tiny_qwen25vl(out_dir: Path, *, full_size: str | None = None, seed: in
         pad_token_id=tokenizer.pad_token_id,
     )
 
-    return save_model_folder(model, processor, out_dir)
+    extra = {}
+    if read_options if read_options is not None else full_size == "small":
+        from training.offline_pretrain import pretrain_option_reading
+
+        logger.info("pre-training %s on option-reading drills", out_dir.name)
+        report = pretrain_option_reading(model, tokenizer, seed=seed)
+        logger.info(
+            "option reading: held-out drill accuracy %.1f%% -> %.1f%%",
+            100 * report["accuracy_before"],
+            100 * report["accuracy_after"],
+        )
+        extra[PRETRAINING_FILE] = json.dumps(report, indent=1) + "\n"
+    return save_model_folder(model, processor, out_dir, extra=extra)
 
 
-def save_model_folder(model: PreTrainedModel, processor: ProcessorMixin, out_dir: Path) -> Path:
-    """Save a built model and its processor to ``out_dir``: written to a temporary folder
-    beside it, then renamed into place (an older folder is replaced)."""
+def save_model_folder(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    out_dir: Path,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Save a built model and its processor to ``out_dir`` (and ``extra`` text files, name to
+    content): written to a temporary folder beside it, then renamed into place (an older
+    folder is replaced)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@ from PIL import Image
 from training.config import load_recipe
 from training.model_setup import load_model
 from training.sft import build_sft_trainer, letter_accuracy, sft_config
+from training.tiny_model import build_tiny_qwen25vl
 
 QUESTION = "Is the square red? A. Yes. B. No."
 
@@ -49,8 +50,11 @@ def _rows(n: int, seed: int) -> Dataset:
 @pytest.mark.slow
 def test_sixty_sft_steps_move_held_out_accuracy_off_chance(tmp_path) -> None:
     torch.manual_seed(0)
+    # the demo's small model without its option-reading drills: the image task alone
+    small = build_tiny_qwen25vl(tmp_path / "small", full_size="small", read_options=False)
     recipe = dataclasses.replace(
         load_recipe("demo"),
+        model=str(small),
         sft=dataclasses.replace(
             load_recipe("demo").sft,
             args={"per_device_train_batch_size": 8, "learning_rate": 3e-3, "logging_steps": 10},

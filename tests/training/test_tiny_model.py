@@ -223,7 +223,7 @@ def test_the_small_offline_model_is_wider_and_keeps_the_tiny_tokenizer(tmp_path:
     tokenizer and pixel sizes, and it generates from an image."""
     from training.tiny_model import build_tokenizer
 
-    out = build_tiny_qwen25vl(tmp_path / "small", full_size="small")
+    out = build_tiny_qwen25vl(tmp_path / "small", full_size="small", read_options=False)
     model, processor = load_model_and_processor(out)
     text = model.config.text_config
     assert (text.hidden_size, text.num_hidden_layers, model.config.vision_config.depth) == (
