@@ -159,69 +159,76 @@ def main() -> int:
     return 1 if failures else 0
 
 
-LEARNING_SET = "DS-MVTec"  # the MMAD query set of the learning table
+LEARNING_SET = "DS-MVTec"  # the MMAD query set of the per-type table (the assets' runs)
+LEARNING_N = 400  # anomaly-detection questions of the held-out learning set
 
 
-def _ablation(recipe: str, checkpoint_key: str) -> str | None:
-    """The image-ablation control: the same questions with each query image replaced by its
-    normal reference (the 1-shot template the protocol shows beside it), answered by
-    ``checkpoint_key`` with the real evaluation code (a copy of the MMAD folder whose query
-    files hold the reference's pixels); returns its run_id."""
-    import shutil
+def _stage_checkpoints(recipe: str) -> dict[str, tuple[str, object]]:
+    """``{stage: (partition key, folder)}`` of the newest complete checkpoint of each stage
+    (base, sft, grpo) of ``recipe``."""
+    from iad_pipeline.resources import IadConfig
+    from training.checkpoints import complete_checkpoints
 
-    import polars as pl
+    latest: dict[str, tuple[str, object]] = {}
+    for key, folder in complete_checkpoints(IadConfig().layout().runs).items():
+        parts = key.rsplit("-", 2)
+        if len(parts) == 3 and parts[0] == recipe and parts[2].isdigit():
+            old = latest.get(parts[1])
+            if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
+                latest[parts[1]] = (key, folder)
+    return latest
 
+
+def _learning_runs(recipe: str) -> dict[str, str]:
+    """Every stage's newest checkpoint, and the image-ablation control of the last one, asked
+    the held-out learning set (:mod:`eval.learning_set`) with the real evaluation code and
+    the recipe's protocol; ``{stage or "ablation": run_id}``."""
     from assets.evaluation import recipe_protocol
-    from eval.mmad_files import image_key, mmad_templates
+    from eval.learning_set import LEARNING_EVAL_SET, write_ablation, write_learning_set
     from eval.pipeline import EvalOptions, evaluate_mmad
     from eval.protocols import protocol_named
     from iad_pipeline.paths import Layout
     from iad_pipeline.resources import IadConfig
-    from iad_pipeline.stages import read_table
-    from training.checkpoints import complete_checkpoints
 
     layout = IadConfig().layout()
-    found = complete_checkpoints(layout.runs)
-    if checkpoint_key not in found:
-        return None
-    src = layout.mmad_root()
-    # the profile's layout with the data folder moved to the copy: same answers, warehouse
-    # and reports as the real runs
-    data = layout.root / "ablation" / "data"
-    ablation = Layout(layout.home, layout.profile, data_override=data)
-    shutil.rmtree(data, ignore_errors=True)
-    shutil.copytree(src, data / "mmad")
-    templates = mmad_templates(src / "mmad.json")
-    # asked as the checkpoint's own evaluations were: the recipe's protocol and its template
     name, changes = recipe_protocol(recipe)
     protocol = protocol_named(name, **changes)
-    kind = protocol.template
-    questions = read_table(layout, "questions", "mmad", made_by="question_bank")
-    for path in questions.filter(pl.col("source") == LEARNING_SET)["image_path"].unique():
-        key = image_key(path, src)
-        refs = (templates.get(key) or {}).get(kind) or []
-        if refs:
-            shutil.copyfile(src / refs[0], data / "mmad" / key)
-    # the question table, its image paths moved to the copy
-    rebase = {
-        c: pl.col(c).str.replace(str(src), str(data / "mmad"), literal=True)
-        for c in ("image_path", "reference_image")
-    }
-    result = evaluate_mmad(
-        found[checkpoint_key],
-        LEARNING_SET,
-        checkpoint_key=f"{checkpoint_key}-ablation",
-        recipe=recipe,
-        layout=ablation,
-        options=EvalOptions(protocol=protocol),
-        questions=questions.with_columns(**rebase),
-    )
-    return result.run["run_id"]
+    options = EvalOptions(protocol=protocol)
+    with console.status(f"held-out learning set: {LEARNING_N} anomaly-detection questions"):
+        learning = write_learning_set(layout.root / "learning" / "data", n=LEARNING_N)
+    runs: dict[str, str] = {}
+    stages = _stage_checkpoints(recipe)
+    # the profile's layout with the data folder moved to the set: the same answers store,
+    # warehouse and reports as the assets' runs, under the set's own eval_set name
+    on_set = Layout(layout.home, layout.profile, data_override=learning.data)
+    asked = [
+        (stage, key, folder, on_set, learning.questions) for stage, (key, folder) in stages.items()
+    ]
+    if "grpo" in stages:
+        key, folder = stages["grpo"]
+        data = layout.root / "learning" / "ablation"
+        questions = write_ablation(learning, data, protocol.template)
+        ablated = Layout(layout.home, layout.profile, data_override=data)
+        asked.append(("ablation", f"{key}-ablation", folder, ablated, questions))
+    for stage, key, folder, where, questions in asked:
+        with console.status(f"learning set: {key} ({questions.height} questions)"):
+            result = evaluate_mmad(
+                folder,
+                LEARNING_SET,
+                checkpoint_key=key,
+                recipe=recipe,
+                layout=where,
+                options=options,
+                questions=questions,
+                name=LEARNING_EVAL_SET,
+            )
+        runs[stage] = result.run["run_id"]
+    return runs
 
 
-def _latest_runs(warehouse, recipe: str) -> dict[str, tuple[str, str]]:
-    """``{stage: (checkpoint, run_id)}`` of the newest step of each stage (base, sft, grpo)
-    evaluated on LEARNING_SET."""
+def _latest_runs(warehouse, recipe: str) -> dict[str, str]:
+    """``{stage: run_id}`` of the newest step of each stage (base, sft, grpo) evaluated on
+    LEARNING_SET by the evaluation assets."""
     runs = warehouse.query(
         "SELECT run_id, checkpoint FROM runs WHERE recipe = $r AND eval_set = $e "
         "ORDER BY finished_at",
@@ -234,7 +241,7 @@ def _latest_runs(warehouse, recipe: str) -> dict[str, tuple[str, str]]:
             old = latest.get(parts[1])
             if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
                 latest[parts[1]] = (checkpoint, run_id)
-    return latest
+    return {stage: run_id for stage, (_, run_id) in latest.items()}
 
 
 def _cell(frame, question_type: str) -> str:
@@ -256,27 +263,13 @@ LEARNING_COLUMNS = (
 )
 
 
-def _learning(recipe: str) -> int:
-    """base -> SFT -> GRPO accuracy per question type on LEARNING_SET, beside chance and the
-    majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
+def _accuracy_table(warehouse, ids: dict[str, str], title: str):
+    """A rich table of per-type accuracy (with the finding row) of each run in ``ids``,
+    beside n, chance and the majority-letter baseline; and ``{type: (chance, majority)}``."""
     import polars as pl
 
     from eval.baseline import accuracy_by_type, finding_accuracy
-    from eval.warehouse import Warehouse
-    from iad_pipeline.fsutil import write_json
-    from iad_pipeline.resources import IadConfig
 
-    layout = IadConfig().layout()
-    path = layout.warehouse
-    if not path.is_file():
-        return 1
-    warehouse = Warehouse(path)
-    latest = _latest_runs(warehouse, recipe)
-    with console.status("image-ablation control"):
-        ablation = _ablation(recipe, latest["grpo"][0]) if "grpo" in latest else None
-    ids = {stage: run_id for stage, (_, run_id) in latest.items()}
-    if ablation:
-        ids["ablation"] = ablation
     frames = {}
     for stage, run_id in ids.items():
         answers = warehouse.query(
@@ -287,14 +280,14 @@ def _learning(recipe: str) -> int:
         frames[stage] = pl.concat(
             [accuracy_by_type(answers), finding_accuracy(answers)], how="diagonal_relaxed"
         )
-    if "base" not in frames:
-        return 1
-    table = Table(title=f"learning: {recipe} on {LEARNING_SET} (accuracy %, 95% interval)")
-    for column in ("question type", "n", "chance", "majority", *(c for _, c in LEARNING_COLUMNS)):
+    columns = [(stage, label) for stage, label in LEARNING_COLUMNS if stage in ids]
+    table = Table(title=title)
+    for column in ("question type", "n", "chance", "majority", *(c for _, c in columns)):
         table.add_column(column)
-    summary = {}
-    for row in frames["base"].iter_rows(named=True):
-        cells = [_cell(frames.get(stage), row["question_type"]) for stage, _ in LEARNING_COLUMNS]
+    baselines = {}
+    first = frames.get("base", next(iter(frames.values()), None))
+    for row in [] if first is None else first.iter_rows(named=True):
+        cells = [_cell(frames.get(stage), row["question_type"]) for stage, _ in columns]
         table.add_row(
             row["question_type"],
             str(row["n"]),
@@ -302,13 +295,44 @@ def _learning(recipe: str) -> int:
             f"{row['majority']:.1f}",
             *cells,
         )
-        summary[row["question_type"]] = {"chance": row["chance"], "majority": row["majority"]}
+        baselines[row["question_type"]] = (row["chance"], row["majority"])
+    return table, baselines
+
+
+def _learning(recipe: str) -> int:
+    """base -> SFT -> GRPO accuracy on the held-out learning set (with the image-ablation
+    control), then per question type on LEARNING_SET (the assets' runs), each beside chance
+    and the majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
+    from eval.learning_set import LEARNING_EVAL_SET
+    from eval.warehouse import Warehouse
+    from iad_pipeline.fsutil import write_json
+    from iad_pipeline.resources import IadConfig
+
+    layout = IadConfig().layout()
+    ids = _learning_runs(recipe)
+    path = layout.warehouse
+    if "base" not in ids or not path.is_file():
+        return 1
+    warehouse = Warehouse(path)
+    table, baselines = _accuracy_table(
+        warehouse,
+        ids,
+        f"learning: {recipe} on {LEARNING_EVAL_SET}, held out, half defect-free "
+        "(accuracy %, 95% interval)",
+    )
     console.print(table)
+    per_type = _latest_runs(warehouse, recipe)
+    if per_type:
+        table, _ = _accuracy_table(
+            warehouse, per_type, f"{recipe} on MMAD {LEARNING_SET} per question type (assets)"
+        )
+        console.print(table)
     report = {
-        "eval_set": LEARNING_SET,
+        "eval_set": LEARNING_EVAL_SET,
         **{stage: ids.get(stage) for stage, _ in LEARNING_COLUMNS},
-        "chance": {t: v["chance"] for t, v in summary.items()},
-        "majority": {t: v["majority"] for t, v in summary.items()},
+        "chance": {t: c for t, (c, _) in baselines.items()},
+        "majority": {t: m for t, (_, m) in baselines.items()},
+        "per_type": {"eval_set": LEARNING_SET, **per_type},
     }
     out = write_json(layout.root / "reports" / "learning.json", report)
     console.print(f"wrote {out} (run_ids of the answers in {path})")

@@ -217,11 +217,15 @@ def evaluate_mmad(
     layout: Layout,
     options: EvalOptions = EvalOptions(),
     questions: pl.DataFrame | None = None,
+    name: str | None = None,
 ) -> Evaluation:
     """Answer MMAD's questions of one query set with a checkpoint and record the scores.
 
     ``questions`` replaces the layout's MMAD question bank (e.g. a control whose images were
-    changed); only its rows of ``eval_set`` are asked.
+    changed, or :mod:`eval.learning_set`); only its rows of ``eval_set`` are asked. ``name``
+    (default ``eval_set``) is what the run is called: its ``eval_set`` in DuckDB, its report
+    folder and its answers' run; a set of other questions needs its own name, or it would
+    be read as (and resume from the answers of) the benchmark set.
     """
     from eval.figures import heatmap, type_bars
     from eval.published import as_compare, mmad_row
@@ -234,6 +238,7 @@ def evaluate_mmad(
     if questions is None:
         questions = _questions(layout, "mmad")
     questions = questions.filter(pl.col("source") == eval_set)
+    eval_set = name or eval_set
     if options.limit is not None:
         questions = questions.head(options.limit)
     root = layout.mmad_root()

@@ -214,3 +214,28 @@ def test_a_run_whose_every_answer_is_unreadable_is_recorded_without_a_heatmap(
     assert "heatmap" not in result.paths and result.paths["csv"].is_file()
     runs = Warehouse(layout["layout"].warehouse).query("SELECT n_questions FROM runs")
     assert runs["n_questions"].to_list() == [result.answers.height]
+
+
+def test_a_named_set_of_other_questions_is_its_own_run(layout, monkeypatch, scripted) -> None:
+    """The demo's learning set reuses MMAD's paths for other images: asked under its own
+    name, it never resumes from the benchmark run's answers nor mixes with its rows."""
+    first = _evaluate(layout, monkeypatch, scripted)
+    backend = scripted(name="transformers")
+    monkeypatch.setattr(
+        pipeline, "_backend", lambda name, path, batch_size, layout, ray=None: backend
+    )
+    result = evaluate_mmad(
+        layout["checkpoint"],
+        "VisA",
+        checkpoint_key="demo-4",
+        recipe="demo",
+        layout=layout["layout"],
+        name="VisA-learning",
+    )
+    assert sorted(backend.asked) == sorted(first)
+    runs = Warehouse(layout["root"] / "results.duckdb").query(
+        "SELECT eval_set, run_id FROM runs ORDER BY started_at"
+    )
+    assert runs["eval_set"].to_list() == ["VisA", "VisA-learning"]
+    assert runs["run_id"].n_unique() == 2 and result.run["run_id"] == runs["run_id"][1]
+    assert result.paths["csv"].parent.name == "VisA-learning"
