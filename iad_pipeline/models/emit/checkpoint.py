@@ -29,6 +29,25 @@ log = logging.getLogger(__name__)
 
 EMIT_WEIGHTS_NAME = "emit_module.safetensors"
 FORMAT = "iad-emit-module/1"
+# transformers reports the module's tensors in model.safetensors as "UNEXPECTED" keys of the
+# plain model: they are, until attach_emit_module and load_emit_module put them in place
+_MODULE_KEY = ".emit."
+
+
+class _ModuleKeysReport(logging.Filter):
+    """Drops transformers' load report when every key it lists is the comparison module's
+    (loaded right after from emit_module.safetensors); any other key keeps the report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "LOAD REPORT" not in text:
+            return True
+        keys = [
+            line.split("|")[0].strip()
+            for line in text.splitlines()
+            if line.count("|") >= 2 and not line.startswith(("Key", "-"))
+        ]
+        return not keys or not all(_MODULE_KEY in k for k in keys)
 
 
 def save_emit_module(model: torch.nn.Module, folder: str | Path) -> Path:
@@ -124,8 +143,15 @@ def load_emit_model(
     import iad_pipeline.models.processors  # noqa: F401  (registers the image-only processors)
 
     path = Path(path)
-    model = AutoModelForImageTextToText.from_pretrained(path, **from_pretrained)
     weights = path / EMIT_WEIGHTS_NAME
+    report = logging.getLogger("transformers.modeling_utils")
+    quiet = _ModuleKeysReport()
+    if weights.is_file():
+        report.addFilter(quiet)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(path, **from_pretrained)
+    finally:
+        report.removeFilter(quiet)
     if not weights.is_file():
         expected = _run_used_module(path) if expect_emit is None else expect_emit
         if not expected:

@@ -156,3 +156,24 @@ def test_the_transformers_backend_evaluates_with_the_module(model_dirs, tmp_path
     assert plain.emit is None and plain._pre_encoded
     hinted = spec(tmp_path, "Anomaly Detection")
     assert plain.letter_scores([hinted])[0] != pytest.approx(backend.letter_scores([hinted])[0])
+
+
+def test_the_load_report_is_dropped_only_when_it_lists_the_module_alone() -> None:
+    """Loading a module checkpoint prints no "UNEXPECTED" table for the module's own
+    tensors; a report naming any other key still reaches the user."""
+    import logging
+
+    from iad_pipeline.models.emit.checkpoint import _ModuleKeysReport
+
+    def record(*keys: str) -> logging.LogRecord:
+        rows = "\n".join(f"{k} | UNEXPECTED |  | " for k in keys)
+        text = f"Qwen LOAD REPORT from: x\nKey | Status |  | \n---+---\n{rows}\nNotes:\n- x"
+        return logging.LogRecord("transformers", logging.WARNING, "", 0, text, None, None)
+
+    quiet = _ModuleKeysReport()
+    assert not quiet.filter(record("model.language_model.emit.soft_prompt.weight"))
+    assert quiet.filter(
+        record("model.language_model.emit.soft_prompt.weight", "model.visual.blocks.0.w")
+    )
+    plain = logging.LogRecord("t", logging.WARNING, "", 0, "something else", None, None)
+    assert quiet.filter(plain)
