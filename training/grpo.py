@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from iad_pipeline.errors import IadError
+from iad_pipeline.models.emit.checkpoint import quiet_module_keys
 from training.arguments import peft_config, target_steps, trainer_fields
 from training.callbacks import RewardLog, use_table_callbacks
 from training.checkpoints import DoneMarker, claim_run_dir, latest_checkpoint, stage_dir, step_of
@@ -147,7 +148,9 @@ def run_stage(recipe: Recipe, stage: str, args: argparse.Namespace, output: Path
         return
     dataset_dir = Path(args.training_set or default_training_set_dir(recipe.training_set))
     dataset = load_training_dataset(dataset_dir, recipe, args.seed, stage)
-    model, processor = stage_model(recipe, Path(args.model_dir or output), start)
+    # (a previous stage's checkpoint holds the module's tensors, put in place just below)
+    with quiet_module_keys(recipe.emit_module.active):
+        model, processor = stage_model(recipe, Path(args.model_dir or output), start)
     # EMIT's module: attached, its weights from the checkpoint resumed or the previous stage,
     # and in stage 1 everything else frozen
     model = prepare_model(model, processor, recipe.emit_module, stage, start=start, resume=resume)

@@ -11,10 +11,12 @@ warning, when it is not.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,20 @@ class _ModuleKeysReport(logging.Filter):
             if line.count("|") >= 2 and not line.startswith(("Key", "-"))
         ]
         return not keys or not all(_MODULE_KEY in k for k in keys)
+
+
+@contextlib.contextmanager
+def quiet_module_keys(active: bool = True) -> Iterator[None]:
+    """While loading a checkpoint whose module is put in place afterwards: no load report
+    that lists only the module's tensors (:class:`_ModuleKeysReport`)."""
+    report = logging.getLogger("transformers.modeling_utils")
+    quiet = _ModuleKeysReport()
+    if active:
+        report.addFilter(quiet)
+    try:
+        yield
+    finally:
+        report.removeFilter(quiet)
 
 
 def save_emit_module(model: torch.nn.Module, folder: str | Path) -> Path:
@@ -144,14 +160,8 @@ def load_emit_model(
 
     path = Path(path)
     weights = path / EMIT_WEIGHTS_NAME
-    report = logging.getLogger("transformers.modeling_utils")
-    quiet = _ModuleKeysReport()
-    if weights.is_file():
-        report.addFilter(quiet)
-    try:
+    with quiet_module_keys(weights.is_file()):
         model = AutoModelForImageTextToText.from_pretrained(path, **from_pretrained)
-    finally:
-        report.removeFilter(quiet)
     if not weights.is_file():
         expected = _run_used_module(path) if expect_emit is None else expect_emit
         if not expected:
