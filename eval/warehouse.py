@@ -147,9 +147,14 @@ class Warehouse:
                 for table in TABLES:
                     copy_out(con, table, tmp / f"{table}.parquet", "g0")
             (tmp / "TAG").write_text(wanted, encoding="utf-8")
+            if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
+                return  # a concurrent writer put the same files in place meanwhile
+            # only stale files (an older schema) are moved aside: moving current ones would
+            # leave a moment without them, in which a concurrent reader's views find nothing
             old = self.folder / SCHEMA_RUN / f".old-{secrets.token_hex(4)}"
-            with contextlib.suppress(FileNotFoundError):
-                folder.rename(old)
+            if folder.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    folder.rename(old)
             try:
                 tmp.rename(folder)
             except OSError:  # a concurrent writer put the same files in place first

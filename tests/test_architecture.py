@@ -53,12 +53,22 @@ def layer_of(module: str) -> str | None:
     return {"iad_pipeline": "core", "training": "training", "eval": "eval"}.get(top)
 
 
+def _parse(source: str) -> ast.AST:
+    """``ast.parse``, once more after CPython 3.11's spurious "AST constructor recursion depth
+    mismatch" (gh-106905: the depth counter is shared by every thread, so another thread
+    building an AST at the same moment, e.g. one a previous test left running, trips it)."""
+    try:
+        return ast.parse(source)
+    except SystemError:
+        return ast.parse(source)
+
+
 def imports(source: str, module: str, is_package: bool = False) -> set[str]:
     """Every module ``source`` imports: ``import``/``from`` statements anywhere (relative ones
     resolved against ``module``) and ``importlib.import_module("literal")`` calls."""
     names: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_parse(source)):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
