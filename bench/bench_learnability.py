@@ -26,6 +26,12 @@ descent does not start to learn from random weights; with them the letter follow
 k = 1, 8 x 8 heat map, 9 soft-prompt tokens), so the heat map between the normal reference and
 the query reaches the language model.
 
+``--learning-set N`` also scores, at every evaluation, the demo's held-out learning set
+(:mod:`eval.learning_set`: N anomaly-detection questions on another synthetic draw of MMAD's
+DS-MVTec categories, half defect-free), asked in the same short form with options shuffled
+by a seeded coin: whether what the model learns on the training datasets' drawings carries
+over to DS-MVTec's.
+
 The prompt is the question and its options after the two images (the domain-knowledge text is
 left out to keep CPU steps short). Accuracy is the held-out share whose reference letter gets
 the higher logit at the answer position; ``constant`` says the model answered one letter for
@@ -131,6 +137,38 @@ def task_rows(rows: list[dict], task: str) -> list[dict]:
         prompt = [{"role": "user", "content": [{"type": "image"} for _ in images] + [block]}]
         out.append({"prompt": prompt, "images": row["images"], "answer": answer, "word": word})
     return out
+
+
+def majority_of(rows: list[dict]) -> float:
+    """The share of the more common answer letter: what a constant answer scores."""
+    return max(sum(r["answer"] == x for r in rows) for x in "AB") / len(rows)
+
+
+def learning_rows(n: int, seed: int, folder: Path) -> list[dict]:
+    """The held-out learning set (:func:`eval.learning_set.write_learning_set`) as
+    :func:`task_rows` ``think`` rows: normal reference and query, the short question, options
+    in a seeded random order."""
+    from PIL import Image
+
+    from eval.learning_set import write_learning_set
+
+    learning = write_learning_set(folder, n=n)
+    rng = random.Random(seed)
+    rows = []
+    for r in learning.questions.iter_rows(named=True):
+        options = ("Yes", "No") if rng.random() < 0.5 else ("No", "Yes")
+        text = f" Is there any defect in the object? \nA. {options[0]}.\nB. {options[1]}.\n"
+        content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": text}]
+        images = [Image.open(r[k]).convert("RGB") for k in ("reference_image", "image_path")]
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": content}],
+                "images": images,
+                "answer": "AB"[options.index(r["finding"])],
+                "word": r["finding"],
+            }
+        )
+    return rows
 
 
 class Learner:
@@ -248,6 +286,13 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-depth", type=int, default=2)
     parser.add_argument("--held-out", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--learning-set",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score the demo's held-out DS-MVTec learning set of N questions (think task)",
+    )
     parser.add_argument("--emit-module", action="store_true", help="EMIT's heat-map module")
     parser.add_argument(
         "--read-options",
@@ -260,6 +305,11 @@ def main(argv=None) -> int:
         args.training_set, args.held_out, args.seed, module=False
     )
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
+    other = (
+        learning_rows(args.learning_set, args.seed, args.out / "learning_set")
+        if args.learning_set
+        else []
+    )
     for task in args.tasks:
         train = task_rows(list(train_rows), task)
         test = task_rows(list(test_rows), task)
@@ -275,10 +325,11 @@ def main(argv=None) -> int:
                 f"{100 * drills['accuracy_before']:.1f}% -> {100 * drills['accuracy_after']:.1f}%",
                 flush=True,
             )
+        transfer = other if task == "think" else []
         if args.emit_module:
-            with_module(model, processor, train + test)
+            with_module(model, processor, train + test + transfer)
         learner = Learner(model, processor, args.lr, think=task == "think")
-        majority = max(sum(r["answer"] == x for r in test) for x in "AB") / len(test)
+        majority = majority_of(test)
         curve, order, began = [], list(range(len(train))), time.perf_counter()
         rng = random.Random(args.seed)
         acc, constant, found = learner.accuracy(test)
@@ -293,19 +344,30 @@ def main(argv=None) -> int:
             loss = learner.step([train[i] for i in (order + order)[at : at + args.batch]])
             if step % args.eval_every == 0 or step == args.steps:
                 acc, constant, found = learner.accuracy(test)
-                curve.append(
-                    {
-                        "step": step,
-                        "accuracy": acc,
-                        "constant": constant,
-                        "finding": found,
-                        "loss": loss,
-                    }
-                )
+                point = {
+                    "step": step,
+                    "accuracy": acc,
+                    "constant": constant,
+                    "finding": found,
+                    "loss": loss,
+                }
+                line = ""
+                if transfer:
+                    point["learning_set"], _, point["learning_set_finding"] = learner.accuracy(
+                        transfer
+                    )
+                    line = (
+                        f"  learning set {100 * point['learning_set']:5.1f}% "
+                        f"(finding {100 * point['learning_set_finding']:5.1f}%, "
+                        f"n = {len(transfer)}, majority letter "
+                        f"{100 * majority_of(transfer):.1f}%)"
+                    )
+                curve.append(point)
                 print(
                     f"{task:<8} step {step:>5}  loss {loss:.3f}  held-out {100 * acc:5.1f}%"
                     + (f"  finding {100 * found:5.1f}%" if found is not None else "")
-                    + ("  (one letter)" if constant else ""),
+                    + ("  (one letter)" if constant else "")
+                    + line,
                     flush=True,
                 )
         results["tasks"][task] = {
