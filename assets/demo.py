@@ -163,20 +163,25 @@ LEARNING_SET = "DS-MVTec"  # the MMAD query set of the per-type table (the asset
 LEARNING_N = 400  # anomaly-detection questions of the held-out learning set
 
 
+def _newest_per_stage(recipe: str, pairs) -> dict[str, tuple[str, object]]:
+    """``{stage: (key, value)}`` of the highest step of each stage (base, sft, grpo) among
+    ``(checkpoint key, value)`` pairs of ``recipe`` (keys ``<recipe>-<stage>-<step>``)."""
+    latest: dict[str, tuple[int, str, object]] = {}
+    for key, value in pairs:
+        name, stage, step = [*key.rsplit("-", 2), "", ""][:3]
+        ours = name == recipe and stage in ("base", "sft", "grpo") and step.isdigit()
+        if ours and (stage not in latest or int(step) >= latest[stage][0]):
+            latest[stage] = (int(step), key, value)
+    return {stage: (key, value) for stage, (_, key, value) in latest.items()}
+
+
 def _stage_checkpoints(recipe: str) -> dict[str, tuple[str, object]]:
     """``{stage: (partition key, folder)}`` of the newest complete checkpoint of each stage
     (base, sft, grpo) of ``recipe``."""
     from iad_pipeline.resources import IadConfig
     from training.checkpoints import complete_checkpoints
 
-    latest: dict[str, tuple[str, object]] = {}
-    for key, folder in complete_checkpoints(IadConfig().layout().runs).items():
-        parts = key.rsplit("-", 2)
-        if len(parts) == 3 and parts[0] == recipe and parts[2].isdigit():
-            old = latest.get(parts[1])
-            if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
-                latest[parts[1]] = (key, folder)
-    return latest
+    return _newest_per_stage(recipe, complete_checkpoints(IadConfig().layout().runs).items())
 
 
 def _learning_runs(recipe: str) -> dict[str, str]:
@@ -184,7 +189,12 @@ def _learning_runs(recipe: str) -> dict[str, str]:
     the held-out learning set (:mod:`eval.learning_set`) with the real evaluation code and
     the recipe's protocol; ``{stage or "ablation": run_id}``."""
     from assets.evaluation import recipe_protocol
-    from eval.learning_set import LEARNING_EVAL_SET, write_ablation, write_learning_set
+    from eval.learning_set import (
+        LEARNING_EVAL_SET,
+        LEARNING_SOURCE,
+        write_ablation,
+        write_learning_set,
+    )
     from eval.pipeline import EvalOptions, evaluate_mmad
     from eval.protocols import protocol_named
     from iad_pipeline.paths import Layout
@@ -214,7 +224,7 @@ def _learning_runs(recipe: str) -> dict[str, str]:
         with console.status(f"learning set: {key} ({questions.height} questions)"):
             result = evaluate_mmad(
                 folder,
-                LEARNING_SET,
+                LEARNING_SOURCE,
                 checkpoint_key=key,
                 recipe=recipe,
                 layout=where,
@@ -234,14 +244,9 @@ def _latest_runs(warehouse, recipe: str) -> dict[str, str]:
         "ORDER BY finished_at",
         {"r": recipe, "e": LEARNING_SET},
     )
-    latest: dict[str, tuple[str, str]] = {}
-    for run_id, checkpoint in runs.iter_rows():
-        parts = checkpoint.rsplit("-", 2)
-        if len(parts) == 3 and parts[1] in ("base", "sft", "grpo") and parts[2].isdigit():
-            old = latest.get(parts[1])
-            if old is None or int(parts[2]) >= int(old[0].rsplit("-", 1)[1]):
-                latest[parts[1]] = (checkpoint, run_id)
-    return {stage: run_id for stage, (_, run_id) in latest.items()}
+    # ordered by finish time: of two runs of one checkpoint the later wins
+    pairs = ((checkpoint, run_id) for run_id, checkpoint in runs.iter_rows())
+    return {stage: run_id for stage, (_, run_id) in _newest_per_stage(recipe, pairs).items()}
 
 
 def _cell(frame, question_type: str) -> str:

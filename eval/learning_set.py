@@ -18,6 +18,7 @@ set's name, so they neither mix with MMAD's scores nor reuse their answers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -102,7 +103,14 @@ def _questions(root: Path, params: dict) -> pl.DataFrame:
     finding = pl.col("options").list.get(
         pl.col("answer").str.to_integer(base=36) - 10, null_on_oob=True
     )
-    questions = questions.with_columns(finding.alias("finding")).sort("question_id")
+    # the draw's identity in every question id: MMAD's ids follow the image path, which
+    # another draw (seed, categories) reuses for other pixels; a run's stored answers are
+    # found by question id, so a redrawn set is asked again, never scored with old answers
+    draw = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    ids = pl.col("question_id").map_elements(
+        lambda q: hashlib.sha1(f"{draw}:{q}".encode()).hexdigest()[:16], return_dtype=pl.String
+    )
+    questions = questions.with_columns(finding.alias("finding"), ids).sort("question_id")
     per_category = math.ceil(params["n"] / len(params["categories"]))
     half = math.ceil(per_category / 2)
     parts = []

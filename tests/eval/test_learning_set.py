@@ -40,6 +40,13 @@ def test_the_same_draw_is_reused_and_another_size_redrawn(learning) -> None:
     assert again.questions.equals(learning.questions)
     bigger = write_learning_set(learning.data.parent / "other", n=40)
     assert bigger.questions.height == 40
+    # another draw puts other pixels at the same MMAD paths: other question ids, so a
+    # checkpoint's stored answers to this draw are never taken for that one's
+    other = write_learning_set(learning.data.parent / "seed2", n=24, seed=2)
+    assert set(other.questions["image_path"].str.split("/mmad/").list.last()) & set(
+        learning.questions["image_path"].str.split("/mmad/").list.last()
+    )
+    assert not set(other.questions["question_id"]) & set(learning.questions["question_id"])
 
 
 def test_a_set_too_small_for_its_categories_is_refused(tmp_path) -> None:
