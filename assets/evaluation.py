@@ -52,7 +52,8 @@ RECIPE_PROTOCOL = "recipe"
 def recipe_protocol(recipe: str) -> tuple[str, dict]:
     """``(protocol name, changes)`` a recipe's checkpoints are evaluated with on MMAD: its
     ``evaluation`` block, else the protocol of its training set's style (``emit_think`` for
-    EMIT's questions); ``mmad`` for a run folder that names no recipe.
+    EMIT's questions), in the recipe's prompt form (``prompt: question``: the images and the
+    question alone, no system message); ``mmad`` for a run folder that names no recipe.
 
     >>> recipe_protocol("demo"), recipe_protocol("adfm"), recipe_protocol("no-such-recipe")
     (('emit_think', {'shuffle_options': True, 'seed': 0}), ('mmad', {}), ('mmad', {}))
@@ -67,7 +68,18 @@ def recipe_protocol(recipe: str) -> tuple[str, dict]:
     spec = loaded.evaluation
     style = TRAINING_SETS[loaded.training_set].style
     name = spec.protocol or STYLE_PROTOCOLS.get(style, "mmad")
-    return name, ({"shuffle_options": True, "seed": spec.seed} if spec.shuffle_options else {})
+    changes: dict = {"shuffle_options": True, "seed": spec.seed} if spec.shuffle_options else {}
+    if loaded.prompt == "question":
+        # asked as trained: the images and the question alone, without a system message, the
+        # images within the recipe's pixel bounds
+        changes |= {
+            "form": "question",
+            "knowledge": False,
+            "system_prompt": None,
+            "min_pixels": loaded.image.min_pixels,
+            "max_pixels": loaded.image.max_pixels,
+        }
+    return name, changes
 
 
 class EvaluationConfig(dg.Config):

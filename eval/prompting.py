@@ -24,6 +24,7 @@ from iad_pipeline.questions.prompts import (
     MMAD_TEMPLATE_INTRO,
     bare_question,
     format_question,
+    question_only,
     render_prompt,
     to_content,
 )
@@ -257,7 +258,10 @@ def build_prompt(
     if protocol.shuffle_options:
         options, answer = shuffled_options(options, answer, protocol.seed, qid)
         question = format_question(bare, options)
-    if protocol.style == "emit":
+    if protocol.form == "question":
+        refs = _question_only_refs(question_row, protocol, templates, key, qtype)
+        text = question_only(format_question(bare, options), len(refs) + 1)
+    elif protocol.style == "emit":
         text, refs = _emit_text(
             question_row, protocol, templates, knowledge, key, qtype, format_question(bare, options)
         )
@@ -297,6 +301,20 @@ def build_prompt(
         min_pixels=protocol.min_pixels,
         max_pixels=protocol.max_pixels,
     )
+
+
+def _question_only_refs(
+    row: Mapping[str, Any],
+    protocol: Protocol,
+    templates: Mapping[str, Mapping[str, Sequence[str]]] | None,
+    key: str,
+    qtype: str,
+) -> list[str]:
+    """The templates a ``form="question"`` prompt shows before the query: the style's own
+    (EMIT: one for Anomaly Detection and Defect questions, none for Object ones)."""
+    if protocol.style == "emit" and not ("Defect" in qtype or qtype == "Anomaly Detection"):
+        return []
+    return _templates_of(row, key, protocol, templates)
 
 
 def _emit_text(

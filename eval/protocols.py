@@ -47,6 +47,8 @@ from iad_pipeline.questions import prompts as P
 TemplateKind = Literal["random", "similar"]
 AnswerRule = Literal["mmad", "think"]
 Style = Literal["mmad", "emit"]
+Form = Literal["full", "question"]
+FORMS = ("full", "question")
 MmadVersion = Literal["original", "corrected"]
 TEMPLATE_KINDS = ("random", "similar")
 ANSWER_RULES = ("mmad", "think")
@@ -90,6 +92,10 @@ class Protocol:
             :mod:`eval.errata`).
         template_shortfall: an image with fewer templates than ``shots`` is asked with those
             it has (``"fewer"``, MMAD's ``templates[:k]``) or refused (``"error"``).
+        form: ``"full"`` (the style's own prompt) or ``"question"``: the style's images and
+            the question with its options alone, no instruction or knowledge
+            (:func:`~iad_pipeline.questions.prompts.question_only`; a recipe's
+            ``prompt: question``). Ours, not a benchmark's protocol; named ``+question_only``.
 
     Each default is the authors' behaviour for the ``mmad`` style; :data:`PROTOCOLS` names
     the presets (``mmad``, ``emit_think``, ``emit_direct``).
@@ -118,6 +124,7 @@ class Protocol:
     system_prompt: str | None = None
     mmad_version: MmadVersion = "original"
     template_shortfall: Literal["fewer", "error"] = "fewer"
+    form: Form = "full"
 
     def __post_init__(self) -> None:
         if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
@@ -137,6 +144,12 @@ class Protocol:
             raise ProtocolError(msg)
         if self.style not in STYLES:
             msg = f"Protocol: style={self.style!r}; expected one of {STYLES}"
+            raise ProtocolError(msg)
+        if self.form not in FORMS:
+            msg = f"Protocol: form={self.form!r}; expected one of {FORMS}"
+            raise ProtocolError(msg)
+        if self.form == "question" and self.knowledge:
+            msg = "Protocol: form='question' asks without domain knowledge; set knowledge=False"
             raise ProtocolError(msg)
         if self.mmad_version not in MMAD_VERSIONS:
             msg = f"Protocol: mmad_version={self.mmad_version!r}; expected one of {MMAD_VERSIONS}"
@@ -180,6 +193,8 @@ class Protocol:
             name += "+all_shots"
         if self.mmad_version != "original":
             name += f"+mmad_{self.mmad_version}"
+        if self.form != "full":
+            name += "+question_only"
         return name
 
     @property
@@ -227,11 +242,13 @@ class Protocol:
             "max_pixels": self.max_pixels,
             "add_vision_id": self.add_vision_id,
             "parser": PARSERS[self.answer_rule],
-            "prompt_template_hash": prompt_template_hash(self.style, self.think),
+            "prompt_template_hash": prompt_template_hash(self.style, self.think, self.form),
             "system": self.system_prompt,
             "model_revision": model_revision,
             "mmad_version": self.mmad_version,
             "errata_version": _errata_version() if self.mmad_version == "corrected" else None,
+            # only when not the style's own prompt: the full form's keys (and cached runs) stay
+            **({"prompt_form": self.form} if self.form != "full" else {}),
         }
 
 
@@ -243,8 +260,10 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-def prompt_template_hash(style: str, think: bool = False) -> str:
+def prompt_template_hash(style: str, think: bool = False, form: str = "full") -> str:
     """A short hash of the protocol strings a style renders with (changes when they do)."""
+    if form == "question":  # the form's own rendering, options' full stops included
+        return _short_hash(P.question_only("{question} \nA. {a}\nB. {b}.\n", 2))
     if style == "mmad":
         parts = [
             P.MMAD_INSTRUCTION_TEXT,

@@ -35,6 +35,9 @@ from training.trainer_fields import DEEPSPEED_DIR, check_deepspeed, trainer_fiel
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 SFT_THINK = ("empty", "option")  # sft.think (training.sft.reference_think)
+# recipe.prompt: the training set's protocol prompt, or the images and the question alone
+# (iad_pipeline.questions.prompts.question_only), in training and in evaluation
+PROMPT_FORMS = ("full", "question")
 # eval.protocols.PROTOCOLS' names (training does not import eval; a test keeps them equal), and
 # the protocol each training-set style's prompts come from
 EVAL_PROTOCOLS = ("mmad", "emit_think", "emit_direct")
@@ -169,6 +172,12 @@ class Recipe:
     emit_module: EmitModuleSettings = field(
         default_factory=lambda: EmitModuleSettings(enabled=False)
     )
+    # how questions are shown, in training and in evaluation: "full" (the training set's
+    # protocol prompt) or "question" (the images and the question alone, our short form)
+    prompt: str = "full"
+    # the training set's tasks every stage trains on (iad_pipeline.questions.schema.TASKS);
+    # None: all of them
+    tasks: tuple[str, ...] | None = None
     source: str = ""
 
     def deepspeed_config(self) -> str | None:
@@ -342,6 +351,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
             f"{', '.join(TRAINING_SETS)}"
         )
         raise RecipeError(msg)
+    if recipe.prompt not in PROMPT_FORMS:
+        msg = f"{where}.prompt: {' or '.join(PROMPT_FORMS)}, found {short(recipe.prompt)}"
+        raise RecipeError(msg)
     if recipe.sft.think not in SFT_THINK:
         msg = f"{where}.sft.think: {' or '.join(SFT_THINK)}, found {short(recipe.sft.think)}"
         raise RecipeError(msg)
@@ -410,6 +422,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         max_train_samples=max_samples,
         grpo=trainer_fields(data.get("grpo"), "grpo", f"{where}.grpo"),
         emit_module=_emit_module(data, where),
+        prompt=as_type(data.get("prompt", "full"), str, f"{where}.prompt"),
+        tasks=_tasks(data, where),
         source=str(path),
     )
     _check_values(recipe, where)
@@ -418,6 +432,23 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         _check_rewards(recipe.rewards, where)
     _check_group_sizes(recipe, where)
     return recipe
+
+
+def _tasks(data: dict, where: str) -> tuple[str, ...] | None:
+    """``tasks``: a non-empty list of the question bank's task names, each once."""
+    from iad_pipeline.questions.schema import TASKS
+
+    if data.get("tasks") is None:
+        return None
+    tasks = as_type(data["tasks"], list[str], f"{where}.tasks")
+    for task in tasks:
+        if task not in TASKS:
+            msg = f"{where}.tasks: {short(task)} unknown; valid: {', '.join(TASKS)}"
+            raise RecipeError(msg)
+    if not tasks or len(set(tasks)) != len(tasks):
+        msg = f"{where}.tasks: a non-empty list without repeats, found {short(tasks)}"
+        raise RecipeError(msg)
+    return tuple(tasks)
 
 
 def builtin_recipes() -> list[str]:

@@ -11,6 +11,8 @@ Columns of :func:`to_hf_dataset`:
   (:func:`~iad_pipeline.questions.prompts.prompt_images`)
 - ``solution``: the answer letter; ``boxes``: AD-FM boxes ``[x1, y1, x2, y2]`` (model pixels)
 - ``question_id``, ``task``, ``style``, ``sample_id``
+- ``question``: the question with its options as the prompt shows them (the recipe's
+  ``prompt: question`` form asks with this alone)
 
 :meth:`datasets.Dataset.save_to_disk` embeds the image bytes, so a saved dataset stands alone.
 """
@@ -43,6 +45,7 @@ FEATURES = datasets.Features(
         "task": datasets.Value("string"),
         "style": datasets.Value("string"),
         "sample_id": datasets.Value("string"),
+        "question": datasets.Value("string"),
     }
 )
 
@@ -108,7 +111,7 @@ def to_hf_dataset(
         cols["reference_image"].append(shown[0] if len(shown) > 1 else None)
         cols["solution"].append(row["answer"])
         cols["boxes"].append(row["boxes"] or [])
-        for name in ("question_id", "task", "style", "sample_id"):
+        for name in ("question_id", "task", "style", "sample_id", "question"):
             cols[name].append(row[name])
     paths = {p for name in ("image", "reference_image") for p in cols[name] if p is not None}
     missing = sorted(p for p in paths if not os.path.isfile(p))

@@ -195,6 +195,31 @@ def render_prompt(
     return "".join(parts)
 
 
+_OPTION_LINE = re.compile(r"^([A-Z]\. [^\n]*[^.?!\n])$", re.M)
+
+
+def question_only(question: str, n_images: int) -> str:
+    """Our short prompt form (recipe ``prompt: question``, protocol ``form="question"``): the
+    images, then the question with its options, and nothing else -- no instruction, no domain
+    knowledge. Not a benchmark's protocol: for small models whose CPU steps grow with the
+    prompt, and the same text in training and in evaluation.
+
+    Option texts end in a full stop, as EMIT's training questions write them (MMAD's are bare:
+    ``Yes``); a model then reads one spelling of each option wherever the question came from.
+
+    >>> question_only("Is there any defect? \\nA. Yes\\nB. No.\\n", 2)
+    '<image><image>Is there any defect? \\nA. Yes.\\nB. No.\\n'
+    """
+    if n_images < 1:
+        msg = f"question_only: n_images={n_images!r}; a question shows at least its query image"
+        raise PromptError(msg)
+    if IMAGE_PLACEHOLDER in question:
+        msg = f"question {question[:40]!r}... holds the image marker {IMAGE_PLACEHOLDER!r}"
+        raise PromptError(msg)
+    head, sep, options = question.partition(" \n")
+    return IMAGE_PLACEHOLDER * n_images + head + sep + _OPTION_LINE.sub(r"\1.", options)
+
+
 def to_content(text: str) -> list[dict[str, str]]:
     """Chat content blocks of a rendered prompt: text parts and one ``image`` block per marker.
 

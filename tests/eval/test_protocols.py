@@ -9,7 +9,7 @@ import pytest
 
 from eval.mmad_files import image_key, question_type
 from eval.prompting import build_prompt, shuffled_options
-from eval.protocols import OBJECT_TYPES, Protocol, ProtocolError, protocol_named
+from eval.protocols import OBJECT_TYPES, PROTOCOLS, Protocol, ProtocolError, protocol_named
 from iad_pipeline.questions.prompts import (
     IMAGE_PLACEHOLDER,
     MMAD_ANSWER_DIRECTLY,
@@ -310,3 +310,39 @@ def test_mmad_templates_keep_both_lists(mini_mmad: Path, templates):
         "similar": entry["similar_templates"],
         "random": entry["random_templates"],
     }
+
+
+def test_the_question_form_asks_with_the_images_and_the_question_alone():
+    """A recipe's ``prompt: question``: no instruction, no knowledge, the style's images."""
+    emit = protocol_named("emit_think", form="question", knowledge=False, system_prompt=None)
+    # no knowledge, no system message (the default chat template's, as in training)
+    assert emit.name == "emit_think-1shot-similar+systeme3b0c442+question_only"
+    assert emit.record()["prompt_form"] == "question"
+    assert "prompt_form" not in PROTOCOLS["emit_think"].record()  # full form: keys unchanged
+    spec = build_prompt(row(), emit, TEMPLATES, KNOWLEDGE, ROOT)
+    assert spec.text == IMAGE_PLACEHOLDER * 2 + row()["question"]
+    assert [b["type"] for b in spec.content_blocks] == ["image", "image", "text"]
+    assert spec.images == [ROOT / SIMILAR[0], ROOT / KEY]
+    assert spec.system is None
+    # EMIT shows Object questions without the template
+    obj = build_prompt(row("Object Classification"), emit, TEMPLATES, KNOWLEDGE, ROOT)
+    assert obj.text == IMAGE_PLACEHOLDER + row()["question"]
+    # MMAD's style keeps its shots; options shuffle as in the full form
+    mmad = Protocol(shots=2, form="question", shuffle_options=True, seed=1)
+    spec = build_prompt(row(), mmad, TEMPLATES, None, ROOT)
+    assert spec.text.startswith(IMAGE_PLACEHOLDER * 3 + "Is there any defect in the object? \n")
+    assert spec.options[spec.answer] == "Yes."
+    assert mmad.key != Protocol(shots=2, shuffle_options=True, seed=1).key
+    # MMAD's bare options are spelt as training writes them, with a full stop
+    bare = row(
+        question="Is there any defect in the object? \nA. Yes\nB. No\n", options=["Yes", "No"]
+    )
+    spec = build_prompt(bare, emit, TEMPLATES, None, ROOT)
+    assert spec.text.endswith("? \nA. Yes.\nB. No.\n") and spec.options == {"A": "Yes", "B": "No"}
+
+
+def test_the_question_form_refuses_knowledge():
+    with pytest.raises(ProtocolError, match="without domain knowledge"):
+        Protocol(form="question", knowledge=True)
+    with pytest.raises(ProtocolError, match="form="):
+        Protocol(form="short")

@@ -151,6 +151,10 @@ BASE = "name: x\nmodel: tiny\ntraining_set: emit\nrewards:\n  - {name: format}\n
         ),
         (BASE + "stages: [sft, grpo]\nsft: {args: {max_steps: 0}}\n", r"sft\.args\.max_steps"),
         (BASE + "stages: [sft, grpo]\nsft: {args: {beta: 0.1}}\n", r"not a SFTConfig field"),
+        (BASE + "prompt: short\n", r"\.prompt: full or question, found 'short'"),
+        (BASE + "tasks: [detection]\n", r"\.tasks: 'detection' unknown; valid: anomaly_detection"),
+        (BASE + "tasks: []\n", r"\.tasks: a non-empty list"),
+        (BASE + "tasks: anomaly_detection\n", r"\.tasks: "),
     ],
 )
 def test_mistakes_are_errors_naming_the_file(tmp_path, text: str, message: str) -> None:
