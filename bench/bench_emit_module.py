@@ -110,7 +110,7 @@ def run(recipe, train_set: Path, held_out: Path, out: Path, seed: int) -> dict:
     result["held_out"] = len(rows)
     letters = list(rows["solution"])
     result["held_out_letters"] = {x: letters.count(x) for x in sorted(set(letters))}
-    result["held_out_accuracy"] = letter_accuracy(model, processor, rows)
+    result["held_out_accuracy"] = letter_accuracy(model, processor, rows, recipe.sft.think)
     return result
 
 

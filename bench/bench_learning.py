@@ -90,7 +90,9 @@ def main(argv=None) -> int:
         build_sft_trainer(recipe, model, processor, train, config).train()
     start = latest_checkpoint(sft_dir)
     model, processor = stage_model(recipe, model_dir, start)
-    results = {"sft": {"held_out_accuracy": letter_accuracy(model, processor, test)}}
+    results = {
+        "sft": {"held_out_accuracy": letter_accuracy(model, processor, test, recipe.sft.think)}
+    }
 
     for mode in ("plain", "difficulty"):
         difficulty = dataclasses.replace(recipe.difficulty, enabled=(mode == "difficulty"))
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
             "steps": recorder.rows,
             "wall_s": wall,
             "s_per_step": wall / max(args.grpo_steps, 1),
-            "held_out_accuracy": letter_accuracy(trainer.model, processor, test),
+            "held_out_accuracy": letter_accuracy(trainer.model, processor, test, recipe.sft.think),
         }
 
     n = len(test)

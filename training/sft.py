@@ -191,11 +191,30 @@ def build_sft_trainer(recipe: Recipe, model, processor, dataset, config):
     return trainer
 
 
-def letter_accuracy(model, processor, rows) -> float:
+def _greedy_among(model, processor, tok, row, prompt: str, texts: list[str]) -> int:
+    """Index of the continuation of ``prompt`` among ``texts`` the model prefers: the texts
+    are tokenised whole (the tiny BPE merges across seams: ``>A`` against ``>B``) and scored
+    by the logit of their token at the first position where they differ."""
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    split = 0
+    while all(len(i) > split for i in ids) and len({i[split] for i in ids}) == 1:
+        split += 1
+    if not all(len(i) > split for i in ids):
+        msg = f"continuations {texts!r} do not differ in a token of their own"
+        raise ValueError(msg)
+    prefix = tok.decode(ids[0][:split])
+    enc = processor(text=[prompt + prefix], images=[row["images"]], return_tensors="pt")
+    logits = model(**enc).logits[0, -1]
+    scores = [logits[i[split]].item() for i in ids]
+    return scores.index(max(scores))
+
+
+def letter_accuracy(model, processor, rows, think: str = "empty") -> float:
     """Share of ``rows`` (``prompt``, ``images``, ``solution``, ``style``) whose solution letter
-    the model prefers: the reference completions of every letter seen are tokenised, and at the
-    first token where they differ (``>A`` against ``>B`` with the tiny BPE) the letter whose
-    token has the highest logit is the model's greedy choice among them."""
+    the model prefers, greedy on the choice between the reference completions: with ``think``
+    ``empty`` among the letters seen after an empty think block; with ``option`` (``sft.think``)
+    the model first picks its finding among the question's option texts, then the letter after
+    its own finding, as it answers when it generates."""
     import torch
 
     tok = processor.tokenizer
@@ -204,16 +223,15 @@ def letter_accuracy(model, processor, rows) -> float:
     correct = 0
     with torch.no_grad():
         for row in rows:
-            texts = [answer_completion(row["style"], x) for x in letters]
-            ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-            split = 0
-            while all(len(i) > split for i in ids) and len({i[split] for i in ids}) == 1:
-                split += 1
-            prefix = tok.decode(ids[0][:split])
             prompt = processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
-            enc = processor(text=[prompt + prefix], images=[row["images"]], return_tensors="pt")
-            logits = model(**enc).logits[0, -1]
-            scores = [logits[i[split]].item() for i in ids]
-            correct += letters[scores.index(max(scores))] == row["solution"]
+            said = ""
+            if think == "option":
+                text = _prompt_text(row["prompt"])
+                words = sorted({option_text(text, x) for x in letters} - {""})
+                finds = [answer_completion(row["style"], letters[0], w) for w in words]
+                said = words[_greedy_among(model, processor, tok, row, prompt, finds)]
+            texts = [answer_completion(row["style"], x, said) for x in letters]
+            pick = _greedy_among(model, processor, tok, row, prompt, texts)
+            correct += letters[pick] == row["solution"]
     model.train()
     return correct / len(rows)

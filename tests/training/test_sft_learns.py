@@ -91,3 +91,42 @@ def test_sft_think_option_states_the_correct_option_before_the_letter() -> None:
     assert plain == ["<think></think><answer>B</answer>", "<think></think><answer>A</answer>"]
     with pytest.raises(ValueError, match="without a think block"):
         to_sft(Dataset.from_dict({**rows.to_dict(), "style": ["mmad", "mmad"]}), "option")
+
+
+class _Recording:
+    """The real processor, noting every text it is asked to encode."""
+
+    def __init__(self, processor):
+        self.processor, self.texts = processor, []
+        self.tokenizer = processor.tokenizer
+        self.apply_chat_template = processor.apply_chat_template
+
+    def __call__(self, *args, **kwargs):
+        self.texts += kwargs.get("text") or []
+        return self.processor(*args, **kwargs)
+
+
+def test_letter_accuracy_lets_a_think_model_state_its_finding_first(tmp_path) -> None:
+    """``sft.think: option``: the letter is scored after the model's own finding, not after an
+    empty think block it never saw in training."""
+    torch.manual_seed(0)
+    model_dir = build_tiny_qwen25vl(tmp_path / "tiny")
+    model, processor = load_model(
+        dataclasses.replace(load_recipe("demo"), model=str(model_dir)), tmp_path
+    )
+    question = "Is the square red? \nA. Yes.\nB. No.\n"
+    content = [{"type": "image"}, {"type": "text", "text": question}]
+    rows = _rows(4, seed=0).map(lambda r: {"prompt": [{"role": "user", "content": content}]})
+    recording = _Recording(processor)
+    accuracy = letter_accuracy(model, recording, rows, think="option")
+    assert 0.0 <= accuracy <= 1.0
+    # per row: the finding after "<think>", then the letter after the finding it chose
+    ends = [t[t.rindex("<|im_start|>assistant") :] for t in recording.texts]
+    assert len(ends) == 2 * len(rows)
+    assert all(e.endswith("<think>") for e in ends[0::2])
+    assert all(
+        e.endswith(("<think>Yes</think><answer", "<think>No</think><answer")) for e in ends[1::2]
+    )
+    recording.texts.clear()
+    letter_accuracy(model, recording, rows)  # empty: the letter after an empty think block
+    assert all("<think></think><answer" in t for t in recording.texts)
