@@ -6,8 +6,9 @@ questions are split by sample into a training part and a held-out part; one SFT 
 trained and saved; then GRPO runs twice from it with the same seed -- plain (TRL's
 ``GRPOTrainer``) and difficulty-aware (advantage reweighting + response resampling) -- and
 records per step the mean reward, the fraction of zero-variance groups and the wall time. At
-the end each model answers the held-out questions (``training.sft.letter_accuracy``: the
-letter whose answer token has the higher logit, i.e. greedy on the two-letter choice). Prints
+the end each model answers the held-out questions (``training.sft.letter_accuracy``: greedy
+on the choice between the reference completions, the finding first for ``sft.think: option``).
+Models carry EMIT's comparison module as the demo recipe's stages do. Prints
 the table, writes
 ``learning.png`` (curves) and ``learning.json`` (every number) into ``--out``.
 
@@ -57,7 +58,9 @@ def main(argv=None) -> int:
     import torch
 
     from bench.demo_questions import demo_ad_split
+    from iad_pipeline.models.emit.checkpoint import quiet_module_keys
     from training.checkpoints import latest_checkpoint
+    from training.emit_stages import prepare_model, prepare_trainer
     from training.grpo import build_trainer, grpo_config
     from training.model_setup import load_model, stage_model
     from training.sft import build_sft_trainer, letter_accuracy, sft_config
@@ -82,14 +85,24 @@ def main(argv=None) -> int:
     sft_dir = args.out / "sft"
     if latest_checkpoint(sft_dir) is None:
         model, processor = load_model(recipe, model_dir)
+        model = prepare_model(model, processor, recipe.emit_module, "sft")
         config = sft_config(recipe, sft_dir, args.sft_steps, args.seed)
         config.save_steps = args.sft_steps
         config.learning_rate = args.sft_lr
         config.per_device_train_batch_size = args.sft_batch
         config.lr_scheduler_type = "constant"
-        build_sft_trainer(recipe, model, processor, train, config).train()
+        sft = build_sft_trainer(recipe, model, processor, train, config)
+        prepare_trainer(sft, recipe.emit_module)  # the module trains and is saved, as a run does
+        sft.train()
     start = latest_checkpoint(sft_dir)
-    model, processor = stage_model(recipe, model_dir, start)
+
+    def from_sft(variant):
+        """The SFT checkpoint as a GRPO stage starts from it: EMIT's module and its weights."""
+        with quiet_module_keys(variant.emit_module.active):
+            model, processor = stage_model(variant, model_dir, start)
+        return prepare_model(model, processor, variant.emit_module, "grpo", start=start), processor
+
+    model, processor = from_sft(recipe)
     results = {
         "sft": {"held_out_accuracy": letter_accuracy(model, processor, test, recipe.sft.think)}
     }
@@ -97,11 +110,12 @@ def main(argv=None) -> int:
     for mode in ("plain", "difficulty"):
         difficulty = dataclasses.replace(recipe.difficulty, enabled=(mode == "difficulty"))
         variant = dataclasses.replace(recipe, difficulty=difficulty)
-        model, processor = stage_model(variant, model_dir, start)
+        model, processor = from_sft(variant)
         out = args.out / mode
         config = grpo_config(variant, out, args.grpo_steps, args.seed)
         config.save_strategy = "no"
         trainer = build_trainer(variant, model, processor, train, config)
+        prepare_trainer(trainer, variant.emit_module)
         recorder = step_recorder()
         trainer.add_callback(recorder)
         began = time.perf_counter()

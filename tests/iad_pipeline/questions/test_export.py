@@ -27,6 +27,7 @@ COLUMNS = {
     "task",
     "style",
     "sample_id",
+    "question",
 }
 
 
@@ -55,6 +56,7 @@ def test_columns_prompts_and_images(bottle: pl.DataFrame) -> None:
     assert first["image"].size == (64, 64)  # decoded by datasets.Image
     assert first["reference_image"].size == (64, 64)
     assert first["solution"] == q["answer"] and first["boxes"] == []
+    assert first["question"] == q["question"]  # what the prompt: question form asks
     for row in ds.select_columns(["prompt", "reference_image", "task"]):
         markers = row["prompt"][0]["content"].count(IMAGE_PLACEHOLDER)
         assert markers == (2 if row["reference_image"] is not None else 1)
