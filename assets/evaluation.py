@@ -55,8 +55,10 @@ def recipe_protocol(recipe: str) -> tuple[str, dict]:
     EMIT's questions), in the recipe's prompt form (``prompt: question``: the images and the
     question alone, no system message); ``mmad`` for a run folder that names no recipe.
 
-    >>> recipe_protocol("demo"), recipe_protocol("adfm"), recipe_protocol("no-such-recipe")
-    (('emit_think', {'shuffle_options': True, 'seed': 0}), ('mmad', {}), ('mmad', {}))
+    >>> recipe_protocol("emit"), recipe_protocol("adfm"), recipe_protocol("no-such-recipe")
+    (('emit_think', {}), ('mmad', {}), ('mmad', {}))
+    >>> sorted(recipe_protocol("demo")[1])
+    ['form', 'knowledge', 'max_pixels', 'min_pixels', 'seed', 'shuffle_options', 'system_prompt']
     """
     from iad_pipeline.stages import TRAINING_SETS
     from training.config import STYLE_PROTOCOLS, RecipeError, load_recipe

@@ -303,6 +303,12 @@ def build_prompt(
     )
 
 
+def _emit_compares(qtype: str) -> bool:
+    """EMIT's test for a question asked beside its template (``"Defect" in type``, and
+    Anomaly Detection)."""
+    return "Defect" in qtype or qtype == "Anomaly Detection"
+
+
 def _question_only_refs(
     row: Mapping[str, Any],
     protocol: Protocol,
@@ -312,7 +318,7 @@ def _question_only_refs(
 ) -> list[str]:
     """The templates a ``form="question"`` prompt shows before the query: the style's own
     (EMIT: one for Anomaly Detection and Defect questions, none for Object ones)."""
-    if protocol.style == "emit" and not ("Defect" in qtype or qtype == "Anomaly Detection"):
+    if protocol.style == "emit" and not _emit_compares(qtype):
         return []
     return _templates_of(row, key, protocol, templates)
 
@@ -334,7 +340,7 @@ def _emit_text(
     knowledge. The text keeps EMIT's ``<image>`` markers (InternVL expands them); for a chat
     template they become image parts, so ``Image-1: `` labels the template.
     """
-    compares = "Defect" in qtype or qtype == "Anomaly Detection"
+    compares = _emit_compares(qtype)
     refs = _templates_of(row, key, protocol, templates) if compares else []
     text_k = _knowledge_of(row, qtype, protocol, knowledge) if compares else None
     rag = P.EMIT_EVAL_KNOWLEDGE + text_k if text_k else ""
