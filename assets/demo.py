@@ -188,7 +188,7 @@ def _learning_runs(recipe: str) -> dict[str, str]:
     """Every stage's newest checkpoint, and the image-ablation control of the last one, asked
     the held-out learning set (:mod:`eval.learning_set`) with the real evaluation code and
     the recipe's protocol; ``{stage or "ablation": run_id}``."""
-    from assets.evaluation import recipe_protocol
+    from assets.evaluation import checkpoint_protocol, recipe_protocol
     from eval.learning_set import (
         LEARNING_EVAL_SET,
         LEARNING_SOURCE,
@@ -201,13 +201,15 @@ def _learning_runs(recipe: str) -> dict[str, str]:
     from iad_pipeline.resources import IadConfig
 
     layout = IadConfig().layout()
-    name, changes = recipe_protocol(recipe)
+    stages = _stage_checkpoints(recipe)
+    # the protocol the run folder records (every stage's checkpoints share it), as the assets
+    first = next(iter(stages.values()), None)
+    name, changes = checkpoint_protocol(first[1]) if first else recipe_protocol(recipe)
     protocol = protocol_named(name, **changes)
     options = EvalOptions(protocol=protocol)
     with console.status(f"held-out learning set: {LEARNING_N} anomaly-detection questions"):
         learning = write_learning_set(layout.root / "learning" / "data", n=LEARNING_N)
     runs: dict[str, str] = {}
-    stages = _stage_checkpoints(recipe)
     # the profile's layout with the data folder moved to the set: the same answers store,
     # warehouse and reports as the assets' runs, under the set's own eval_set name
     on_set = Layout(layout.home, layout.profile, data_override=learning.data)

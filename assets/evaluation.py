@@ -2,6 +2,7 @@
 nightly re-evaluation schedule."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -16,8 +17,9 @@ from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
 from iad_pipeline.markdown import markdown_table
 from iad_pipeline.resources import IadConfig, RaySection
+from iad_pipeline.run_folders import checkpoint_recipe, run_evaluation
 from iad_pipeline.stages import CROSS_DATASET_EVAL
-from training.checkpoints import base_checkpoint_key, checkpoint_recipe, complete_checkpoints
+from training.checkpoints import base_checkpoint_key, complete_checkpoints
 
 checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 mmad_partitions = dg.MultiPartitionsDefinition(
@@ -50,38 +52,26 @@ RECIPE_PROTOCOL = "recipe"
 
 
 def recipe_protocol(recipe: str) -> tuple[str, dict]:
-    """``(protocol name, changes)`` a recipe's checkpoints are evaluated with on MMAD: its
-    ``evaluation`` block, else the protocol of its training set's style (``emit_think`` for
-    EMIT's questions), in the recipe's prompt form (``prompt: question``: the images and the
-    question alone, no system message); ``mmad`` for a run folder that names no recipe.
+    """``(protocol name, changes)`` a recipe's checkpoints are evaluated with on MMAD
+    (:func:`training.config.evaluation_protocol`); ``mmad`` for a run folder that names no
+    recipe.
 
     >>> recipe_protocol("emit"), recipe_protocol("adfm"), recipe_protocol("no-such-recipe")
     (('emit_think', {}), ('mmad', {}), ('mmad', {}))
-    >>> sorted(recipe_protocol("demo")[1])
-    ['form', 'knowledge', 'max_pixels', 'min_pixels', 'seed', 'shuffle_options', 'system_prompt']
     """
-    from iad_pipeline.stages import TRAINING_SETS
-    from training.config import STYLE_PROTOCOLS, RecipeError, load_recipe
+    from training.config import RecipeError, evaluation_protocol, load_recipe
 
     try:
-        loaded = load_recipe(recipe)
+        return evaluation_protocol(load_recipe(recipe))
     except RecipeError:
         return "mmad", {}
-    spec = loaded.evaluation
-    style = TRAINING_SETS[loaded.training_set].style
-    name = spec.protocol or STYLE_PROTOCOLS.get(style, "mmad")
-    changes: dict = {"shuffle_options": True, "seed": spec.seed} if spec.shuffle_options else {}
-    if loaded.prompt == "question":
-        # asked as trained: the images and the question alone, without a system message, the
-        # images within the recipe's pixel bounds
-        changes |= {
-            "form": "question",
-            "knowledge": False,
-            "system_prompt": None,
-            "min_pixels": loaded.image.min_pixels,
-            "max_pixels": loaded.image.max_pixels,
-        }
-    return name, changes
+
+
+def checkpoint_protocol(checkpoint: Path) -> tuple[str, dict]:
+    """``(protocol name, changes)`` a checkpoint is evaluated with under ``protocol: recipe``:
+    the one its run folder's ``RUN.json`` records (the recipe as it was trained), else its
+    recipe's (a run trained before runs recorded it)."""
+    return run_evaluation(checkpoint) or recipe_protocol(checkpoint_recipe(checkpoint))
 
 
 class EvaluationConfig(dg.Config):
@@ -160,7 +150,7 @@ def _evaluate(
         recipe = checkpoint_recipe(checkpoint)
         name = config.protocol
         if name == RECIPE_PROTOCOL:
-            name, recipe_changes = recipe_protocol(recipe)
+            name, recipe_changes = checkpoint_protocol(checkpoint)
             if evaluate is not evaluate_mmad and name != "mmad":
                 # cross-dataset sets: the recipe's prompts and answer format, without MMAD's
                 # domain knowledge (it covers MMAD's categories only)

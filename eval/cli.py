@@ -21,6 +21,14 @@ from iad_pipeline.cli.common import (
     note,
 )
 from iad_pipeline.errors import IadError
+from iad_pipeline.run_folders import (
+    checkpoint_key,
+    checkpoint_recipe,
+    is_checkpoint,
+    run_evaluation,
+)
+
+RECIPE = "recipe"  # --protocol: the one the checkpoint's run folder records
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -56,12 +64,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.pipeline import EvalOptions, evaluate_set
-    from eval.protocols import protocol_named
 
     layout = layout_of(args)
     target = args.model
     if args.backend == "openai":
-        key, recipe = args.name or target.replace("/", "_"), "external"
+        key, recipe, folder = args.name or target.replace("/", "_"), "external", None
     else:
         folder = Path(target).expanduser().resolve()
         if not folder.is_dir():
@@ -69,19 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise IadError(msg)
         target = folder
         key, recipe = _checkpoint_name(folder, args.name)
-    changes = {
-        "shots": args.shots,
-        "template": args.template,
-        "answer_rule": args.answer_rule,
-        "knowledge": args.knowledge or None,
-        "shuffle_options": args.shuffle or None,
-    }
-    protocol = protocol_named(
-        args.protocol,
-        seed=args.seed,
-        mmad_version=args.mmad_version,
-        **{k: v for k, v in changes.items() if v is not None},
-    )
+    protocol = _protocol(args, folder)
     ray = None
     if args.backend == "ray":
         ray = {"address": None if args.ray_address == "local" else args.ray_address}
@@ -118,12 +113,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _checkpoint_name(folder: Path, name: str | None) -> tuple[str, str]:
-    """(key, recipe): ``runs/<recipe>/checkpoint-<n>`` is ``<recipe>-<n>``, as the sensor
-    names it; any other model folder is its own name."""
-    prefix, _, step = folder.name.partition("-")
-    if prefix == "checkpoint" and step.isdigit():
-        return name or f"{folder.parent.name}-{step}", folder.parent.name
+    """(key, recipe): a run's ``<recipe>/<stage>/checkpoint-<n>`` is ``<recipe>-<stage>-<n>``
+    (``<recipe>-<n>`` in the one-stage layout), as the checkpoint sensor names it; any other
+    model folder is its own name."""
+    if is_checkpoint(folder):
+        return name or checkpoint_key(folder), checkpoint_recipe(folder)
     return name or folder.name, folder.name
+
+
+def _protocol(args: argparse.Namespace, folder: Path | None):
+    """The protocol ``--protocol`` names, the flags' changes on top. ``recipe`` is the one the
+    checkpoint's run folder records, as the evaluation assets ask it (without MMAD's domain
+    knowledge on a cross-dataset set); ``mmad`` for a folder that records none."""
+    from eval.pipeline import MMAD_SETS
+    from eval.protocols import protocol_named
+
+    name, changes = args.protocol, {}
+    if name == RECIPE:
+        recorded = run_evaluation(folder) if folder is not None and is_checkpoint(folder) else None
+        if recorded is None:
+            name = "mmad"
+            if folder is not None and is_checkpoint(folder):
+                note(f"{folder}: its run folder records no evaluation protocol; asking with mmad")
+        else:
+            name, changes = recorded
+            if args.set not in MMAD_SETS and name != "mmad":
+                changes = changes | {"knowledge": False}
+    flags = {
+        "shots": args.shots,
+        "template": args.template,
+        "answer_rule": args.answer_rule,
+        "knowledge": args.knowledge or None,
+        "shuffle_options": args.shuffle or None,
+        "seed": args.seed,
+    }
+    changes = changes | {k: v for k, v in flags.items() if v is not None}
+    return protocol_named(name, mmad_version=args.mmad_version, **changes)
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -194,15 +219,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="checkpoint name in the results (default from the folder)")
     p.add_argument(
         "--protocol",
-        choices=("mmad", "emit_think", "emit_direct"),
-        default="mmad",
-        help="the authors' protocol (mmad: MMAD's qwen2_5_vl_query.py; emit_*: EMIT's)",
+        choices=(RECIPE, "mmad", "emit_think", "emit_direct"),
+        default=RECIPE,
+        help="recipe (default): the one the checkpoint's run folder records (its recipe's "
+        "prompts, option shuffle and pixel bounds), as the evaluation assets ask it; mmad "
+        "for other folders. mmad: MMAD's qwen2_5_vl_query.py; emit_*: EMIT's",
     )
     p.add_argument("--shots", type=int, default=None, help="template images (protocol's)")
     p.add_argument("--template", choices=("random", "similar"), default=None)
     p.add_argument("--knowledge", action="store_true", help="add MMAD's domain knowledge")
     p.add_argument("--shuffle", action="store_true", help="seeded option shuffling")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle (0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the shuffle (protocol's: 0)")
     p.add_argument("--answer-rule", choices=("mmad", "think"), default=None)
     p.add_argument(
         "--mmad-version",

@@ -13,20 +13,22 @@ loading half a save.
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from iad_pipeline.fsutil import write_json
+from iad_pipeline.run_folders import (
+    BASE_STAGE,
+    CHECKPOINT,
+    RUN_MANIFEST,
+    RUN_STAGES,
+    checkpoint_key,
+    read_manifest,
+)
 
 DONE = "DONE"
-RUN_MANIFEST = "RUN.json"
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-BASE_STAGE = "base"  # DIR/base/checkpoint-0: the untrained model, the recipe's baseline
-RUN_STAGES = (BASE_STAGE, "sft", "grpo")  # stage folders a run may hold, in order
 
 
 def checkpoints(output_dir: Path, *, complete_only: bool = True) -> list[Path]:
@@ -85,25 +87,22 @@ def run_checkpoints(run_dir: Path, *, complete_only: bool = True) -> list[tuple[
     return found
 
 
-def read_manifest(run_dir: Path) -> dict | None:
-    """The run folder's ``RUN.json`` (the recipe that owns it), or ``None``."""
-    path = Path(run_dir) / RUN_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def claim_run_dir(
-    run_dir: Path, recipe: str, fingerprint_: str, *, resume: bool, overwrite: bool
+    run_dir: Path,
+    recipe: str,
+    fingerprint_: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    evaluation: tuple[str, dict] | None = None,
 ) -> None:
     """Make ``run_dir`` this run's folder, or refuse with an error naming the fix.
 
     A folder holding checkpoints (complete or not) is only reused with ``resume`` (and then
     only when its ``RUN.json`` names the same recipe with the same settings) or emptied with
-    ``overwrite``; nothing else ever trains over another run's checkpoints.
+    ``overwrite``; nothing else ever trains over another run's checkpoints. ``evaluation``
+    (``(protocol name, changes)``) is recorded for the run's checkpoints
+    (:func:`iad_pipeline.run_folders.run_evaluation`).
     """
     from iad_pipeline.errors import IadError
 
@@ -140,6 +139,8 @@ def claim_run_dir(
             )
             raise IadError(msg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if evaluation is not None:
+        mine["evaluation"] = {"protocol": evaluation[0], "changes": evaluation[1]}
     write_json(run_dir / RUN_MANIFEST, mine)
 
 
@@ -184,38 +185,6 @@ class DoneMarker(TrainerCallback):
                     loss=losses[-1] if losses else None,
                 )
         return control
-
-
-def checkpoint_key(checkpoint: Path) -> str:
-    """The partition key of a checkpoint: ``<recipe>-<stage>-<step>`` (run folder, stage,
-    step); ``<recipe>-<step>`` for the one-stage layout.
-
-    >>> checkpoint_key(Path("/x/runs/emit/grpo/checkpoint-400"))
-    'emit-grpo-400'
-    >>> checkpoint_key(Path("/x/runs/emit/checkpoint-400"))
-    'emit-400'
-    """
-    match = CHECKPOINT.match(checkpoint.name)
-    step = match.group(1) if match else checkpoint.name
-    if checkpoint.parent.name in RUN_STAGES:
-        return f"{checkpoint.parent.parent.name}-{checkpoint.parent.name}-{step}"
-    return f"{checkpoint.parent.name}-{step}"
-
-
-def checkpoint_recipe(checkpoint: Path) -> str:
-    """The recipe (run folder name) a checkpoint belongs to.
-
-    >>> checkpoint_recipe(Path("/x/runs/emit/sft/checkpoint-40"))
-    'emit'
-    """
-    parent = Path(checkpoint).parent
-    return parent.parent.name if parent.name in RUN_STAGES else parent.name
-
-
-def checkpoint_stage(checkpoint: Path) -> str:
-    """The stage of a checkpoint (``base``, ``sft``, ``grpo``; ``grpo`` for the old layout)."""
-    parent = Path(checkpoint).parent
-    return parent.name if parent.name in RUN_STAGES else "grpo"
 
 
 def base_checkpoint_key(recipe: str) -> str:

@@ -466,3 +466,34 @@ def recipe_training_sets() -> dict[str, str]:
         data = read_yaml(path) or {}
         out[path.stem] = str(data.get("training_set", ""))
     return out
+
+
+def evaluation_protocol(recipe: Recipe) -> tuple[str, dict]:
+    """``(protocol name, changes)`` the recipe's checkpoints are evaluated with on MMAD: its
+    ``evaluation`` block, else the protocol of its training set's style (``emit_think`` for
+    EMIT's questions), in the recipe's prompt form (``prompt: question``: the images and the
+    question alone, no system message, within the recipe's pixel bounds). Training records it
+    in the run folder's ``RUN.json``.
+
+    >>> evaluation_protocol(load_recipe("emit")), evaluation_protocol(load_recipe("adfm"))
+    (('emit_think', {}), ('mmad', {}))
+    >>> sorted(evaluation_protocol(load_recipe("demo"))[1])
+    ['form', 'knowledge', 'max_pixels', 'min_pixels', 'seed', 'shuffle_options', 'system_prompt']
+    """
+    from iad_pipeline.stages import TRAINING_SETS
+
+    spec = recipe.evaluation
+    style = TRAINING_SETS[recipe.training_set].style
+    name = spec.protocol or STYLE_PROTOCOLS.get(style, "mmad")
+    changes: dict = {"shuffle_options": True, "seed": spec.seed} if spec.shuffle_options else {}
+    if recipe.prompt == "question":
+        # asked as trained: the images and the question alone, without a system message, the
+        # images within the recipe's pixel bounds
+        changes |= {
+            "form": "question",
+            "knowledge": False,
+            "system_prompt": None,
+            "min_pixels": recipe.image.min_pixels,
+            "max_pixels": recipe.image.max_pixels,
+        }
+    return name, changes

@@ -34,7 +34,7 @@ from iad_pipeline.models.emit.checkpoint import quiet_module_keys
 from training.arguments import peft_config, target_steps, trainer_fields
 from training.callbacks import RewardLog, use_table_callbacks
 from training.checkpoints import DoneMarker, claim_run_dir, latest_checkpoint, stage_dir, step_of
-from training.config import Recipe, load_recipe
+from training.config import Recipe, evaluation_protocol, load_recipe
 from training.dataset import default_training_set_dir, load_training_dataset
 from training.emit_stages import prepare_model, prepare_trainer
 from training.model_setup import keep_base, stage_model
@@ -201,6 +201,7 @@ def train(args: argparse.Namespace) -> int:
             recipe_fingerprint(recipe),
             resume=args.resume,
             overwrite=args.overwrite,
+            evaluation=evaluation_protocol(recipe),
         )
     with pipes_session() as pipes:
         if rank() == 0:

@@ -60,3 +60,54 @@ def test_iad_eval_of_an_unknown_set_is_one_line(tmp_path, monkeypatch, capsys) -
     assert main(["eval", str(tmp_path), "--set", "NoSuchSet", "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("iad: error: unknown evaluation set 'NoSuchSet'")
+
+
+def _eval_args(*argv: str):
+    from iad_pipeline.cli import build_parser
+
+    return build_parser().parse_args(["eval", *argv])
+
+
+def test_iad_eval_asks_a_run_checkpoint_as_the_assets_do(tmp_path, capsys) -> None:
+    """A staged run's checkpoint is named as the sensor names it and, by default, asked with
+    the protocol its run folder records (the recipe's question form, shuffle, pixel bounds),
+    so the CLI and the evaluation assets give the same run; flags change it on top."""
+    from assets.evaluation import checkpoint_protocol
+    from eval.cli import _checkpoint_name, _protocol
+    from eval.protocols import protocol_named
+    from training.checkpoints import claim_run_dir
+    from training.config import evaluation_protocol, load_recipe
+
+    run = tmp_path / "runs" / "demo"
+    claim_run_dir(
+        run,
+        "demo",
+        "abc",
+        resume=False,
+        overwrite=False,
+        evaluation=evaluation_protocol(load_recipe("demo")),
+    )
+    folder = run / "sft" / "checkpoint-400"
+    folder.mkdir(parents=True)
+    assert _checkpoint_name(folder, None) == ("demo-sft-400", "demo")
+    assert _checkpoint_name(tmp_path / "runs" / "adfm" / "checkpoint-4", None) == ("adfm-4", "adfm")
+
+    asked = _protocol(_eval_args(str(folder), "--set", "DS-MVTec"), folder)
+    name, changes = checkpoint_protocol(folder)
+    assert asked == protocol_named(name, mmad_version="original", **changes)
+    assert asked.form == "question" and asked.shuffle_options and asked.max_pixels == 19600
+    assert asked.name.endswith("+question_only")
+    # a cross-dataset set: the same, without MMAD's domain knowledge, as the asset
+    assert not _protocol(_eval_args(str(folder), "--set", "mpdd"), folder).knowledge
+    # flags on top of the recorded protocol; --protocol names another
+    seeded = _protocol(_eval_args(str(folder), "--set", "DS-MVTec", "--seed", "3"), folder)
+    assert seeded.seed == 3 and seeded.form == "question"
+    assert _protocol(
+        _eval_args(str(folder), "--set", "DS-MVTec", "--protocol", "mmad"), folder
+    ) == (protocol_named("mmad", mmad_version="original"))
+    # a model folder outside a run, and a run folder recording no protocol: MMAD's, said so
+    assert _protocol(_eval_args(str(tmp_path), "--set", "VisA"), tmp_path).name == "1shot-random"
+    capsys.readouterr()
+    (run / "RUN.json").unlink()
+    assert _protocol(_eval_args(str(folder), "--set", "VisA"), folder).name == "1shot-random"
+    assert "records no evaluation protocol; asking with mmad" in capsys.readouterr().err

@@ -8,17 +8,17 @@ import pytest
 from transformers import TrainerControl
 
 from iad_pipeline.errors import IadError
+from iad_pipeline.run_folders import checkpoint_key, checkpoint_recipe, run_evaluation
 from training.checkpoints import (
     DONE,
     RUN_MANIFEST,
     DoneMarker,
-    checkpoint_key,
-    checkpoint_recipe,
     claim_run_dir,
     complete_checkpoints,
     latest_checkpoint,
     run_checkpoints,
 )
+from training.config import evaluation_protocol, load_recipe
 
 
 def _checkpoint(folder: Path, done: bool = True) -> Path:
@@ -83,6 +83,28 @@ def test_a_run_folder_belongs_to_one_run(tmp_path) -> None:
     assert json.loads((run / RUN_MANIFEST).read_text()) == {"recipe": "emit", "fingerprint": "xyz"}
 
 
+def test_a_run_folder_records_how_its_checkpoints_are_asked(tmp_path) -> None:
+    """RUN.json carries the recipe's evaluation protocol, which every stage's checkpoints
+    (and a run resumed after an older RUN.json) report; an unreadable one reports none."""
+    run = tmp_path / "demo"
+    recipe = load_recipe("demo")
+    claim_run_dir(run, "demo", "abc", resume=False, overwrite=False)
+    assert run_evaluation(run / "sft" / "checkpoint-4") is None  # claimed without one
+    _checkpoint(run / "sft" / "checkpoint-4")
+    claim_run_dir(
+        run, "demo", "abc", resume=True, overwrite=False, evaluation=evaluation_protocol(recipe)
+    )
+    name, changes = run_evaluation(run / "sft" / "checkpoint-4")
+    assert run_evaluation(run / "base" / "checkpoint-0") == (name, changes)
+    assert name == "emit_think" and changes["form"] == "question"
+    assert (changes["min_pixels"], changes["max_pixels"]) == (
+        recipe.image.min_pixels,
+        recipe.image.max_pixels,
+    )
+    (run / RUN_MANIFEST).write_text("{not json")
+    assert run_evaluation(run / "sft" / "checkpoint-4") is None
+
+
 @pytest.mark.parametrize(
     ("trainable", "expected"),
     [
@@ -105,7 +127,6 @@ def test_sft_trainable_freezes_everything_else(tiny_model_dir, trainable, expect
 def test_sft_with_an_adapter_trains_the_projector_beside_it() -> None:
     import dataclasses
 
-    from training.config import load_recipe
     from training.sft import sft_peft_config
 
     emit = load_recipe("emit")
