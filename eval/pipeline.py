@@ -34,6 +34,7 @@ from eval.reports import write_mmad_csv
 from eval.runner import RunInfo, evaluate
 from eval.scoring import score_mmad
 from eval.store import AnswerStore
+from eval.trained_size import size_warning
 from eval.warehouse import Warehouse
 from iad_pipeline import __version__
 from iad_pipeline.errors import IadError
@@ -165,6 +166,15 @@ def _answer(
         sources=PromptSources(**prompting),
     )
     warnings = list(getattr(answerer, "load_warnings", []))
+    if backend != "openai":
+        resized = size_warning(
+            Path(checkpoint),
+            Path(model),
+            options.protocol,
+            questions["image_path"],
+            prompting.get("image_root"),
+        )
+        warnings += [resized] if resized else []
     return _Answered(model, sha, answers, run, warnings, started)
 
 

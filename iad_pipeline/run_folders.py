@@ -1,9 +1,10 @@
 """What a training run folder says about its checkpoints: their names and how to ask them.
 
 A run folder ``DIR`` holds ``DIR/<stage>/checkpoint-<step>/`` and a ``RUN.json`` written by
-the training (``training.checkpoints.claim_run_dir``): the recipe, its settings' fingerprint
-and the evaluation protocol its checkpoints are asked with (the recipe's prompt form, option
-shuffle and pixel bounds). This module only reads; it is core, so the checkpoint sensor, the
+the training (``training.checkpoints.claim_run_dir``): the recipe, its settings' fingerprint,
+the evaluation protocol its checkpoints are asked with (the recipe's prompt form, option
+shuffle and pixel bounds) and the pixel bounds a Qwen-VL processor resized its training
+images within. This module only reads; it is core, so the checkpoint sensor, the
 evaluation assets and ``iad eval`` name a checkpoint and pick its protocol alike.
 """
 
@@ -100,3 +101,11 @@ def run_evaluation(checkpoint: Path) -> tuple[str, dict] | None:
         return None
     changes = entry.get("changes")
     return entry["protocol"], dict(changes) if isinstance(changes, dict) else {}
+
+
+def trained_pixels(checkpoint: Path) -> tuple[int, int] | None:
+    """``(min_pixels, max_pixels)`` the checkpoint's run trained a Qwen-VL processor's images
+    within (the recipe's ``image`` block), or ``None`` where the run folder does not say."""
+    value = (read_manifest(run_folder(checkpoint)) or {}).get("trained_pixels")
+    ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
+    return (value[0], value[1]) if ok else None

@@ -95,14 +95,15 @@ def claim_run_dir(
     resume: bool,
     overwrite: bool,
     evaluation: tuple[str, dict] | None = None,
+    trained_pixels: tuple[int, int] | None = None,
 ) -> None:
     """Make ``run_dir`` this run's folder, or refuse with an error naming the fix.
 
     A folder holding checkpoints (complete or not) is only reused with ``resume`` (and then
     only when its ``RUN.json`` names the same recipe with the same settings) or emptied with
     ``overwrite``; nothing else ever trains over another run's checkpoints. ``evaluation``
-    (``(protocol name, changes)``) is recorded for the run's checkpoints
-    (:func:`iad_pipeline.run_folders.run_evaluation`).
+    (``(protocol name, changes)``) and ``trained_pixels`` (the processor's pixel bounds in
+    training) are recorded for the run's checkpoints (:mod:`iad_pipeline.run_folders`).
     """
     from iad_pipeline.errors import IadError
 
@@ -141,6 +142,8 @@ def claim_run_dir(
     run_dir.mkdir(parents=True, exist_ok=True)
     if evaluation is not None:
         mine["evaluation"] = {"protocol": evaluation[0], "changes": evaluation[1]}
+    if trained_pixels is not None:
+        mine["trained_pixels"] = list(trained_pixels)
     write_json(run_dir / RUN_MANIFEST, mine)
 
 

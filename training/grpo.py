@@ -202,6 +202,7 @@ def train(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             evaluation=evaluation_protocol(recipe),
+            trained_pixels=(recipe.image.min_pixels, recipe.image.max_pixels),
         )
     with pipes_session() as pipes:
         if rank() == 0:

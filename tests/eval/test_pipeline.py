@@ -232,3 +232,44 @@ def test_a_named_set_of_other_questions_is_its_own_run(layout, monkeypatch, scri
     assert (
         layout["layout"].report("demo-4", "VisA-learning") / "VisA-learning_accuracy.csv"
     ).is_file()
+
+
+def test_a_checkpoint_asked_at_another_image_size_than_it_trained_at_warns(
+    layout, monkeypatch, scripted
+) -> None:
+    """The run folder records the pixel bounds its training resized images within; a
+    protocol that resizes the set's query images otherwise says so in the result (the demo
+    once scored 53.8 % against 73.2 % for this alone); matching bounds, or a run folder
+    that records none, say nothing."""
+    import json
+
+    from eval.protocols import protocol_named
+
+    backend = scripted(name="transformers")
+    monkeypatch.setattr(
+        pipeline, "_backend", lambda name, path, batch_size, layout, ray=None: backend
+    )
+    run = layout["checkpoint"].parent
+
+    def warnings(protocol):
+        return evaluate_mmad(
+            layout["checkpoint"],
+            "VisA",
+            checkpoint_key="demo-4",
+            recipe="demo",
+            layout=layout["layout"],
+            options=EvalOptions(protocol=protocol),
+        ).warnings
+
+    mmad = protocol_named("mmad")
+    assert warnings(mmad) == []  # no RUN.json: nothing says how it trained
+    (run / "RUN.json").write_text(json.dumps({"recipe": "demo", "trained_pixels": [3136, 3136]}))
+    (found,) = warnings(mmad)
+    n = layout["tables"].joinpath("questions", "mmad.parquet")
+    images = pl.read_parquet(n).filter(pl.col("source") == "VisA")["image_path"].n_unique()
+    assert found.startswith(f"{images} of {images} query images are shown at another size")
+    assert "trained within 3136-3136 pixels" in found and mmad.name in found
+    same = protocol_named("mmad", min_pixels=3136, max_pixels=3136)
+    assert warnings(same) == []
+    (layout["checkpoint"] / "config.json").write_text('{"model_type": "internvl"}')
+    assert warnings(mmad) == []  # InternVL tiles images itself: the bounds do not apply

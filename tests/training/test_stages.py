@@ -8,7 +8,12 @@ import pytest
 from transformers import TrainerControl
 
 from iad_pipeline.errors import IadError
-from iad_pipeline.run_folders import checkpoint_key, checkpoint_recipe, run_evaluation
+from iad_pipeline.run_folders import (
+    checkpoint_key,
+    checkpoint_recipe,
+    run_evaluation,
+    trained_pixels,
+)
 from training.checkpoints import (
     DONE,
     RUN_MANIFEST,
@@ -91,9 +96,17 @@ def test_a_run_folder_records_how_its_checkpoints_are_asked(tmp_path) -> None:
     claim_run_dir(run, "demo", "abc", resume=False, overwrite=False)
     assert run_evaluation(run / "sft" / "checkpoint-4") is None  # claimed without one
     _checkpoint(run / "sft" / "checkpoint-4")
+    bounds = (recipe.image.min_pixels, recipe.image.max_pixels)
     claim_run_dir(
-        run, "demo", "abc", resume=True, overwrite=False, evaluation=evaluation_protocol(recipe)
+        run,
+        "demo",
+        "abc",
+        resume=True,
+        overwrite=False,
+        evaluation=evaluation_protocol(recipe),
+        trained_pixels=bounds,
     )
+    assert trained_pixels(run / "grpo" / "checkpoint-9") == bounds
     name, changes = run_evaluation(run / "sft" / "checkpoint-4")
     assert run_evaluation(run / "base" / "checkpoint-0") == (name, changes)
     assert name == "emit_think" and changes["form"] == "question"
@@ -103,6 +116,7 @@ def test_a_run_folder_records_how_its_checkpoints_are_asked(tmp_path) -> None:
     )
     (run / RUN_MANIFEST).write_text("{not json")
     assert run_evaluation(run / "sft" / "checkpoint-4") is None
+    assert trained_pixels(run / "sft" / "checkpoint-4") is None
 
 
 @pytest.mark.parametrize(
