@@ -11,7 +11,13 @@ from pydantic import Field
 from assets.failures import iad_errors_fail_the_step
 from assets.questions import question_bank
 from assets.training import grpo_run
-from eval.pipeline import MMAD_SETS, EvalOptions, evaluate_cross_dataset, evaluate_mmad
+from eval.pipeline import (
+    MMAD_SETS,
+    EvalOptions,
+    evaluate_cross_dataset,
+    evaluate_mmad,
+    recipe_protocol_on,
+)
 from eval.protocols import protocol_named
 from iad_pipeline.errors import IadError
 from iad_pipeline.fingerprint import checkpoint_fingerprint
@@ -150,11 +156,9 @@ def _evaluate(
         recipe = checkpoint_recipe(checkpoint)
         name = config.protocol
         if name == RECIPE_PROTOCOL:
-            name, recipe_changes = checkpoint_protocol(checkpoint)
-            if evaluate is not evaluate_mmad and name != "mmad":
-                # cross-dataset sets: the recipe's prompts and answer format, without MMAD's
-                # domain knowledge (it covers MMAD's categories only)
-                recipe_changes = recipe_changes | {"knowledge": False}
+            name, recipe_changes = recipe_protocol_on(
+                *checkpoint_protocol(checkpoint), keys["eval_set"]
+            )
             changes = recipe_changes | changes
         protocol = protocol_named(name, **changes)
         result = evaluate(

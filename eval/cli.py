@@ -125,7 +125,7 @@ def _protocol(args: argparse.Namespace, folder: Path | None):
     """The protocol ``--protocol`` names, the flags' changes on top. ``recipe`` is the one the
     checkpoint's run folder records, as the evaluation assets ask it (without MMAD's domain
     knowledge on a cross-dataset set); ``mmad`` for a folder that records none."""
-    from eval.pipeline import MMAD_SETS
+    from eval.pipeline import recipe_protocol_on
     from eval.protocols import protocol_named
 
     name, changes = args.protocol, {}
@@ -136,9 +136,7 @@ def _protocol(args: argparse.Namespace, folder: Path | None):
             if folder is not None and is_checkpoint(folder):
                 note(f"{folder}: its run folder records no evaluation protocol; asking with mmad")
         else:
-            name, changes = recorded
-            if args.set not in MMAD_SETS and name != "mmad":
-                changes = changes | {"knowledge": False}
+            name, changes = recipe_protocol_on(*recorded, args.set)
     flags = {
         "shots": args.shots,
         "template": args.template,

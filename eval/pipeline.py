@@ -47,6 +47,19 @@ from iad_pipeline.stages import CROSS_DATASET_EVAL, read_table
 MMAD_SETS = ("DS-MVTec", "MVTec-LOCO", "VisA", "GoodsAD")
 
 
+def recipe_protocol_on(name: str, changes: dict, eval_set: str) -> tuple[str, dict]:
+    """A recipe's protocol ``(name, changes)`` as asked on ``eval_set``: on a cross-dataset
+    set, its prompts and answer format without MMAD's domain knowledge (which covers MMAD's
+    categories only).
+
+    >>> recipe_protocol_on("emit_think", {}, "mpdd"), recipe_protocol_on("emit_think", {}, "VisA")
+    (('emit_think', {'knowledge': False}), ('emit_think', {}))
+    """
+    if eval_set not in MMAD_SETS and name != "mmad":
+        changes = changes | {"knowledge": False}
+    return name, changes
+
+
 @dataclass
 class Evaluation:
     """What one evaluation produced (for asset metadata and the CLI)."""

@@ -65,12 +65,6 @@ def checkpoint_recipe(checkpoint: Path) -> str:
     return run_folder(checkpoint).name
 
 
-def checkpoint_stage(checkpoint: Path) -> str:
-    """The stage of a checkpoint (``base``, ``sft``, ``grpo``; ``grpo`` for the old layout)."""
-    parent = Path(checkpoint).parent
-    return parent.name if parent.name in RUN_STAGES else "grpo"
-
-
 def read_manifest(run_dir: Path) -> dict | None:
     """The run folder's ``RUN.json`` (the recipe that owns it), or ``None``; ``{}`` for one
     that cannot be read."""
