@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from eval.adapters import model_path, model_revision
+from eval.backends import close_backend
 from eval.crossdataset import binary_metrics, per_category, predictions_frame
 from eval.errata import apply_errata
 from eval.mmad_files import mmad_knowledge, mmad_templates
@@ -169,15 +170,18 @@ def _answer(
         model_revision=None if backend == "openai" else model_revision(Path(model)),
     )
     store = AnswerStore(layout.answers)
-    answers = evaluate(
-        questions,
-        answerer,
-        store,
-        run=run,
-        batch_size=batch_size,
-        progress=options.progress,
-        sources=PromptSources(**prompting),
-    )
+    try:
+        answers = evaluate(
+            questions,
+            answerer,
+            store,
+            run=run,
+            batch_size=batch_size,
+            progress=options.progress,
+            sources=PromptSources(**prompting),
+        )
+    finally:
+        close_backend(answerer)
     warnings = list(getattr(answerer, "load_warnings", []))
     if backend != "openai":
         resized = size_warning(

@@ -73,6 +73,15 @@ def make_backend(name: str, **config: Any) -> Backend:
     return getattr(importlib.import_module(module), cls)(**config)
 
 
+def close_backend(backend: Backend) -> None:
+    """Release what ``backend`` holds, where it holds something: vLLM's replica processes,
+    the OpenAI client's connections, the Ray driver's connection to its cluster (a driver
+    left connected to a cluster that stops ends its process a minute later)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
+
+
 def check_answers(backend: str, prompts: Sequence[Any], answers: Sequence[Any]) -> None:
     """Raise :class:`BackendError` unless there is one answer (a string or ``None``) per prompt."""
     if len(answers) != len(prompts):

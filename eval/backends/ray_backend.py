@@ -131,6 +131,7 @@ class RayBackend:
         self.resources = resources
         if use_gpu:
             self.backend_kwargs.setdefault("device", "cuda")
+        self._joined = False  # this backend called ray.init: close() leaves the cluster
         self._connect()
 
     def __repr__(self) -> str:
@@ -156,6 +157,15 @@ class RayBackend:
                 "(HOST:6379, ray://HOST:10001)"
             )
             raise BackendError(msg) from None
+        self._joined = True
+
+    def close(self) -> None:
+        """Leave the cluster this backend joined (a connection made before it is kept)."""
+        import ray
+
+        if self._joined and ray.is_initialized():
+            ray.shutdown()
+        self._joined = False
 
     def answer_batches(
         self, spec_batches: Sequence[Sequence[PromptSpec]]

@@ -57,6 +57,10 @@ class ScriptedBackend:
         self.answer_of = answer_of or (lambda p: "B")
         self.fail_after = fail_after
         self.batches: list[list[PromptSpec]] = []
+        self.closed = 0  # close() calls: what the backend held is released
+
+    def close(self) -> None:
+        self.closed += 1
 
     def answer(self, prompts: Sequence[PromptSpec], max_new_tokens: int | None = None):
         if self.fail_after is not None and len(self.batches) >= self.fail_after:

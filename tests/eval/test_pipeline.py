@@ -58,6 +58,31 @@ def _evaluate(layout: dict[str, Path], monkeypatch, scripted, **named) -> list[s
     return backend.asked
 
 
+def test_an_evaluation_releases_its_backend_also_when_interrupted(
+    layout, monkeypatch, scripted
+) -> None:
+    # a backend holds processes or connections (vLLM's replicas, a Ray driver's link to its
+    # cluster): every evaluation closes the one it built, once, also when a batch fails
+    built = []
+
+    def build(name, path, batch_size, layout, ray=None):
+        built.append(scripted(name="transformers", fail_after=None if built else 1))
+        return built[-1]
+
+    monkeypatch.setattr(pipeline, "_backend", build)
+    kwargs = {
+        "checkpoint_key": "demo-4",
+        "recipe": "demo",
+        "layout": layout["layout"],
+        "options": EvalOptions(batch_size=1),
+    }
+    with pytest.raises(RuntimeError, match="killed after 1 batches"):
+        evaluate_mmad(layout["checkpoint"], "VisA", **kwargs)
+    evaluate_mmad(layout["checkpoint"], "VisA", **kwargs)
+    assert [b.closed for b in built] == [1, 1]
+    assert len(built[0].asked) == 1 and built[1].asked  # the rest asked by the second
+
+
 def test_a_retrained_checkpoint_is_asked_again_and_recorded_beside_the_old(
     layout, monkeypatch, scripted
 ) -> None:

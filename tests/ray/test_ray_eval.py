@@ -108,6 +108,14 @@ def test_ray_actors_answer_and_score_as_the_in_process_backend(
     for local, ray_rows in zip(tables["local"], tables["ray"], strict=True):
         assert local.height > 0 and local.equals(ray_rows)
 
+    # closing leaves the cluster: a driver still connected when its cluster stops ends its
+    # process a minute later (it had failed this suite's exit after every test passed)
+    import ray as ray_module
+
+    assert ray_module.is_initialized()
+    ray.close()
+    assert not ray_module.is_initialized()
+
 
 def test_a_bad_ray_address_is_one_line_naming_it(tiny_model) -> None:
     # in a fresh interpreter: this one may already be a driver of the test cluster
