@@ -312,10 +312,12 @@ def _learning(recipe: str) -> int:
     and the majority-letter baseline, with n and 95% intervals; writes reports/learning.json."""
     from eval.learning_set import LEARNING_EVAL_SET
     from eval.warehouse import Warehouse
+    from iad_pipeline.environment import describe, environment
     from iad_pipeline.fsutil import write_json
     from iad_pipeline.resources import IadConfig
 
     layout = IadConfig().layout()
+    env = environment()
     ids = _learning_runs(recipe)
     path = layout.warehouse
     if "base" not in ids or not path.is_file():
@@ -340,8 +342,11 @@ def _learning(recipe: str) -> int:
         "chance": {t: c for t, (c, _) in baselines.items()},
         "majority": {t: m for t, (_, m) in baselines.items()},
         "per_type": {"eval_set": LEARNING_SET, **per_type},
+        # the learning-set accuracies depend on the machine's kernels and libraries
+        "environment": env,
     }
     out = write_json(layout.root / "reports" / "learning.json", report)
+    console.print(f"measured on {describe(env)}")
     console.print(f"wrote {out} (run_ids of the answers in {path})")
     return 0
 
