@@ -128,7 +128,12 @@ def main(argv=None) -> int:
             "held_out_accuracy": letter_accuracy(trainer.model, processor, test, recipe.sft.think),
         }
 
+    from iad_pipeline.environment import describe, environment
+
     n = len(test)
+    # the curves depend on the machine's kernels and libraries, as the demo's numbers do
+    results["environment"] = environment()
+    print(f"measured on {describe(results['environment'])}")
     print(f"held-out anomaly-detection questions: {n} (chance 50%)")
     print(
         f"{'run':<12}{'acc %':>8}{'95% +-':>8}{'reward 1st':>12}{'reward last':>12}"
